@@ -1,0 +1,101 @@
+/**
+ * The loaded rate-limit configuration, as the rest of sluice sees it. Parsing and validation
+ * live in `load.ts`; matching lives in `rate-limit-config.ts`. Nothing here knows about YAML.
+ */
+
+/** Response units, with the wire enum numbers of `RateLimitResponse.RateLimit.Unit`. */
+export const UNIT_NUMBERS = {
+  UNKNOWN: 0,
+  SECOND: 1,
+  MINUTE: 2,
+  HOUR: 3,
+  DAY: 4,
+  MONTH: 5,
+  YEAR: 6,
+  WEEK: 7,
+} as const;
+
+export type Unit = Exclude<keyof typeof UNIT_NUMBERS, 'UNKNOWN'>;
+
+/** Seconds per unit. Month and year are fixed lengths (30 and 365 days), as in the reference. */
+export const UNIT_SECONDS: Readonly<Record<Unit, number>> = {
+  SECOND: 1,
+  MINUTE: 60,
+  HOUR: 3600,
+  DAY: 86400,
+  WEEK: 7 * 86400,
+  MONTH: 30 * 86400,
+  YEAR: 365 * 86400,
+};
+
+/** Names accepted in `rate_limit.algorithm`. Adding one is a new file under limiter/algorithms. */
+export type AlgorithmName = 'sliding_window' | 'fixed_window';
+
+export interface DescriptorEntry {
+  readonly key: string;
+  readonly value: string;
+}
+
+/** A finite limit: `requestsPerUnit` hits per `unitMultiplier` × `unit`. */
+export interface LimitSpec {
+  readonly requestsPerUnit: number;
+  readonly unit: Unit;
+  readonly unitMultiplier: number;
+  readonly algorithm: AlgorithmName;
+  /** unitMultiplier × UNIT_SECONDS[unit] × 1000, computed once at load. */
+  readonly windowMs: number;
+}
+
+/**
+ * One config node that carries a `rate_limit` (finite or unlimited). Identity is stable for the
+ * life of a loaded config, so per-rule state (metrics) can hang off it.
+ */
+export interface LimitRule {
+  /** `<domain>.<k1>_<v1>.<k2>` — the reference's stats key for this node (values of value-less nodes omitted). */
+  readonly id: string;
+  readonly domain: string;
+  /** Undefined when `unlimited: true`. */
+  readonly limit: LimitSpec | undefined;
+  readonly unlimited: boolean;
+  readonly name: string | undefined;
+  /** Names of limits that this one replaces in the same request. */
+  readonly replaces: readonly string[];
+  readonly shadowMode: boolean;
+  readonly quotaMode: boolean;
+  readonly detailedMetric: boolean;
+}
+
+/** The result of matching one request descriptor. */
+export interface MatchedLimit {
+  readonly rule: LimitRule;
+  /**
+   * The entries that identify the counter: the request's own entries, except that an entry
+   * matched by a `share_threshold` wildcard carries the pattern, so all matching values share one
+   * counter. Two requests share a counter exactly when domain, these entries and the limit agree.
+   */
+  readonly counterEntries: readonly DescriptorEntry[];
+}
+
+/** A loaded, validated, immutable configuration. */
+export interface RateLimitConfig {
+  hasDomain(domain: string): boolean;
+  /**
+   * The limit for one request descriptor, by the reference's rules: per level exact `key=value`,
+   * then wildcard values in file order, then the value-less `key`; the limit applies only when the
+   * descriptor ends exactly at the node that carries it. Undefined when nothing applies (unknown
+   * domain, unmatched entry, wrong depth, whitelisted node).
+   */
+  getLimit(domain: string, entries: readonly DescriptorEntry[]): MatchedLimit | undefined;
+  /** Every rule, in file order, for `/rlconfig` and `check-config` summaries. */
+  rules(): readonly LimitRule[];
+  domains(): readonly string[];
+}
+
+/** One config problem, already formatted as `<file>: <yaml.path>: <reason>`. */
+export interface ConfigProblem {
+  readonly file: string;
+  /** YAML path such as `descriptors[0].rate_limit.unit`; empty for file-level problems. */
+  readonly path: string;
+  readonly reason: string;
+  readonly message: string;
+}

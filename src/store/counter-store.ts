@@ -1,0 +1,51 @@
+import type { AlgorithmName } from '../config/types';
+
+/** One limit to decide for one request: a counter identity, its limit, and the hits to charge. */
+export interface LimitCheck {
+  /** Counter identity, built only by `limiter/counter-key.ts`. */
+  readonly key: string;
+  readonly algorithm: AlgorithmName;
+  /** Hits allowed per window. */
+  readonly limit: number;
+  readonly windowMs: number;
+  /** Hits this request adds; 0 asks whether one more hit would be admitted, and charges nothing. */
+  readonly hits: number;
+  /** False for shadow-mode rules: their rejection is reported but does not block the request. */
+  readonly enforced: boolean;
+}
+
+/** What one check decided. Being over the limit is an outcome, never an exception. */
+export interface LimitOutcome {
+  readonly admitted: boolean;
+  /** Whole hits left after the decision (never negative). */
+  readonly remaining: number;
+  /**
+   * Rejected: milliseconds until this check's hits would be admitted.
+   * Admitted: milliseconds until the counter has fully drained (0 when it holds nothing).
+   */
+  readonly resetMs: number;
+}
+
+export interface DecideOptions {
+  /**
+   * False (default): all-or-nothing — hits are charged to every check only when every enforced
+   * check admits them; a rejected request charges nothing.
+   * True: the reference's counting — every check is charged whatever the outcome, and a check is
+   * over when its count after charging exceeds the limit.
+   */
+  readonly chargeRejectedHits: boolean;
+}
+
+/**
+ * Where counters live. Implementations decide a whole request atomically: no other request's
+ * decision interleaves between reading and charging its checks.
+ */
+export interface CounterStore {
+  /**
+   * Decides every check of one request and returns one outcome per check, in order.
+   * Rejects with a `StoreError` when the store cannot answer; never charges partially.
+   */
+  decide(checks: readonly LimitCheck[], options: DecideOptions): Promise<readonly LimitOutcome[]>;
+  /** Releases timers and connections. */
+  close(): Promise<void>;
+}
