@@ -1,0 +1,78 @@
+import { type LimitRule, type MatchedLimit, type RateLimitConfig, type Unit, UNIT_NUMBERS, UNIT_SECONDS } from '../config/types';
+import { InvalidArgumentError, UnavailableError } from '../errors';
+import type { DescriptorPlan, Limiter } from '../limiter/limiter';
+import { type RequestCaps, validateRequest } from './request-validation';
+import { buildResponse } from './response';
+import type { RateLimitRequest, RateLimitResponse, RateLimitService, RequestDescriptor } from './types';
+
+export interface ConfigSource {
+  current(): RateLimitConfig | undefined;
+}
+
+export interface ServiceOptions {
+  readonly caps: RequestCaps;
+  /** Global SHADOW_MODE. */
+  readonly shadowMode: boolean;
+}
+
+/** The RLS v3 decision: validate, match every descriptor, decide them in one store call, answer. */
+export class RlsService implements RateLimitService {
+  constructor(
+    private readonly configs: ConfigSource,
+    private readonly limiter: Limiter,
+    private readonly options: ServiceOptions,
+  ) {}
+
+  async shouldRateLimit(request: RateLimitRequest): Promise<RateLimitResponse> {
+    validateRequest(request, this.options.caps);
+    const config = this.configs.current();
+    if (config === undefined) throw new UnavailableError('no rate limit configuration loaded');
+
+    // Request level 0 (Envoy's default) means 1; a per-descriptor addend, when present, wins and may be 0.
+    const requestHits = Math.max(1, request.hitsAddend);
+    const plans: DescriptorPlan[] = request.descriptors.map((descriptor, i) => ({
+      match: match(config, request.domain, descriptor, i),
+      hits: descriptor.hitsAddend ?? requestHits,
+    }));
+    const decisions = await this.limiter.decide(request.domain, plans);
+    return buildResponse(decisions, { globalShadowMode: this.options.shadowMode });
+  }
+}
+
+function match(config: RateLimitConfig, domain: string, descriptor: RequestDescriptor, index: number): MatchedLimit | undefined {
+  if (descriptor.limitOverride === undefined) return config.getLimit(domain, descriptor.entries);
+  // As in the reference: an override from Envoy bypasses the tree, but only for a known domain.
+  if (!config.hasDomain(domain)) return undefined;
+  return overrideLimit(domain, descriptor, index);
+}
+
+const UNIT_BY_NUMBER = new Map<number, Unit>(
+  (Object.keys(UNIT_SECONDS) as Unit[]).map((unit) => [UNIT_NUMBERS[unit], unit]),
+);
+
+/** A limit sent by Envoy (`RateLimitDescriptor.limit`): never shadowed, never named. */
+function overrideLimit(domain: string, descriptor: RequestDescriptor, index: number): MatchedLimit {
+  const override = descriptor.limitOverride!;
+  const unit = UNIT_BY_NUMBER.get(override.unit);
+  if (unit === undefined) {
+    throw new InvalidArgumentError(`descriptors[${index}].limit.unit: unknown rate limit unit ${override.unit}`);
+  }
+  const rule: LimitRule = {
+    id: [domain, ...descriptor.entries.map((e) => `${e.key}_${e.value}`)].join('.'),
+    domain,
+    limit: {
+      requestsPerUnit: override.requestsPerUnit,
+      unit,
+      unitMultiplier: 1,
+      algorithm: 'sliding_window',
+      windowMs: UNIT_SECONDS[unit] * 1000,
+    },
+    unlimited: false,
+    name: undefined,
+    replaces: [],
+    shadowMode: false,
+    quotaMode: false,
+    detailedMetric: false,
+  };
+  return { rule, counterEntries: descriptor.entries };
+}

@@ -1,0 +1,203 @@
+import type { AlgorithmName } from '../../src/config/types';
+import type { CounterStore, DecideOptions, LimitCheck, LimitOutcome } from '../../src/store/counter-store';
+import { ManualClock } from '../../src/util/clock';
+
+/**
+ * The contract every CounterStore keeps, with exact numbers at exact instants. Each store runs
+ * this one suite: `describeCounterStore('memory', (clock) => new MemoryStore(clock))`.
+ * A store built by the factory must read time from the given clock.
+ */
+export function describeCounterStore(
+  name: string,
+  createStore: (clock: ManualClock) => CounterStore | Promise<CounterStore>,
+): void {
+  const MINUTE = 60_000;
+  // A window start far from zero, so epoch alignment is exercised.
+  const T0 = 1_000 * MINUTE;
+  const ALL_OR_NOTHING: DecideOptions = { chargeRejectedHits: false };
+  const CHARGE_REJECTED: DecideOptions = { chargeRejectedHits: true };
+
+  describe(`CounterStore conformance: ${name}`, () => {
+    let clock: ManualClock;
+    let store: CounterStore;
+    let seq = 0;
+
+    beforeEach(async () => {
+      clock = new ManualClock(T0);
+      store = await createStore(clock);
+      seq++;
+    });
+
+    afterEach(async () => {
+      await store.close();
+    });
+
+    const check = (
+      key: string,
+      algorithm: AlgorithmName,
+      limit: number,
+      hits: number,
+      extra: Partial<LimitCheck> = {},
+    ): LimitCheck => ({ key: `${name}-${seq}-${key}`, algorithm, limit, windowMs: MINUTE, hits, enforced: true, ...extra });
+
+    const decide = async (checks: LimitCheck[], options = ALL_OR_NOTHING): Promise<LimitOutcome[]> => [
+      ...(await store.decide(checks, options)),
+    ];
+    const one = async (c: LimitCheck, options = ALL_OR_NOTHING): Promise<LimitOutcome> => (await decide([c], options))[0]!;
+    const at = (offsetMs: number): void => clock.set(T0 + offsetMs);
+
+    describe.each<AlgorithmName>(['sliding_window', 'fixed_window'])('%s', (algorithm) => {
+      it('admits up to the limit, counting remaining down, then rejects without charging', async () => {
+        const remaining: number[] = [];
+        for (let i = 0; i < 3; i++) remaining.push((await one(check('a', algorithm, 3, 1))).remaining);
+        expect(remaining).toEqual([2, 1, 0]);
+        const rejected = await one(check('a', algorithm, 3, 1));
+        // Fixed: the window ends. Sliding: next window, once 3 × (60 − e)/60 ≤ 2, at e = 20 s.
+        const retry = algorithm === 'fixed_window' ? MINUTE : MINUTE + 20_000;
+        expect(rejected).toEqual({ admitted: false, remaining: 0, resetMs: retry });
+      });
+
+      it('rejects a multi-hit request that would cross the limit, charges nothing, and says what is left', async () => {
+        await one(check('a', algorithm, 10, 8));
+        const rejected = await one(check('a', algorithm, 10, 5));
+        expect(rejected.admitted).toBe(false);
+        expect(rejected.remaining).toBe(2);
+        const fits = await one(check('a', algorithm, 10, 2));
+        expect(fits).toMatchObject({ admitted: true, remaining: 0 });
+      });
+
+      it('charges nothing for a check-only call (0 hits) and rejects it once the limit is used up', async () => {
+        expect(await one(check('a', algorithm, 2, 0))).toEqual({ admitted: true, remaining: 2, resetMs: 0 });
+        await one(check('a', algorithm, 2, 1));
+        expect(await one(check('a', algorithm, 2, 0))).toMatchObject({ admitted: true, remaining: 1 });
+        await one(check('a', algorithm, 2, 1));
+        expect(await one(check('a', algorithm, 2, 0))).toMatchObject({ admitted: false, remaining: 0 });
+      });
+
+      it('rejects everything under a limit of 0', async () => {
+        expect(await one(check('a', algorithm, 0, 1))).toEqual({ admitted: false, remaining: 0, resetMs: MINUTE });
+      });
+
+      it('rejects a cost above the limit with a one-window retry, and charges nothing', async () => {
+        expect(await one(check('a', algorithm, 5, 6))).toEqual({ admitted: false, remaining: 5, resetMs: MINUTE });
+        expect(await one(check('a', algorithm, 5, 5))).toMatchObject({ admitted: true, remaining: 0 });
+      });
+
+      it('decides all checks of a request together: one rejection charges none of them', async () => {
+        await one(check('b', algorithm, 1, 1));
+        const outcomes = await decide([check('a', algorithm, 5, 1), check('b', algorithm, 1, 1)]);
+        expect(outcomes.map((o) => o.admitted)).toEqual([true, false]);
+        expect(outcomes[0]!.remaining).toBe(5);
+        expect(await one(check('a', algorithm, 5, 0))).toMatchObject({ remaining: 5 });
+      });
+
+      it('lets a shadow (not enforced) check fail without blocking, and does not charge it', async () => {
+        await one(check('s', algorithm, 1, 1));
+        const outcomes = await decide([check('a', algorithm, 5, 1), check('s', algorithm, 1, 1, { enforced: false })]);
+        expect(outcomes.map((o) => o.admitted)).toEqual([true, false]);
+        expect(outcomes[0]!.remaining).toBe(4);
+        expect(await one(check('s', algorithm, 1, 0))).toMatchObject({ admitted: false, remaining: 0 });
+      });
+
+      it('counts two checks on one counter in the same request against each other', async () => {
+        await one(check('a', algorithm, 3, 2));
+        const outcomes = await decide([check('a', algorithm, 3, 1), check('a', algorithm, 3, 1)]);
+        expect(outcomes.map((o) => o.admitted)).toEqual([true, false]);
+        expect(await one(check('a', algorithm, 3, 0))).toMatchObject({ admitted: true, remaining: 1 });
+      });
+
+      it('with chargeRejectedHits counts every hit, over-limit ones too, as the reference does', async () => {
+        await one(check('b', algorithm, 1, 1), CHARGE_REJECTED);
+        const outcomes = await decide([check('a', algorithm, 5, 1), check('b', algorithm, 1, 1)], CHARGE_REJECTED);
+        expect(outcomes.map((o) => [o.admitted, o.remaining])).toEqual([
+          [true, 4],
+          [false, 0],
+        ]);
+        // b now holds 2 hits against a limit of 1; a check-only call is over, as in the reference.
+        expect(await one(check('b', algorithm, 1, 0), CHARGE_REJECTED)).toMatchObject({ admitted: false });
+        expect(await one(check('a', algorithm, 5, 0), CHARGE_REJECTED)).toMatchObject({ admitted: true, remaining: 4 });
+      });
+
+      it('never forgets hits when the clock steps backwards', async () => {
+        at(MINUTE + 1_000);
+        await one(check('a', algorithm, 2, 2));
+        at(MINUTE - 1_000);
+        expect(await one(check('a', algorithm, 2, 1))).toMatchObject({ admitted: false, remaining: 0 });
+      });
+
+      it('keeps separate counters for separate keys', async () => {
+        await one(check('a', algorithm, 1, 1));
+        expect(await one(check('b', algorithm, 1, 1))).toMatchObject({ admitted: true });
+      });
+    });
+
+    describe('fixed_window', () => {
+      it('resets at the epoch-aligned window boundary and reports the time to it', async () => {
+        at(10_000);
+        expect(await one(check('a', 'fixed_window', 2, 2))).toEqual({ admitted: true, remaining: 0, resetMs: 50_000 });
+        at(59_999);
+        expect(await one(check('a', 'fixed_window', 2, 1))).toEqual({ admitted: false, remaining: 0, resetMs: 1 });
+        at(MINUTE);
+        expect(await one(check('a', 'fixed_window', 2, 1))).toEqual({ admitted: true, remaining: 1, resetMs: MINUTE });
+      });
+
+      it('reports the time to the window end even with chargeRejectedHits', async () => {
+        at(34_000);
+        expect(await one(check('a', 'fixed_window', 1, 2), CHARGE_REJECTED)).toEqual({
+          admitted: false,
+          remaining: 0,
+          resetMs: 26_000,
+        });
+      });
+    });
+
+    describe('sliding_window', () => {
+      it('weighs the previous window by the part of it still inside the sliding window', async () => {
+        await one(check('a', 'sliding_window', 10, 10));
+        at(30_000);
+        expect(await one(check('a', 'sliding_window', 10, 1))).toMatchObject({ admitted: false, resetMs: 30_000 + 6_000 });
+        // 15 s into the next window, 45/60 of the previous 10 hits still count: 7.5 used.
+        at(MINUTE + 15_000);
+        expect(await one(check('a', 'sliding_window', 10, 1))).toEqual({
+          admitted: true,
+          remaining: 1,
+          resetMs: 2 * MINUTE - 15_000,
+        });
+        // 8.5 used; 2 more fit once usage is down to 8: at 18 s in, 3 s from now.
+        expect(await one(check('a', 'sliding_window', 10, 2))).toEqual({ admitted: false, remaining: 1, resetMs: 3_000 });
+        at(MINUTE + 18_000);
+        expect(await one(check('a', 'sliding_window', 10, 2))).toMatchObject({ admitted: true, remaining: 0 });
+      });
+
+      it('does not let a burst at a window boundary pass twice the limit', async () => {
+        at(MINUTE - 1);
+        expect(await one(check('a', 'sliding_window', 10, 10))).toMatchObject({ admitted: true });
+        at(MINUTE);
+        expect(await one(check('a', 'sliding_window', 10, 1))).toMatchObject({ admitted: false });
+      });
+
+      it('forgets a window two windows back', async () => {
+        await one(check('a', 'sliding_window', 10, 10));
+        at(2 * MINUTE);
+        expect(await one(check('a', 'sliding_window', 10, 10))).toMatchObject({ admitted: true, remaining: 0 });
+      });
+
+      it('reports when a rejected request fits, solving into the next window when needed', async () => {
+        // 10 hits in this window; the next window starts at 60 s, where they weigh 10 and decay.
+        at(59_000);
+        await one(check('a', 'sliding_window', 10, 10));
+        // To fit 4 hits, usage must fall to 6: 10 × (60 − e)/60 ≤ 6 ⇒ e ≥ 24 s into the next window.
+        expect(await one(check('a', 'sliding_window', 10, 4))).toEqual({ admitted: false, remaining: 0, resetMs: 1_000 + 24_000 });
+        at(MINUTE + 24_000);
+        expect(await one(check('a', 'sliding_window', 10, 4))).toMatchObject({ admitted: true, remaining: 0 });
+      });
+
+      it('with chargeRejectedHits counts a rejected request in the current window', async () => {
+        await one(check('a', 'sliding_window', 2, 3), CHARGE_REJECTED);
+        at(MINUTE + 30_000);
+        // previous 3 weigh 1.5: over for one more hit (2.5 > 2).
+        expect(await one(check('a', 'sliding_window', 2, 1), CHARGE_REJECTED)).toMatchObject({ admitted: false, remaining: 0 });
+      });
+    });
+  });
+}
