@@ -1,0 +1,132 @@
+import * as grpc from '@grpc/grpc-js';
+import { ReflectionService } from '@grpc/reflection';
+import type { Logger } from '../logging/logger';
+import type { RateLimitService } from '../service/types';
+import { toGrpcStatus } from './grpc-status';
+import type { HealthState } from './health';
+import { packageDefinition, rateLimitServiceDefinition } from './proto';
+import { linkForReflection } from './reflection';
+import type { WireResponseShape } from './proto';
+import { fromWireRequest, toWireResponse } from './wire';
+
+export interface GrpcServerOptions {
+  readonly service: RateLimitService;
+  readonly health: HealthState;
+  readonly host: string;
+  /** 0 binds an ephemeral port; the handle says which. */
+  readonly port: number;
+  readonly logger: Logger;
+  /** Bytes; grpc-js's default (4 MiB) when unset. */
+  readonly maxReceiveMessageLength?: number;
+}
+
+export interface GrpcServerHandle {
+  readonly port: number;
+  /** Lets in-flight calls finish for up to `graceMs`, then cuts the rest. Safe to call twice. */
+  shutdown(graceMs: number): Promise<void>;
+}
+
+/** `host:port` as grpc-js parses it: an IPv6 literal needs brackets. */
+function bindAddress(host: string, port: number): string {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+function shouldRateLimitHandler(
+  service: RateLimitService,
+  logger: Logger,
+): grpc.handleUnaryCall<unknown, WireResponseShape> {
+  return (call, callback) => {
+    const started = performance.now();
+    // `decide` is async, so a synchronous throw anywhere in conversion or in the service arrives
+    // here as a rejection: the handler itself cannot throw.
+    decide(service, call.request)
+      .then(
+        ({ domain, response }) => {
+          logger.debug(
+            { domain, overall: response.overall_code, ms: performance.now() - started },
+            'ShouldRateLimit',
+          );
+          callback(null, response);
+        },
+        (err: unknown) => {
+          const status = toGrpcStatus(err);
+          const fields = { code: grpc.status[status.code], details: status.details, ms: performance.now() - started };
+          if (status.code === grpc.status.INTERNAL) {
+            logger.warn({ ...fields, err }, 'ShouldRateLimit failed');
+          } else {
+            logger.debug(fields, 'ShouldRateLimit failed');
+          }
+          callback(status);
+        },
+      )
+      // Last line of defence: a throw from a logger or from grpc-js's callback must not become an
+      // unhandled rejection, which would end the process.
+      .catch((err: unknown) => {
+        logger.error({ err }, 'ShouldRateLimit handler failed');
+      });
+  };
+}
+
+async function decide(
+  service: RateLimitService,
+  raw: unknown,
+): Promise<{ domain: string; response: WireResponseShape }> {
+  const request = fromWireRequest(raw);
+  const response = await service.shouldRateLimit(request);
+  return { domain: request.domain, response: toWireResponse(response) };
+}
+
+/**
+ * The gRPC front end: `envoy.service.ratelimit.v3.RateLimitService`, `grpc.health.v1.Health`
+ * and server reflection (v1 and v1alpha, for grpcurl), all on one port.
+ */
+export function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServerHandle> {
+  const { service, health, host, port, logger } = options;
+  const server = new grpc.Server(
+    options.maxReceiveMessageLength === undefined
+      ? {}
+      : { 'grpc.max_receive_message_length': options.maxReceiveMessageLength },
+  );
+  server.addService(rateLimitServiceDefinition, { ShouldRateLimit: shouldRateLimitHandler(service, logger) });
+  health.addToServer(server);
+  // `{}`: some versions of the reflection service read `options.services` without a null check.
+  new ReflectionService(linkForReflection(packageDefinition), {}).addToServer(server);
+
+  const address = bindAddress(host, port);
+  return new Promise<GrpcServerHandle>((resolve, reject) => {
+    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, boundPort) => {
+      if (error) {
+        server.forceShutdown();
+        reject(new Error(`gRPC: cannot listen on ${address}: ${error.message}`, { cause: error }));
+        return;
+      }
+      logger.debug({ address: bindAddress(host, boundPort) }, 'gRPC server listening');
+      let stopping: Promise<void> | undefined;
+      resolve({
+        port: boundPort,
+        shutdown: (graceMs: number): Promise<void> => {
+          stopping ??= shutdown(server, health, graceMs, logger);
+          return stopping;
+        },
+      });
+    });
+  });
+}
+
+function shutdown(server: grpc.Server, health: HealthState, graceMs: number, logger: Logger): Promise<void> {
+  // Anyone still probing should stop sending us traffic.
+  health.setDraining(true);
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(() => {
+      // Long-lived streams (health Watch, reflection) and slow calls: cut them. tryShutdown's
+      // callback then fires too; resolve is idempotent.
+      logger.warn({ graceMs }, 'gRPC calls still running after the grace period; forcing shutdown');
+      server.forceShutdown();
+      resolve();
+    }, graceMs);
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}

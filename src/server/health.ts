@@ -1,0 +1,76 @@
+import { HealthImplementation } from 'grpc-health-check';
+import type { ServingStatus } from 'grpc-health-check';
+import type { Server } from '@grpc/grpc-js';
+import { RLS_SERVICE_NAME } from './proto';
+
+/**
+ * The names `grpc.health.v1.Health/Check` answers for. `""` is what a Kubernetes gRPC probe and
+ * most tools ask by default; the RLS name is what Envoy's `grpc_health_check` can name. Both are
+ * registered from the start: grpc-health-check starts with an empty map, and NOT_FOUND would make
+ * a probe fail for the wrong reason.
+ */
+export const HEALTH_SERVICE_NAMES: readonly string[] = ['', RLS_SERVICE_NAME];
+
+/**
+ * Readiness, from the reference service's components (config, store, sigterm). SERVING only
+ * when a config is loaded, the store answers and we are not draining. Nothing is assumed ready:
+ * whoever wires sluice reports each component (the memory store reports ok once, at start).
+ * Feeds both the gRPC health service and HTTP `/healthcheck`, so they can never disagree.
+ */
+export class HealthState {
+  private configLoaded = false;
+  private storeOk = false;
+  private draining = false;
+  private readonly implementation: HealthImplementation;
+  private current: ServingStatus = 'NOT_SERVING';
+
+  constructor() {
+    this.implementation = new HealthImplementation(
+      Object.fromEntries(HEALTH_SERVICE_NAMES.map((name) => [name, this.current])),
+    );
+  }
+
+  setConfigLoaded(loaded: boolean): void {
+    this.configLoaded = loaded;
+    this.publish();
+  }
+
+  setStoreOk(ok: boolean): void {
+    this.storeOk = ok;
+    this.publish();
+  }
+
+  /** On SIGTERM: report NOT_SERVING so traffic moves away, while calls keep being answered. */
+  setDraining(draining: boolean): void {
+    this.draining = draining;
+    this.publish();
+  }
+
+  isServing(): boolean {
+    return this.notReadyReasons().length === 0;
+  }
+
+  /** What stands between us and SERVING, in words for `/healthcheck`; empty when serving. */
+  notReadyReasons(): string[] {
+    const reasons: string[] = [];
+    if (!this.configLoaded) reasons.push('config not loaded');
+    if (!this.storeOk) reasons.push('store unavailable');
+    if (this.draining) reasons.push('draining');
+    return reasons;
+  }
+
+  /** Adds `grpc.health.v1.Health` (Check, Watch, List) to a server. */
+  addToServer(server: Server): void {
+    this.implementation.addToServer(server);
+  }
+
+  private publish(): void {
+    const next: ServingStatus = this.isServing() ? 'SERVING' : 'NOT_SERVING';
+    // setStatus wakes every Watch stream; only do it on a real change.
+    if (next === this.current) return;
+    this.current = next;
+    for (const name of HEALTH_SERVICE_NAMES) {
+      this.implementation.setStatus(name, next);
+    }
+  }
+}

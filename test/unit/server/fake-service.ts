@@ -1,0 +1,43 @@
+import { silentLogger } from '../../../src/logging/logger';
+import { startGrpcServer } from '../../../src/server/grpc-server';
+import type { GrpcServerHandle } from '../../../src/server/grpc-server';
+import { HealthState } from '../../../src/server/health';
+import type { RateLimitRequest, RateLimitResponse, RateLimitService } from '../../../src/service/types';
+
+/**
+ * A real RateLimitService for server tests: records each request it is handed and answers with
+ * whatever `answer` does (return a response, throw, reject, or wait).
+ */
+export class FakeRateLimitService implements RateLimitService {
+  readonly requests: RateLimitRequest[] = [];
+  answer: (request: RateLimitRequest) => Promise<RateLimitResponse> | RateLimitResponse = (request) => ({
+    overallCode: 'OK',
+    statuses: request.descriptors.map(() => ({ code: 'OK', limitRemaining: 0 })),
+    responseHeadersToAdd: [],
+  });
+
+  shouldRateLimit(request: RateLimitRequest): Promise<RateLimitResponse> {
+    this.requests.push(request);
+    // Called without await on purpose: a synchronous throw from `answer` reaches the server as a
+    // throw from shouldRateLimit, which the handler must survive too.
+    const result = this.answer(request);
+    return result instanceof Promise ? result : Promise.resolve(result);
+  }
+}
+
+export interface TestServer {
+  readonly service: FakeRateLimitService;
+  readonly health: HealthState;
+  readonly server: GrpcServerHandle;
+  readonly address: string;
+}
+
+/** Starts the real gRPC server on an ephemeral port with a serving HealthState. */
+export async function startTestServer(): Promise<TestServer> {
+  const service = new FakeRateLimitService();
+  const health = new HealthState();
+  health.setConfigLoaded(true);
+  health.setStoreOk(true);
+  const server = await startGrpcServer({ service, health, host: '127.0.0.1', port: 0, logger: silentLogger() });
+  return { service, health, server, address: `127.0.0.1:${server.port}` };
+}
