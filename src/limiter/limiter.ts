@@ -52,7 +52,9 @@ export class Limiter {
         limit: rule.limit.requestsPerUnit,
         windowMs: rule.limit.windowMs,
         hits: plan.hits,
-        enforced: !rule.shadowMode,
+        // Shadow rules never block. A quota rule blocks only together with every other quota rule
+        // of the request, which the response decides; to the store it is not blocking on its own.
+        enforced: !rule.shadowMode && !rule.quotaMode,
       });
       checkOwners.push(i);
     });

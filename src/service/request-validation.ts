@@ -52,7 +52,7 @@ function checkLength(field: string, text: string, max: number, setting: string):
 }
 
 function checkHits(field: string, hits: number, caps: RequestCaps): void {
-  if (!Number.isSafeInteger(hits) || hits < 0) fail(field, `must be a non-negative integer, got ${hits}`);
+  if (!Number.isInteger(hits) || hits < 0) fail(field, `must be a non-negative integer, got ${hits}`);
   if (hits > caps.maxHitsAddend) fail(field, `${hits} exceeds the limit of ${caps.maxHitsAddend} (MAX_HITS_ADDEND)`);
 }
 

@@ -1,0 +1,68 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { type RunningSluice, startSluice } from '../../src/app';
+import { silentLogger } from '../../src/logging/logger';
+import { loadSettings } from '../../src/settings/settings';
+import type { CounterStore } from '../../src/store/counter-store';
+import type { Clock } from '../../src/util/clock';
+import { type RlsClient, createRlsClient } from './rls-client';
+
+export interface StartedSluice {
+  readonly app: RunningSluice;
+  readonly client: RlsClient;
+  readonly configDir: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts the whole service in this process on free ports, with `files` as its config directory
+ * and a real gRPC client connected to it. `args` are `sluice serve` flags; `env` stands in for
+ * the process environment.
+ */
+export async function startTestSluice(options: {
+  files: Record<string, string>;
+  args?: string[];
+  env?: NodeJS.ProcessEnv;
+  clock?: Clock;
+  store?: CounterStore;
+}): Promise<StartedSluice> {
+  const configDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-config-'));
+  for (const [name, content] of Object.entries(options.files)) {
+    fs.mkdirSync(path.dirname(path.join(configDir, name)), { recursive: true });
+    fs.writeFileSync(path.join(configDir, name), content);
+  }
+  const settings = loadSettings(options.env ?? {}, [
+    '--config',
+    configDir,
+    '--grpc-host',
+    '127.0.0.1',
+    '--host',
+    '127.0.0.1',
+    '--debug-host',
+    '127.0.0.1',
+    '--grpc-port',
+    '0',
+    '--port',
+    '0',
+    '--debug-port',
+    '0',
+    ...(options.args ?? []),
+  ]);
+  const app = await startSluice(settings, {
+    logger: silentLogger(),
+    ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.store ? { store: options.store } : {}),
+  });
+  const client = createRlsClient(`127.0.0.1:${app.grpcPort}`);
+  return {
+    app,
+    client,
+    configDir,
+    stop: async () => {
+      client.close();
+      await app.stop();
+      fs.rmSync(configDir, { recursive: true, force: true });
+    },
+  };
+}
