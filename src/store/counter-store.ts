@@ -1,5 +1,12 @@
 import type { AlgorithmName } from '../config/types';
 
+/**
+ * What to answer for a check when the store cannot: `error` fails the call (gRPC UNAVAILABLE,
+ * and Envoy's failure_mode_deny decides), `allow` admits, `deny` rejects, `local` decides with an
+ * in-process limiter until the store is back.
+ */
+export type StoreFailureMode = 'error' | 'allow' | 'deny' | 'local';
+
 /** One limit to decide for one request: a counter identity, its limit, and the hits to charge. */
 export interface LimitCheck {
   /** Counter identity, built only by `limiter/counter-key.ts`. */
@@ -12,6 +19,8 @@ export interface LimitCheck {
   readonly hits: number;
   /** False for shadow-mode rules: their rejection is reported but does not block the request. */
   readonly enforced: boolean;
+  /** The rule's `store_failure` policy; undefined means the process default (STORE_FAILURE_MODE). */
+  readonly onStoreFailure?: StoreFailureMode;
 }
 
 /** What one check decided. Being over the limit is an outcome, never an exception. */
@@ -34,6 +43,11 @@ export interface DecideOptions {
    * over when its count after charging exceeds the limit.
    */
   readonly chargeRejectedHits: boolean;
+  /**
+   * Epoch milliseconds by which the caller needs an answer (the gRPC deadline). A store that
+   * cannot answer in time rejects with a transient StoreError instead of making the caller wait.
+   */
+  readonly deadlineMs?: number;
 }
 
 /**
