@@ -1,0 +1,264 @@
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as readline from 'node:readline';
+import { createGrpcClient, shouldRateLimitMethod, unaryCall, type WireRequestShape } from '../src/server/proto';
+
+/**
+ * `npm run bench`: requests/s and latency of sluice against a do-nothing grpc-js server measured
+ * in the same run with the same load generator, reported as ratios and medians over rounds
+ * (2-core machines are noisy; absolute numbers are not comparable between runs).
+ *
+ * Targets run in child processes so the load generator never shares their event loop:
+ *   noop            bench/noop-server.ts — answers OK, decides nothing
+ *   sluice memory   `sluice serve` on the embedded store
+ *   sluice redis    `sluice serve` with REDIS_URL → a redis-server this script starts
+ * For Redis it also reads `INFO commandstats` to report Redis CPU per decision per algorithm.
+ *
+ * Load comes from h2load (Debian package nghttp2-client) — see `load`.
+ * Knobs: BENCH_ROUNDS (3), BENCH_DURATION_MS (3000), BENCH_WARMUP_MS (1000),
+ * BENCH_CONCURRENCY (64 calls in flight), BENCH_CONNECTIONS (4).
+ */
+
+const ROOT = path.resolve(__dirname, '../..');
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 3000);
+const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 1000);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 64);
+/** HTTP/2 connections, like an Envoy with a few workers. */
+const CLIENTS = Number(process.env.BENCH_CONNECTIONS ?? 4);
+
+interface Target {
+  readonly name: string;
+  readonly command: string[];
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+interface Measurement {
+  readonly rps: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly errors: number;
+  readonly calls: number;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+    server.on('error', reject);
+  });
+}
+
+/** Starts a target and resolves with its gRPC port, read from its first JSON log line. */
+async function start(target: Target): Promise<{ child: ChildProcess; port: number }> {
+  const [command, ...args] = target.command;
+  const child = spawn(command!, args, { cwd: ROOT, env: { ...process.env, ...target.env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const rl = readline.createInterface({ input: child.stdout! });
+  const port = await new Promise<number>((resolve, reject) => {
+    rl.on('line', (line) => {
+      try {
+        const parsed = JSON.parse(line) as { grpcPort?: number };
+        if (parsed.grpcPort !== undefined) resolve(parsed.grpcPort);
+      } catch {
+        // Not a JSON line: ignore.
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`${target.name} exited with ${code}`)));
+  });
+  return { child, port };
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+  child.kill('SIGTERM');
+  await exited;
+}
+
+function request(descriptors: 1 | 4, i: number): WireRequestShape {
+  const client = `client-${i}`;
+  const user = `user-${i}`;
+  const all: [string, string][][] = [
+    [['client_id', client]],
+    [['client_id', client], ['user_id', user]],
+    [['user_id', user]],
+    [['route', 'orders-read'], ['scope', 'orders:read']],
+  ];
+  return {
+    domain: 'bench',
+    descriptors: all.slice(0, descriptors).map((entries) => ({ entries: entries.map(([key, value]) => ({ key, value })) })),
+  };
+}
+
+/**
+ * Drives one target with h2load (nghttp2's HTTP/2 load generator, in C): a Node load generator
+ * on a 2-core machine costs as much CPU as the server it drives, which would hide the server's
+ * own cost. Every call carries the same gRPC-framed request; `--log-file` gives each call's
+ * latency for the percentiles. h2load checks HTTP status only, so a gRPC error would count as
+ * a success: `preflight` makes one real call first and fails the run if it errors.
+ */
+async function load(port: number, descriptors: 1 | 4, durationMs: number): Promise<Measurement> {
+  const message = shouldRateLimitMethod.serialize(request(descriptors, 1));
+  const frame = Buffer.alloc(5 + message.length);
+  frame.writeUInt32BE(message.length, 1);
+  message.copy(frame, 5);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-bench-'));
+  const body = path.join(dir, 'body.bin');
+  const log = path.join(dir, 'calls.log');
+  fs.writeFileSync(body, frame);
+  const out = execFileSync(
+    'h2load',
+    [
+      '-D', String(Math.max(1, Math.round(durationMs / 1000))),
+      '-c', String(CLIENTS), '-m', String(Math.ceil(CONCURRENCY / CLIENTS)),
+      '-d', body, '-H', 'content-type: application/grpc', '-H', 'te: trailers',
+      '--log-file', log,
+      `http://127.0.0.1:${port}/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit`,
+    ],
+    { encoding: 'utf8' },
+  );
+  const rps = Number(/finished in [\d.]+\w+, ([\d.]+) req\/s/.exec(out)?.[1] ?? NaN);
+  const failed = Number(/requests: .*?(\d+) failed/.exec(out)?.[1] ?? NaN);
+  const errored = Number(/(\d+) errored/.exec(out)?.[1] ?? 0);
+  // Log lines: start time (µs), HTTP status, elapsed (µs).
+  const latencies = fs
+    .readFileSync(log, 'utf8')
+    .trim()
+    .split('\n')
+    .map((line) => Number(line.split('\t')[2]) / 1000)
+    .filter((ms) => Number.isFinite(ms))
+    .sort((a, b) => a - b);
+  fs.rmSync(dir, { recursive: true, force: true });
+  const pick = (q: number): number => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
+  return { rps, p50Ms: pick(0.5), p99Ms: pick(0.99), errors: failed + errored, calls: latencies.length };
+}
+
+/** One real gRPC call, so a target that answers with a gRPC error fails the run instead of looking fast. */
+async function preflight(port: number, descriptors: 1 | 4): Promise<void> {
+  const client = createGrpcClient(`127.0.0.1:${port}`);
+  try {
+    const res = await unaryCall(client, shouldRateLimitMethod, request(descriptors, 1), 5000);
+    if (res.overall_code !== 'OK') throw new Error(`preflight answered ${String(res.overall_code)}`);
+  } finally {
+    client.close();
+  }
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+function redisCli(port: number, ...args: string[]): string {
+  return execFileSync('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8' });
+}
+
+/** `cmdstat_evalsha:calls=…,usec=…` → calls and usec of every script call. */
+function scriptStats(port: number): { calls: number; usec: number } {
+  let calls = 0;
+  let usec = 0;
+  for (const line of redisCli(port, 'INFO', 'commandstats').split('\n')) {
+    const m = /^cmdstat_(evalsha|eval):calls=(\d+),usec=(\d+)/.exec(line.trim());
+    if (m) {
+      calls += Number(m[2]);
+      usec += Number(m[3]);
+    }
+  }
+  return { calls, usec };
+}
+
+async function main(): Promise<void> {
+  const node = process.execPath;
+  const sluice = path.join(ROOT, 'dist/src/cli/main.js');
+  const serveArgs = (alg: string): string[] => [
+    node, sluice, 'serve', '--config', `bench/config/${alg}`, '--grpc-host', '127.0.0.1', '--host', '127.0.0.1',
+    '--debug-host', '127.0.0.1', '--grpc-port', '0', '--port', '0', '--debug-port', '0',
+  ];
+
+  const redisPort = await freePort();
+  const redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  for (let tries = 0; ; tries++) {
+    try {
+      if (redisCli(redisPort, 'PING').trim() === 'PONG') break;
+    } catch {
+      if (tries > 50) throw new Error('redis-server did not start');
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+
+  const targets: Target[] = [
+    { name: 'noop grpc-js', command: [node, path.join(ROOT, 'dist/bench/noop-server.js')] },
+    { name: 'sluice memory', command: serveArgs('sliding_window') },
+    { name: 'sluice redis', command: serveArgs('sliding_window'), env: { REDIS_URL: `127.0.0.1:${redisPort}` } },
+  ];
+
+  const results = new Map<string, Measurement[]>();
+  const record = (key: string, m: Measurement): void => void results.set(key, [...(results.get(key) ?? []), m]);
+
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const target of targets) {
+      const { child, port } = await start(target);
+      await preflight(port, 4);
+      await load(port, 1, WARMUP_MS);
+      for (const d of [1, 4] as const) record(`${target.name}|${d}`, await load(port, d, DURATION_MS));
+      await stop(child);
+    }
+    process.stderr.write(`round ${round}/${ROUNDS} done\n`);
+  }
+
+  const lines: string[] = [];
+  lines.push(
+    `sluice benchmark: h2load, ${ROUNDS} rounds × ${DURATION_MS} ms, ${CONCURRENCY} calls in flight over ${CLIENTS} connections; medians over rounds`,
+  );
+  lines.push('');
+  lines.push('| target | descriptors | req/s | × noop | p50 ms | × noop | p99 ms | × noop | errors |');
+  lines.push('|---|---|---|---|---|---|---|---|---|');
+  for (const d of [1, 4] as const) {
+    const base = results.get(`noop grpc-js|${d}`)!;
+    const baseRps = median(base.map((m) => m.rps));
+    const baseP50 = median(base.map((m) => m.p50Ms));
+    const baseP99 = median(base.map((m) => m.p99Ms));
+    for (const target of targets) {
+      const ms = results.get(`${target.name}|${d}`)!;
+      const rps = median(ms.map((m) => m.rps));
+      const p50 = median(ms.map((m) => m.p50Ms));
+      const p99 = median(ms.map((m) => m.p99Ms));
+      const errors = ms.reduce((sum, m) => sum + m.errors, 0);
+      lines.push(
+        `| ${target.name} | ${d} | ${rps.toFixed(0)} | ${(rps / baseRps).toFixed(2)} | ${p50.toFixed(2)} | ${(p50 / baseP50).toFixed(2)} | ${p99.toFixed(2)} | ${(p99 / baseP99).toFixed(2)} | ${errors} |`,
+      );
+    }
+  }
+
+  // Redis CPU per decision: server-side script time from INFO commandstats, per algorithm.
+  lines.push('');
+  lines.push('| algorithm | descriptors | script calls | decisions | Redis µs per call | Redis µs per decision |');
+  lines.push('|---|---|---|---|---|---|');
+  for (const alg of ['sliding_window', 'fixed_window']) {
+    const { child, port } = await start({ name: `redis ${alg}`, command: serveArgs(alg), env: { REDIS_URL: `127.0.0.1:${redisPort}` } });
+    await load(port, 1, WARMUP_MS);
+    for (const d of [1, 4] as const) {
+      redisCli(redisPort, 'CONFIG', 'RESETSTAT');
+      const m = await load(port, d, DURATION_MS);
+      const stats = scriptStats(redisPort);
+      lines.push(
+        `| ${alg} | ${d} | ${stats.calls} | ${m.calls} | ${(stats.usec / Math.max(1, stats.calls)).toFixed(2)} | ${(stats.usec / Math.max(1, m.calls)).toFixed(2)} |`,
+      );
+    }
+    await stop(child);
+  }
+  redis.kill('SIGTERM');
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench failed: ${String(err)}\n`);
+  process.exitCode = 1;
+});
