@@ -1,16 +1,117 @@
+import { createHash } from 'node:crypto';
 import type { DescriptorEntry, LimitSpec } from '../config/types';
 
 /**
- * The one place counter keys are built. Two checks share a counter exactly when domain, entries
- * (in order), algorithm and window agree — so changing only `requests_per_unit` keeps the count,
- * while changing the window or algorithm starts afresh instead of misreading old state.
- *
- * The encoding is JSON of a string array, which is injective: no value (containing `_`, `:`,
- * quotes or newlines) can make two different identities produce one key.
+ * Version of the stored counter format. Bump it whenever what a key holds changes shape (hash
+ * fields, window indexing), so old and new instances never misread each other's counters during a
+ * rolling deploy.
  */
-export function counterKey(domain: string, entries: readonly DescriptorEntry[], limit: LimitSpec): string {
-  const parts: string[] = [domain];
-  for (const entry of entries) parts.push(entry.key, entry.value);
-  parts.push(limit.algorithm, String(limit.windowMs));
-  return JSON.stringify(parts);
+export const KEY_VERSION = 'sluice:v1:';
+
+/** Encoded parts longer than this are replaced by their hash, so keys stay short and bounded. */
+const MAX_PART = 64;
+/** Above this, everything after the limit identity is hashed as one. */
+const MAX_REST = 384;
+
+/**
+ * The one place counter keys are built, for every store. Two checks share a counter exactly when
+ * domain, entries (in order), algorithm and window agree — so changing only `requests_per_unit`
+ * keeps the count, while changing the window or algorithm starts afresh instead of misreading old
+ * state.
+ *
+ *   <prefix>sluice:v1:{<tag>}:<algorithm>:<windowMs>:<domain>:<key>=<value>:<key>=<value>…
+ *   e.g. sluice:v1:{0iz-Ki9NEKaO}:sliding_window:60000:oauth2:client_id=app-1:user_id=u%40x.org
+ *
+ * - Injective: every part is percent-encoded over a small safe alphabet (`:`, `=`, `{`, `}`, `%`,
+ *   `|`, spaces, newlines and all non-ASCII are escaped), so the separators only ever come from
+ *   this function. A part whose encoding is longer than 64 characters becomes `#` + its SHA-256
+ *   (`#` never appears in an encoding), and a tail longer than 384 characters becomes `!` + the
+ *   SHA-256 of the tail. Distinct identities collide only if SHA-256 does.
+ * - Cluster placement: the hash tag comes right after the operator's prefix, before any value
+ *   a client sends, and holds only a hash (base64url: no braces). So a client can neither choose a
+ *   slot nor inject a tag. The tag hashes (domain, first entry key, first entry value): the limits
+ *   of one client (client_id=A, and client_id=A + user_id=u) share one slot and are decided in one
+ *   script call, while different clients and domains spread over every slot.
+ * - Bounded: at most the prefix plus about 460 characters (480 is tested), whatever the request carried.
+ *
+ * `prefix` is CACHE_KEY_PREFIX; it must not contain braces (see `keyPrefixProblem`).
+ */
+export function counterKey(prefix: string, domain: string, entries: readonly DescriptorEntry[], limit: LimitSpec): string {
+  const domainPart = encodePart(domain);
+  const entryParts = entries.map((e) => `${encodePart(e.key)}=${encodePart(e.value)}`);
+  let rest = domainPart;
+  for (const part of entryParts) rest += `:${part}`;
+  if (rest.length > MAX_REST) rest = `!${sha256(rest)}`;
+  return `${prefix}${KEY_VERSION}{${slotTag(domain, entries[0])}}:${encodePart(limit.algorithm)}:${String(limit.windowMs)}:${rest}`;
+}
+
+/**
+ * Why a CACHE_KEY_PREFIX is unusable, or undefined when it is fine. Braces would form a Redis
+ * Cluster hash tag ahead of ours (pinning every counter to one slot, or letting the whole key —
+ * client values included — choose the slot).
+ */
+export function keyPrefixProblem(prefix: string): string | undefined {
+  if (prefix.includes('{') || prefix.includes('}')) {
+    return 'must not contain "{" or "}" (they would form a Redis Cluster hash tag)';
+  }
+  return undefined;
+}
+
+/**
+ * 12 base64url characters (72 bits) of SHA-256 over the injective encoding of domain and first
+ * entry: no braces, no client control over the slot, and a uniform spread.
+ */
+function slotTag(domain: string, first: DescriptorEntry | undefined): string {
+  const input = first === undefined ? encodeFull(domain) : `${encodeFull(domain)}:${encodeFull(first.key)}=${encodeFull(first.value)}`;
+  return createHash('sha256').update(input, 'utf8').digest().subarray(0, 9).toString('base64url');
+}
+
+/** A part as it appears in the key: its encoding, or `#` + a hash when that would be long. */
+function encodePart(value: string): string {
+  if (value.length <= MAX_PART) {
+    const encoded = encodeFull(value);
+    if (encoded.length <= MAX_PART) return encoded;
+  }
+  // UTF-16 code units are an injective image of any JS string, lone surrogates included.
+  return `#${createHash('sha256').update(Buffer.from(value, 'utf16le')).digest('base64url')}`;
+}
+
+function sha256(text: string): string {
+  return createHash('sha256').update(text, 'utf8').digest('base64url');
+}
+
+/**
+ * Percent-encoding over `[A-Za-z0-9._~/-]` (so routes and UUIDs stay readable). Other code points
+ * become `%XX` per UTF-8 byte; a lone surrogate (possible in a JS string, not in valid UTF-8)
+ * becomes `%uXXXX`, so no two strings share an encoding.
+ */
+function encodeFull(value: string): string {
+  if (SAFE_STRING.test(value)) return value;
+  let out = '';
+  for (const ch of value) {
+    const cp = ch.codePointAt(0)!;
+    if (isSafe(cp)) {
+      out += ch;
+    } else if (cp >= 0xd800 && cp <= 0xdfff) {
+      out += `%u${cp.toString(16).toUpperCase().padStart(4, '0')}`;
+    } else {
+      for (const byte of Buffer.from(ch, 'utf8')) out += `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+    }
+  }
+  return out;
+}
+
+const SAFE_STRING = /^[A-Za-z0-9._~/-]*$/;
+
+function isSafe(cp: number): boolean {
+  return (
+    (cp >= 0x61 && cp <= 0x7a) || // a-z
+    (cp >= 0x41 && cp <= 0x5a) || // A-Z
+    (cp >= 0x30 && cp <= 0x39) || // 0-9
+    cp === 0x2e || // .
+    cp === 0x5f || // _
+    cp === 0x7e || // ~
+    cp === 0x2f || // /
+    cp === 0x2d // -
+  );
 }

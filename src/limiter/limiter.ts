@@ -20,6 +20,8 @@ const NONE: DescriptorDecision = { kind: 'none' };
 export interface LimiterOptions {
   /** The reference's counting: charge every matched limit, over-limit ones too. */
   readonly chargeRejectedHits: boolean;
+  /** CACHE_KEY_PREFIX, put in front of every counter key ('' when unset). */
+  readonly keyPrefix?: string;
 }
 
 /**
@@ -32,7 +34,12 @@ export class Limiter {
     private readonly options: LimiterOptions,
   ) {}
 
-  async decide(domain: string, plans: readonly DescriptorPlan[]): Promise<DescriptorDecision[]> {
+  /** `deadlineMs`: epoch ms by which the caller needs the answer (the gRPC deadline), passed to the store. */
+  async decide(
+    domain: string,
+    plans: readonly DescriptorPlan[],
+    context: { readonly deadlineMs?: number } = {},
+  ): Promise<DescriptorDecision[]> {
     const replaced = replacedNames(plans);
     const decisions: DescriptorDecision[] = new Array<DescriptorDecision>(plans.length).fill(NONE);
     const checks: LimitCheck[] = [];
@@ -47,7 +54,7 @@ export class Limiter {
         return;
       }
       checks.push({
-        key: counterKey(domain, plan.match.counterEntries, rule.limit),
+        key: counterKey(this.options.keyPrefix ?? '', domain, plan.match.counterEntries, rule.limit),
         algorithm: rule.limit.algorithm,
         limit: rule.limit.requestsPerUnit,
         windowMs: rule.limit.windowMs,
@@ -55,12 +62,16 @@ export class Limiter {
         // Shadow rules never block. A quota rule blocks only together with every other quota rule
         // of the request, which the response decides; to the store it is not blocking on its own.
         enforced: !rule.shadowMode && !rule.quotaMode,
+        ...(rule.storeFailure !== undefined && { onStoreFailure: rule.storeFailure }),
       });
       checkOwners.push(i);
     });
 
     if (checks.length === 0) return decisions;
-    const outcomes = await this.store.decide(checks, this.options);
+    const outcomes = await this.store.decide(checks, {
+      chargeRejectedHits: this.options.chargeRejectedHits,
+      ...(context.deadlineMs !== undefined && { deadlineMs: context.deadlineMs }),
+    });
     checkOwners.forEach((owner, j) => {
       const rule = plans[owner]!.match!.rule;
       decisions[owner] = { kind: 'limited', rule, limit: rule.limit!, outcome: outcomes[j]! };

@@ -129,6 +129,34 @@ export function describeCounterStore(
         await one(check('a', algorithm, 1, 1));
         expect(await one(check('b', algorithm, 1, 1))).toMatchObject({ admitted: true });
       });
+
+      it('reports what each admitting check would leave when a later check rejects the request', async () => {
+        await one(check('c', algorithm, 1, 1));
+        const outcomes = await decide([check('a', algorithm, 5, 2), check('b', algorithm, 3, 1), check('c', algorithm, 1, 1)]);
+        expect(outcomes).toEqual([
+          { admitted: true, remaining: 5, resetMs: 0 },
+          { admitted: true, remaining: 3, resetMs: 0 },
+          { admitted: false, remaining: 0, resetMs: algorithm === 'fixed_window' ? MINUTE : MINUTE + MINUTE },
+        ]);
+        expect(await one(check('a', algorithm, 5, 0))).toEqual({ admitted: true, remaining: 5, resetMs: 0 });
+        expect(await one(check('b', algorithm, 3, 0))).toEqual({ admitted: true, remaining: 3, resetMs: 0 });
+      });
+
+      it('never lets repeated rejected requests consume the quota of their other checks', async () => {
+        await one(check('b', algorithm, 1, 1));
+        for (let i = 0; i < 5; i++) {
+          const outcomes = await decide([check('a', algorithm, 3, 1), check('b', algorithm, 1, 1)]);
+          expect(outcomes.map((o) => o.admitted)).toEqual([true, false]);
+        }
+        expect(await one(check('a', algorithm, 3, 3))).toMatchObject({ admitted: true, remaining: 0 });
+      });
+
+      it('admits a request over many counters together, then rejects it together', async () => {
+        const many = (hits: number): LimitCheck[] => ['a', 'b', 'c', 'd', 'e', 'f'].map((k) => check(k, algorithm, 1, hits));
+        expect((await decide(many(1))).map((o) => [o.admitted, o.remaining])).toEqual(many(1).map(() => [true, 0]));
+        expect((await decide(many(1))).map((o) => o.admitted)).toEqual(many(1).map(() => false));
+        expect((await decide(many(0))).map((o) => o.admitted)).toEqual(many(0).map(() => false));
+      });
     });
 
     describe('fixed_window', () => {
