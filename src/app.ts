@@ -6,9 +6,11 @@ import { HealthState } from './server/health';
 import { startGrpcServer } from './server/grpc-server';
 import { healthcheckRoute, indexRoute, startHttpServer } from './server/http-server';
 import { RlsService } from './service/rate-limit-service';
-import type { Settings } from './settings/settings';
+import { type Settings, describeStore } from './settings/settings';
 import type { CounterStore } from './store/counter-store';
 import { MemoryStore } from './store/memory/memory-store';
+import { createRedisStore } from './store/redis/redis-store';
+import { ResilientStore } from './store/resilient-store';
 import { type Clock, systemClock } from './util/clock';
 
 /** A started sluice: the bound ports and a way to stop it. */
@@ -44,8 +46,12 @@ export async function startSluice(settings: Settings, deps: AppDependencies): Pr
   });
   configs.set(config);
 
-  const store = deps.store ?? new MemoryStore(clock);
-  const limiter = new Limiter(store, { chargeRejectedHits: settings.chargeRejectedHits });
+  const health = new HealthState();
+  const { store, description: storeDescription } = buildStore(settings, deps, clock, health);
+  const limiter = new Limiter(store, {
+    chargeRejectedHits: settings.chargeRejectedHits,
+    keyPrefix: settings.cacheKeyPrefix,
+  });
   const service = new RlsService(configs, limiter, {
     shadowMode: settings.shadowMode,
     caps: {
@@ -57,37 +63,62 @@ export async function startSluice(settings: Settings, deps: AppDependencies): Pr
     },
   });
 
-  const health = new HealthState();
   health.setConfigLoaded(true);
-  health.setStoreOk(true);
 
-  const grpc = await startGrpcServer({
-    service,
-    health,
-    host: settings.grpcHost,
-    port: settings.grpcPort,
-    logger,
-    maxReceiveMessageLength: settings.grpcMaxReceiveMessageBytes,
-  });
-  const http = await startHttpServer({
-    host: settings.host,
-    port: settings.port,
-    routes: { '/healthcheck': healthcheckRoute(health) },
-    logger,
-  });
-  const debug = await startHttpServer({
-    host: settings.debugHost,
-    port: settings.debugPort,
-    routes: { '/': indexRoute({ '/': 'this index' }) },
-    logger,
-  });
+  // Whatever started is undone if a later step fails (a port in use): an open Redis connection
+  // or a bound server would otherwise keep a process that failed to start alive.
+  const undo: (() => Promise<void>)[] = [() => store.close()];
+  const started = async <T>(step: Promise<T>, close: (value: T) => Promise<void>): Promise<T> => {
+    try {
+      const value = await step;
+      undo.unshift(() => close(value));
+      return value;
+    } catch (err) {
+      for (const action of undo) await action().catch(() => undefined);
+      throw err;
+    }
+  };
+  const grpc = await started(
+    startGrpcServer({
+      service,
+      health,
+      host: settings.grpcHost,
+      port: settings.grpcPort,
+      logger,
+      maxReceiveMessageLength: settings.grpcMaxReceiveMessageBytes,
+    }),
+    (server) => server.shutdown(0),
+  );
+  const http = await started(
+    startHttpServer({
+      host: settings.host,
+      port: settings.port,
+      routes: { '/healthcheck': healthcheckRoute(health) },
+      logger,
+    }),
+    (server) => server.close(),
+  );
+  const debug = await started(
+    startHttpServer({
+      host: settings.debugHost,
+      port: settings.debugPort,
+      routes: { '/': indexRoute({ '/': 'this index' }) },
+      logger,
+    }),
+    (server) => server.close(),
+  );
 
   logger.info(
     {
       grpcPort: grpc.port,
       httpPort: http.port,
       debugPort: debug.port,
-      store: deps.store ? 'custom' : 'memory',
+      store: storeDescription,
+      ...(settings.redis !== undefined && deps.store === undefined && {
+        storeFailureMode: settings.storeFailureMode,
+        storeTimeoutMs: settings.storeTimeoutMs,
+        clock: settings.clockSource,
+      }),
       configDir: settings.configDir,
       domains: config.domains(),
       limits: config.rules().length,
@@ -109,4 +140,59 @@ export async function startSluice(settings: Settings, deps: AppDependencies): Pr
   };
 
   return { grpcPort: grpc.port, httpPort: http.port, debugPort: debug.port, health, stop };
+}
+
+/** How long the Redis client keeps waiting for a reply after the resilient layer gave up on it. */
+const LATE_REPLY_WINDOW_MS = 2_000;
+
+/**
+ * The counter store the settings ask for, with health wired to it.
+ *
+ * No REDIS_URL: the memory store, always ready. REDIS_URL: the Redis store behind the resilient
+ * layer (timeouts, circuit breaker, failure policy, a local limiter on the app's clock for
+ * `local` rules). The Redis store connects in the background, so a Redis that is down at start
+ * neither crashes nor blocks startup: health says NOT_SERVING and calls are answered per the
+ * failure policy until it is up.
+ */
+function buildStore(
+  settings: Settings,
+  deps: AppDependencies,
+  clock: Clock,
+  health: HealthState,
+): { store: CounterStore; description: string } {
+  if (deps.store !== undefined) {
+    health.setStoreOk(true);
+    return { store: deps.store, description: 'custom' };
+  }
+  if (settings.redis === undefined) {
+    health.setStoreOk(true);
+    return { store: new MemoryStore(clock), description: describeStore(undefined) };
+  }
+  const redis = createRedisStore(
+    {
+      ...settings.redis,
+      // REDIS_TIMEOUT is enforced per call by the resilient layer, which then answers from the
+      // failure policy. The client's own command timeout is only a backstop, kept longer on
+      // purpose: a reply that arrives late is still read, so the Redis store can take back a
+      // charge nobody was told about (a frozen Redis that resumes runs every queued script).
+      commandTimeoutMs: Math.max(settings.redis.commandTimeoutMs, LATE_REPLY_WINDOW_MS),
+      // CLOCK=redis (the default) leaves time to Redis TIME: one clock for every replica.
+      ...(settings.clockSource === 'local' && { clock }),
+    },
+    deps.logger,
+  );
+  const store = new ResilientStore({
+    primary: redis,
+    availability: redis,
+    local: new MemoryStore(clock),
+    defaultFailureMode: settings.storeFailureMode,
+    timeoutMs: settings.storeTimeoutMs,
+    breaker: { failureThreshold: settings.storeBreakerFailures, cooldownMs: settings.storeBreakerCooldownMs },
+    // Deadlines and cooldowns are real time, whatever clock the windows use.
+    clock: systemClock,
+    logger: deps.logger.child({ module: 'resilient-store' }),
+  });
+  health.setStoreOk(store.isAvailable());
+  store.onAvailabilityChange((available) => health.setStoreOk(available));
+  return { store, description: describeStore(settings.redis) };
 }

@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { isAlias, isMap, isScalar, isSeq, parseDocument, type Document, type YAMLError, type YAMLMap } from 'yaml';
 import { ConfigError } from '../errors';
+import type { StoreFailureMode } from '../store/counter-store';
 import { DescriptorLevel, DescriptorNode, LoadedRateLimitConfig, WildcardPattern } from './rate-limit-config';
 import {
   UNIT_SECONDS,
@@ -70,6 +71,7 @@ const RATE_LIMIT_KEYS: ReadonlySet<string> = new Set([
   'replaces',
   'algorithm',
   'unit_multiplier',
+  'store_failure',
 ]);
 const REPLACES_KEYS: ReadonlySet<string> = new Set(['name']);
 
@@ -78,6 +80,7 @@ const UNITS_BY_NAME: ReadonlyMap<string, Unit> = new Map(
 );
 const ALGORITHMS: ReadonlySet<string> = new Set<AlgorithmName>(['sliding_window', 'fixed_window']);
 const DEFAULT_ALGORITHM: AlgorithmName = 'sliding_window';
+const STORE_FAILURE_MODES: ReadonlySet<string> = new Set<StoreFailureMode>(['error', 'allow', 'deny', 'local']);
 
 /**
  * YAML 1.1 because the reference parses with go-yaml v2: `yes`/`on` are booleans and `<<` merge keys
@@ -520,6 +523,7 @@ class FileParser {
     const name = this.readString(fields.get('name'));
     const ownName = typeof name === 'string' && name !== '' ? name : undefined;
     const replaces = this.readReplaces(fields.get('replaces'), ownName);
+    const storeFailure = this.readStoreFailure(fields.get('store_failure'));
 
     let limit: LimitSpec | undefined;
     if (unlimited) {
@@ -548,7 +552,25 @@ class FileParser {
       shadowMode: context.shadowMode,
       quotaMode: context.quotaMode,
       detailedMetric: context.detailedMetric,
+      ...(storeFailure !== undefined && { storeFailure }),
     });
+  }
+
+  /**
+   * `store_failure`: this rule's answer when the store cannot give one (overrides
+   * STORE_FAILURE_MODE). Checked even on an unlimited rule, which never asks the store, so that a
+   * typo is still caught.
+   */
+  private readStoreFailure(field: Field | undefined): StoreFailureMode | undefined {
+    const text = this.readString(field);
+    if (text === undefined || text === INVALID) {
+      return undefined;
+    }
+    if (!STORE_FAILURE_MODES.has(text)) {
+      this.report(field!.path, `invalid store_failure '${text}'`);
+      return undefined;
+    }
+    return text as StoreFailureMode;
   }
 
   /** The finite limit of a `rate_limit` block, or undefined when any part of it is invalid (reported). */

@@ -1,3 +1,5 @@
+import type { StoreFailureMode } from '../store/counter-store';
+
 /**
  * The loaded rate-limit configuration, as the rest of sluice sees it. Parsing and validation
  * live in `load.ts`; matching lives in `rate-limit-config.ts`. Nothing here knows about YAML.
@@ -63,6 +65,8 @@ export interface LimitRule {
   readonly shadowMode: boolean;
   readonly quotaMode: boolean;
   readonly detailedMetric: boolean;
+  /** `rate_limit.store_failure`: what to answer when the store cannot; undefined ⇒ STORE_FAILURE_MODE. */
+  readonly storeFailure?: StoreFailureMode;
 }
 
 /** The result of matching one request descriptor. */

@@ -39,7 +39,7 @@ function shouldRateLimitHandler(
     const started = performance.now();
     // `decide` is async, so a synchronous throw anywhere in conversion or in the service arrives
     // here as a rejection: the handler itself cannot throw.
-    decide(service, call.request)
+    decide(service, call.request, deadlineMs(call.getDeadline()))
       .then(
         ({ domain, response }) => {
           logger.debug(
@@ -67,12 +67,23 @@ function shouldRateLimitHandler(
   };
 }
 
+/**
+ * The call's deadline as epoch ms, or undefined when the client set none (grpc-js reports that as
+ * Infinity). Envoy always sets one (its rate-limit `timeout`, 20 ms by default); the store uses it
+ * to give up in time for the failure policy's answer to arrive before Envoy stops waiting.
+ */
+function deadlineMs(deadline: grpc.Deadline): number | undefined {
+  const ms = deadline instanceof Date ? deadline.getTime() : deadline;
+  return Number.isFinite(ms) ? ms : undefined;
+}
+
 async function decide(
   service: RateLimitService,
   raw: unknown,
+  deadline: number | undefined,
 ): Promise<{ domain: string; response: WireResponseShape }> {
   const request = fromWireRequest(raw);
-  const response = await service.shouldRateLimit(request);
+  const response = await service.shouldRateLimit(request, deadline === undefined ? {} : { deadlineMs: deadline });
   return { domain: request.domain, response: toWireResponse(response) };
 }
 

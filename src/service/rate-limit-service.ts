@@ -3,7 +3,7 @@ import { InvalidArgumentError, UnavailableError } from '../errors';
 import type { DescriptorPlan, Limiter } from '../limiter/limiter';
 import { type RequestCaps, validateRequest } from './request-validation';
 import { buildResponse } from './response';
-import type { RateLimitRequest, RateLimitResponse, RateLimitService, RequestDescriptor } from './types';
+import type { CallContext, RateLimitRequest, RateLimitResponse, RateLimitService, RequestDescriptor } from './types';
 
 export interface ConfigSource {
   current(): RateLimitConfig | undefined;
@@ -23,7 +23,7 @@ export class RlsService implements RateLimitService {
     private readonly options: ServiceOptions,
   ) {}
 
-  async shouldRateLimit(request: RateLimitRequest): Promise<RateLimitResponse> {
+  async shouldRateLimit(request: RateLimitRequest, context: CallContext = {}): Promise<RateLimitResponse> {
     validateRequest(request, this.options.caps);
     const config = this.configs.current();
     if (config === undefined) throw new UnavailableError('no rate limit configuration loaded');
@@ -34,7 +34,11 @@ export class RlsService implements RateLimitService {
       match: match(config, request.domain, descriptor, i),
       hits: descriptor.hitsAddend ?? requestHits,
     }));
-    const decisions = await this.limiter.decide(request.domain, plans);
+    const decisions = await this.limiter.decide(
+      request.domain,
+      plans,
+      context.deadlineMs === undefined ? {} : { deadlineMs: context.deadlineMs },
+    );
     return buildResponse(decisions, { globalShadowMode: this.options.shadowMode });
   }
 }

@@ -47,11 +47,21 @@ export interface RateLimitResponse {
   readonly responseHeadersToAdd: readonly HeaderValue[];
 }
 
+/** What the front end knows about a call besides its request. */
+export interface CallContext {
+  /**
+   * Epoch milliseconds by which the caller needs the answer (the gRPC deadline); undefined when
+   * the caller set none. The store gives up in time to answer by then, per the failure policy.
+   */
+  readonly deadlineMs?: number;
+}
+
 /** The decision service behind the gRPC and HTTP front ends. */
 export interface RateLimitService {
   /**
    * Decides one request. Rejects with `InvalidArgumentError` for a malformed request,
-   * `UnavailableError` when no config is loaded or the store cannot answer.
+   * `UnavailableError` when no config is loaded, a `StoreError` (kind unavailable) when the store
+   * cannot answer and the failure policy says `error`.
    */
-  shouldRateLimit(request: RateLimitRequest): Promise<RateLimitResponse>;
+  shouldRateLimit(request: RateLimitRequest, context?: CallContext): Promise<RateLimitResponse>;
 }

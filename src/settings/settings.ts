@@ -1,5 +1,9 @@
+import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { keyPrefixProblem } from '../limiter/counter-key';
 import type { LogLevel } from '../logging/logger';
+import type { StoreFailureMode } from '../store/counter-store';
+import type { RedisNode, RedisStoreOptions } from '../store/redis/options';
 
 /**
  * Process settings. Every setting has the reference service's environment variable name where
@@ -27,9 +31,23 @@ export interface Settings {
   readonly maxHitsAddend: number;
   readonly grpcMaxReceiveMessageBytes: number;
   readonly shutdownGraceMs: number;
+  /** Undefined when REDIS_URL is empty: counters live in process memory. Holds secrets: never log it. */
+  readonly redis: RedisConnectionSettings | undefined;
+  /** CACHE_KEY_PREFIX: prepended to every counter key (several deployments sharing one Redis). */
+  readonly cacheKeyPrefix: string;
+  /** REDIS_TIMEOUT in ms: the longest a call waits for the store. */
+  readonly storeTimeoutMs: number;
+  /** STORE_FAILURE_MODE: what a rule without `store_failure` answers when the store cannot. */
+  readonly storeFailureMode: StoreFailureMode;
+  /** CLOCK: `redis` takes time from Redis TIME (one clock for every replica); `local` from this process. */
+  readonly clockSource: ClockSource;
+  readonly storeBreakerFailures: number;
+  readonly storeBreakerCooldownMs: number;
 }
 
-type Kind = 'string' | 'port' | 'count' | 'bool' | 'level';
+export type ClockSource = 'redis' | 'local';
+
+type Kind = 'string' | 'secret' | 'port' | 'count' | 'bool' | 'level' | 'duration' | 'choice';
 
 interface SettingSpec {
   readonly env: string;
@@ -38,9 +56,14 @@ interface SettingSpec {
   readonly help: string;
   /** The flag, when it is not the env name in kebab case. */
   readonly flag?: string;
+  /** For `choice`: the accepted values, lower case; input is matched case-insensitively. */
+  readonly choices?: readonly string[];
 }
 
 const LOG_LEVELS: readonly LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+const REDIS_TYPES: readonly RedisType[] = ['single', 'sentinel', 'cluster'];
+const STORE_FAILURE_MODES: readonly StoreFailureMode[] = ['error', 'allow', 'deny', 'local'];
+const CLOCK_SOURCES: readonly ClockSource[] = ['redis', 'local'];
 
 /** Every setting: environment name, type, default, and what it does. */
 export const SETTING_SPECS = {
@@ -66,6 +89,66 @@ export const SETTING_SPECS = {
   maxHitsAddend: { env: 'MAX_HITS_ADDEND', kind: 'count', default: '1000000', help: 'largest hits_addend, request or descriptor level' },
   grpcMaxReceiveMessageBytes: { env: 'GRPC_MAX_RECV_MSG_SIZE', kind: 'count', default: '1048576', help: 'largest gRPC request, in bytes' },
   shutdownGraceMs: { env: 'SHUTDOWN_GRACE_MS', kind: 'count', default: '10000', help: 'on SIGTERM, how long in-flight calls may take before the server closes anyway' },
+  redisUrl: {
+    env: 'REDIS_URL',
+    kind: 'secret',
+    default: '',
+    help:
+      'Redis address; empty keeps counters in process memory. single: host:port, redis://[user:pass@]host:port[/db], ' +
+      'rediss://... (TLS), or a socket path with REDIS_SOCKET_TYPE=unix; sentinel: master,host:port,host:port; ' +
+      'cluster: host:port,host:port,... (never logged in full: passwords are redacted)',
+  },
+  redisType: { env: 'REDIS_TYPE', kind: 'choice', choices: REDIS_TYPES, default: 'single', help: 'single, sentinel or cluster (any case)' },
+  redisSocketType: {
+    env: 'REDIS_SOCKET_TYPE',
+    kind: 'choice',
+    choices: ['tcp', 'unix'],
+    default: 'tcp',
+    help:
+      'tcp: REDIS_URL is host:port or a redis:// or rediss:// URL; unix: REDIS_URL is a socket path. ' +
+      'NOTE: the reference defaults to unix; sluice defaults to tcp',
+  },
+  redisAuth: { env: 'REDIS_AUTH', kind: 'secret', default: '', help: 'Redis password, or user:password (never logged)' },
+  redisSentinelAuth: { env: 'REDIS_SENTINEL_AUTH', kind: 'secret', default: '', help: 'password for the sentinels themselves (never logged)' },
+  redisTls: { env: 'REDIS_TLS', kind: 'bool', default: 'false', help: 'TLS to Redis (also implied by a rediss:// REDIS_URL)' },
+  redisTlsCacert: { env: 'REDIS_TLS_CACERT', kind: 'string', default: '', help: 'PEM file of the CA that signed the Redis certificate (read at start; system CAs when unset)' },
+  redisTlsClientCert: { env: 'REDIS_TLS_CLIENT_CERT', kind: 'string', default: '', help: 'PEM client certificate file for mutual TLS (read at start; needs REDIS_TLS_CLIENT_KEY)' },
+  redisTlsClientKey: { env: 'REDIS_TLS_CLIENT_KEY', kind: 'string', default: '', help: 'PEM client key file for mutual TLS (read at start; needs REDIS_TLS_CLIENT_CERT)' },
+  redisTlsSkipHostnameVerification: {
+    env: 'REDIS_TLS_SKIP_HOSTNAME_VERIFICATION',
+    kind: 'bool',
+    default: 'false',
+    help: "accept any Redis certificate (name and chain unchecked, like the reference's InsecureSkipVerify)",
+  },
+  redisTimeout: {
+    env: 'REDIS_TIMEOUT',
+    kind: 'duration',
+    default: '10ms',
+    help:
+      'longest wait for the store per call (10ms, 1s, or a bare number of ms), further capped by the caller\'s gRPC ' +
+      "deadline less 2 ms. 10ms keeps answers inside Envoy's default 20 ms timeout even when Redis hangs " +
+      '(the reference defaults to 10s)',
+  },
+  cacheKeyPrefix: { env: 'CACHE_KEY_PREFIX', kind: 'string', default: '', help: 'prefix of every counter key (several deployments sharing one Redis)' },
+  storeFailureMode: {
+    env: 'STORE_FAILURE_MODE',
+    kind: 'choice',
+    choices: STORE_FAILURE_MODES,
+    default: 'error',
+    help:
+      "when the store cannot answer, for rules without store_failure: error (gRPC UNAVAILABLE; Envoy's " +
+      'failure_mode_deny decides), allow, deny, or local (an in-process limiter decides until the store is back)',
+  },
+  clockSource: {
+    env: 'CLOCK',
+    flag: 'clock',
+    kind: 'choice',
+    choices: CLOCK_SOURCES,
+    default: 'redis',
+    help: 'time for windows on Redis: redis (Redis TIME: one clock for all replicas) or local (this process)',
+  },
+  storeBreakerFailures: { env: 'STORE_BREAKER_FAILURES', kind: 'count', default: '5', help: 'consecutive store timeouts/errors that open the circuit breaker (calls then skip the store)' },
+  storeBreakerCooldown: { env: 'STORE_BREAKER_COOLDOWN', kind: 'duration', default: '1s', help: 'how long an open breaker skips the store before one call probes it' },
 } as const satisfies Record<string, SettingSpec>;
 
 export type SettingName = keyof typeof SETTING_SPECS;
@@ -120,13 +203,15 @@ export function loadSettings(env: NodeJS.ProcessEnv, argv: readonly string[]): S
     const given = raw.get(name);
     const text = given?.value ?? spec.default;
     const source = given?.source ?? spec.env;
-    const parsed = parseValue(spec.kind, text);
+    const parsed = parseValue(spec, text);
     if (parsed === undefined) {
-      problems.push(`${source}: invalid value '${text}' (${describe(spec.kind)})`);
-      return parseValue(spec.kind, spec.default)!;
+      problems.push(`${source}: invalid value '${text}' (${describe(spec)})`);
+      return parseValue(spec, spec.default)!;
     }
     return parsed;
   };
+  /** Where a setting's value came from, for messages: the flag when one was given, else the variable. */
+  const sourceOf = (name: SettingName): string => raw.get(name)?.source ?? SETTING_SPECS[name].env;
 
   const str = (name: SettingName): string => read(name) as string;
   const num = (name: SettingName): number => read(name) as number;
@@ -157,14 +242,45 @@ export function loadSettings(env: NodeJS.ProcessEnv, argv: readonly string[]): S
     maxHitsAddend: num('maxHitsAddend'),
     grpcMaxReceiveMessageBytes: num('grpcMaxReceiveMessageBytes'),
     shutdownGraceMs: num('shutdownGraceMs'),
+    redis: undefined,
+    cacheKeyPrefix: str('cacheKeyPrefix'),
+    storeTimeoutMs: num('redisTimeout'),
+    storeFailureMode: str('storeFailureMode') as StoreFailureMode,
+    clockSource: str('clockSource') as ClockSource,
+    storeBreakerFailures: num('storeBreakerFailures'),
+    storeBreakerCooldownMs: num('storeBreakerCooldown'),
   };
+
+  const prefixProblem = keyPrefixProblem(settings.cacheKeyPrefix);
+  if (prefixProblem !== undefined) problems.push(`${sourceOf('cacheKeyPrefix')}: ${prefixProblem}`);
+
+  // Every Redis setting is read even without REDIS_URL, so a bad value is reported either way.
+  const redisInput: RedisSettingsInput = {
+    url: { value: str('redisUrl'), source: sourceOf('redisUrl') },
+    type: str('redisType') as RedisType,
+    socketType: str('redisSocketType') as 'tcp' | 'unix',
+    auth: { value: str('redisAuth'), source: sourceOf('redisAuth') },
+    sentinelAuth: str('redisSentinelAuth'),
+    tls: bool('redisTls'),
+    skipVerification: bool('redisTlsSkipHostnameVerification'),
+    caFile: { value: str('redisTlsCacert'), source: sourceOf('redisTlsCacert') },
+    certFile: { value: str('redisTlsClientCert'), source: sourceOf('redisTlsClientCert') },
+    keyFile: { value: str('redisTlsClientKey'), source: sourceOf('redisTlsClientKey') },
+    commandTimeoutMs: settings.storeTimeoutMs,
+    keyPrefix: settings.cacheKeyPrefix,
+  };
+  const redis =
+    redisInput.url.value === ''
+      ? undefined
+      : parseRedisSettings(redisInput, { readFile: (file) => fs.readFileSync(file, 'utf8') }, problems);
   if (problems.length > 0) throw new SettingsError(problems);
-  return settings;
+  return { ...settings, redis };
 }
 
-function parseValue(kind: Kind, text: string): string | number | boolean | undefined {
-  switch (kind) {
+function parseValue(spec: SettingSpec, text: string): string | number | boolean | undefined {
+  switch (spec.kind) {
     case 'string':
+    case 'secret':
       return text;
     case 'bool': {
       const lower = text.toLowerCase();
@@ -184,12 +300,47 @@ function parseValue(kind: Kind, text: string): string | number | boolean | undef
       const lower = text.toLowerCase();
       return (LOG_LEVELS as readonly string[]).includes(lower) ? lower : undefined;
     }
+    case 'choice': {
+      const lower = text.toLowerCase();
+      return (spec.choices ?? []).includes(lower) ? lower : undefined;
+    }
+    case 'duration':
+      return parseDurationMs(text);
   }
 }
 
-function describe(kind: Kind): string {
-  switch (kind) {
+const DURATION_UNITS_MS: Readonly<Record<string, number>> = {
+  ns: 1e-6,
+  us: 1e-3,
+  µs: 1e-3,
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+};
+
+/**
+ * A duration as Go writes one (`10ms`, `1.5s`, `1m30s`: the reference's env values keep working)
+ * or a bare number of milliseconds. Undefined unless positive and finite.
+ */
+export function parseDurationMs(text: string): number | undefined {
+  const trimmed = text.trim();
+  if (/^\d+(\.\d+)?$/.test(trimmed)) {
+    const ms = Number(trimmed);
+    return ms > 0 && Number.isFinite(ms) ? ms : undefined;
+  }
+  if (!/^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/.test(trimmed)) return undefined;
+  let total = 0;
+  for (const [, amount, unit] of trimmed.matchAll(/(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g)) {
+    total += Number(amount) * DURATION_UNITS_MS[unit!]!;
+  }
+  return total > 0 && Number.isFinite(total) ? total : undefined;
+}
+
+function describe(spec: SettingSpec): string {
+  switch (spec.kind) {
     case 'string':
+    case 'secret':
       return 'text';
     case 'bool':
       return 'true or false';
@@ -199,6 +350,10 @@ function describe(kind: Kind): string {
       return 'a positive integer';
     case 'level':
       return LOG_LEVELS.join(', ');
+    case 'choice':
+      return (spec.choices ?? []).join(', ');
+    case 'duration':
+      return "a positive duration such as '10ms' or '1s', or a number of milliseconds";
   }
 }
 
@@ -207,4 +362,265 @@ export function settingsHelp(): string[] {
   return (Object.values(SETTING_SPECS) as SettingSpec[]).map(
     (spec) => `  --${flagName(spec).padEnd(30)} ${spec.env.padEnd(30)} ${spec.help} (default: ${spec.default === '' ? 'none' : spec.default})`,
   );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redis: REDIS_URL and its companions → the Redis store's connection options.
+
+export type RedisType = RedisStoreOptions['type'];
+
+/**
+ * Everything the Redis store needs from settings: its options minus the clock, which the
+ * composition root adds for CLOCK=local, and minus `url`, which is always parsed here (so that
+ * credentials from REDIS_AUTH and from the URL cannot silently disagree). Holds passwords: log
+ * `describeStore()` instead.
+ */
+export type RedisConnectionSettings = Omit<RedisStoreOptions, 'clock' | 'url'>;
+
+interface Sourced {
+  readonly value: string;
+  /** The variable or flag the value came from, for messages. */
+  readonly source: string;
+}
+
+export interface RedisSettingsInput {
+  readonly url: Sourced;
+  readonly type: RedisType;
+  readonly socketType: 'tcp' | 'unix';
+  readonly auth: Sourced;
+  readonly sentinelAuth: string;
+  readonly tls: boolean;
+  readonly skipVerification: boolean;
+  readonly caFile: Sourced;
+  readonly certFile: Sourced;
+  readonly keyFile: Sourced;
+  readonly commandTimeoutMs: number;
+  readonly keyPrefix: string;
+}
+
+const DEFAULT_REDIS_PORT = 6379;
+
+/**
+ * `redis://user:secret@host` → `redis://user:***@host`: a value that may hold a password, made fit
+ * for messages and logs.
+ */
+export function redactRedisUrl(text: string): string {
+  return text.replace(/^([a-z][a-z0-9+.-]*:\/\/)([^@/]*)@/i, (_match, scheme: string, userinfo: string) => {
+    const colon = userinfo.indexOf(':');
+    return colon < 0 ? `${scheme}***@` : `${scheme}${userinfo.slice(0, colon)}:***@`;
+  });
+}
+
+/**
+ * Parses REDIS_URL in the form REDIS_TYPE and REDIS_SOCKET_TYPE call for, adds credentials and TLS,
+ * and reads the TLS files. Problems go to `problems`, each naming its variable; the result is
+ * undefined when there was any.
+ */
+export function parseRedisSettings(
+  input: RedisSettingsInput,
+  io: { readFile(file: string): string },
+  problems: string[],
+): RedisConnectionSettings | undefined {
+  const before = problems.length;
+  const report = (source: string, reason: string): void => {
+    problems.push(`${source}: ${reason}`);
+  };
+  const urlSource = input.url.source;
+  const shown = redactRedisUrl(input.url.value);
+  const text = input.url.value.trim();
+
+  let nodes: RedisNode[] = [];
+  let socketPath: string | undefined;
+  let sentinelMasterName: string | undefined;
+  let fromUrl: { username?: string; password?: string; db?: number; tls: boolean } = { tls: false };
+
+  const isUrl = /^[a-z][a-z0-9+.-]*:\/\//i.test(text);
+  if (input.socketType === 'unix') {
+    if (input.type !== 'single') {
+      report(input.url.source, `REDIS_SOCKET_TYPE=unix works only with REDIS_TYPE=single, not ${input.type}`);
+    } else if (isUrl) {
+      report(urlSource, `'${shown}' is a URL, but REDIS_SOCKET_TYPE=unix needs a socket path`);
+    } else {
+      socketPath = text;
+    }
+  } else if (input.type === 'single') {
+    if (isUrl) {
+      const parsed = parseRedisUri(text, shown);
+      if (typeof parsed === 'string') report(urlSource, parsed);
+      else {
+        nodes = [parsed.node];
+        fromUrl = parsed;
+      }
+    } else if (text.startsWith('/')) {
+      report(urlSource, `'${shown}' is a socket path: set REDIS_SOCKET_TYPE=unix`);
+    } else {
+      const node = parseHostPort(text);
+      if (typeof node === 'string') report(urlSource, `invalid value '${shown}' (${node})`);
+      else nodes = [node];
+    }
+  } else {
+    const items = text
+      .split(',')
+      .map((item) => item.trim())
+      .filter((item) => item !== '');
+    if (input.type === 'sentinel') {
+      sentinelMasterName = items.shift();
+      if (sentinelMasterName === undefined || items.length === 0) {
+        report(urlSource, `invalid value '${shown}' (REDIS_TYPE=sentinel needs master,host:port[,host:port...])`);
+      }
+    } else if (items.length === 0) {
+      report(urlSource, `invalid value '${shown}' (REDIS_TYPE=cluster needs host:port[,host:port...])`);
+    }
+    for (const item of items) {
+      const node = isUrl ? 'a URL is not allowed here; list host:port pairs' : parseHostPort(item);
+      if (typeof node === 'string') report(urlSource, `invalid address '${redactRedisUrl(item)}' (${node})`);
+      else nodes.push(node);
+    }
+  }
+
+  // REDIS_AUTH: `pass` or `user:pass`, split at the first colon as the reference does.
+  let username = fromUrl.username;
+  let password = fromUrl.password;
+  if (input.auth.value !== '') {
+    if (fromUrl.username !== undefined || fromUrl.password !== undefined) {
+      report(input.auth.source, `credentials are given both here and in ${urlSource}; give them once`);
+    }
+    const colon = input.auth.value.indexOf(':');
+    if (colon < 0) {
+      password = input.auth.value;
+    } else {
+      username = input.auth.value.slice(0, colon);
+      password = input.auth.value.slice(colon + 1);
+    }
+  }
+
+  let tls: RedisConnectionSettings['tls'];
+  if (input.tls || fromUrl.tls) {
+    const read = (file: Sourced): string | undefined => {
+      if (file.value === '') return undefined;
+      try {
+        return io.readFile(file.value);
+      } catch (err) {
+        // The errno code says it all (ENOENT, EACCES); the message would repeat the path.
+        const { code, message } = err as { code?: unknown; message?: unknown };
+        report(file.source, `cannot read '${file.value}': ${String(code ?? message ?? err)}`);
+        return undefined;
+      }
+    };
+    const ca = read(input.caFile);
+    const cert = read(input.certFile);
+    const key = read(input.keyFile);
+    if ((input.certFile.value === '') !== (input.keyFile.value === '')) {
+      const missing = input.certFile.value === '' ? input.certFile.source : input.keyFile.source;
+      report(missing, 'REDIS_TLS_CLIENT_CERT and REDIS_TLS_CLIENT_KEY go together; set both or neither');
+    }
+    tls = {
+      ...(ca !== undefined && { ca }),
+      ...(cert !== undefined && { cert }),
+      ...(key !== undefined && { key }),
+      rejectUnauthorized: !input.skipVerification,
+    };
+  }
+
+  if (problems.length > before) return undefined;
+  return {
+    type: input.type,
+    nodes,
+    ...(socketPath !== undefined && { socketPath }),
+    ...(sentinelMasterName !== undefined && { sentinelMasterName }),
+    ...(username !== undefined && username !== '' && { username }),
+    ...(password !== undefined && { password }),
+    ...(input.type === 'sentinel' && input.sentinelAuth !== '' && { sentinelPassword: input.sentinelAuth }),
+    ...(tls !== undefined && { tls }),
+    ...(fromUrl.db !== undefined && { db: fromUrl.db }),
+    commandTimeoutMs: input.commandTimeoutMs,
+    keyPrefix: input.keyPrefix,
+  };
+}
+
+/** `host:port`, `[::1]:port`, or a bare host (port 6379). A reason string when invalid. */
+function parseHostPort(text: string): RedisNode | string {
+  let host: string;
+  let portText: string | undefined;
+  const bracketed = /^\[([^\]]+)\](?::(.*))?$/.exec(text);
+  if (bracketed) {
+    host = bracketed[1]!;
+    portText = bracketed[2];
+  } else {
+    const colon = text.lastIndexOf(':');
+    if (colon >= 0 && text.indexOf(':') !== colon) {
+      return 'an IPv6 address needs brackets: [::1]:6379';
+    }
+    host = colon < 0 ? text : text.slice(0, colon);
+    portText = colon < 0 ? undefined : text.slice(colon + 1);
+  }
+  if (host === '' || /[\s/@,]/.test(host)) return 'expected host:port';
+  if (portText === undefined) return { host, port: DEFAULT_REDIS_PORT };
+  const port = /^\d+$/.test(portText) ? Number(portText) : NaN;
+  if (!(port >= 1 && port <= 65535)) return `port must be 1 to 65535, got '${portText}'`;
+  return { host, port };
+}
+
+/** `redis://[user[:pass]@]host[:port][/db]` or `rediss://…`. A reason string when invalid. */
+function parseRedisUri(
+  text: string,
+  shown: string,
+): { node: RedisNode; username?: string; password?: string; db?: number; tls: boolean } | string {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return `invalid URL '${shown}'`;
+  }
+  const scheme = url.protocol.toLowerCase();
+  if (scheme !== 'redis:' && scheme !== 'rediss:') {
+    return `unsupported scheme '${scheme}//' in '${shown}' (use redis:// or rediss://)`;
+  }
+  // URL keeps IPv6 literals bracketed; the client wants them bare.
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  if (host === '') return `no host in '${shown}'`;
+  const port = url.port === '' ? DEFAULT_REDIS_PORT : Number(url.port);
+  let db: number | undefined;
+  const pathText = url.pathname.replace(/^\//, '');
+  if (pathText !== '') {
+    if (!/^\d+$/.test(pathText) || !Number.isSafeInteger(Number(pathText))) {
+      return `the path of '${shown}' must be a database number, got '/${pathText}'`;
+    }
+    db = Number(pathText);
+  }
+  let username: string | undefined;
+  let password: string | undefined;
+  try {
+    if (url.username !== '') username = decodeURIComponent(url.username);
+    if (url.password !== '') password = decodeURIComponent(url.password);
+  } catch {
+    return `bad percent-encoding in the credentials of '${shown}'`;
+  }
+  return {
+    node: { host, port },
+    ...(username !== undefined && { username }),
+    ...(password !== undefined && { password }),
+    ...(db !== undefined && { db }),
+    tls: scheme === 'rediss:',
+  };
+}
+
+/**
+ * The store in words for the startup log: `memory`, or `redis <type> <addresses>` with TLS noted.
+ * Built from parsed addresses only, so it cannot carry a password.
+ */
+export function describeStore(redis: RedisConnectionSettings | undefined): string {
+  if (redis === undefined) return 'memory';
+  const hostPort = (node: RedisNode): string =>
+    node.host.includes(':') ? `[${node.host}]:${node.port}` : `${node.host}:${node.port}`;
+  let address: string;
+  if (redis.socketPath !== undefined) address = `unix:${redis.socketPath}`;
+  else if (redis.type === 'sentinel') address = `${redis.sentinelMasterName ?? ''}@${redis.nodes.map(hostPort).join(',')}`;
+  else address = redis.nodes.map(hostPort).join(',');
+  const extras = [
+    ...(redis.db !== undefined ? [`db ${redis.db}`] : []),
+    ...(redis.tls !== undefined ? ['tls'] : []),
+    ...(redis.username !== undefined || redis.password !== undefined ? ['auth'] : []),
+  ];
+  return `redis ${redis.type} ${address}${extras.length > 0 ? ` (${extras.join(', ')})` : ''}`;
 }

@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { type RunningSluice, startSluice } from '../../src/app';
-import { silentLogger } from '../../src/logging/logger';
+import { type Logger, silentLogger } from '../../src/logging/logger';
 import { loadSettings } from '../../src/settings/settings';
 import type { CounterStore } from '../../src/store/counter-store';
 import type { Clock } from '../../src/util/clock';
@@ -18,7 +18,8 @@ export interface StartedSluice {
 /**
  * Starts the whole service in this process on free ports, with `files` as its config directory
  * and a real gRPC client connected to it. `args` are `sluice serve` flags; `env` stands in for
- * the process environment.
+ * the process environment (e.g. `REDIS_URL`, `STORE_FAILURE_MODE`: the app then builds its Redis
+ * store itself, as in production). `logger` defaults to a silent one.
  */
 export async function startTestSluice(options: {
   files: Record<string, string>;
@@ -26,6 +27,7 @@ export async function startTestSluice(options: {
   env?: NodeJS.ProcessEnv;
   clock?: Clock;
   store?: CounterStore;
+  logger?: Logger;
 }): Promise<StartedSluice> {
   const configDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-config-'));
   for (const [name, content] of Object.entries(options.files)) {
@@ -50,7 +52,7 @@ export async function startTestSluice(options: {
     ...(options.args ?? []),
   ]);
   const app = await startSluice(settings, {
-    logger: silentLogger(),
+    logger: options.logger ?? silentLogger(),
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.store ? { store: options.store } : {}),
   });

@@ -116,6 +116,7 @@ describe('invalid fixtures: one problem each, with the exact message', () => {
       'share_threshold_without_wildcard.yaml: descriptors[0].share_threshold: ' +
         "share_threshold can only be used with wildcard values (containing '*'), but found key 'file_exact'",
     ],
+    ['bad_store_failure.yaml', "bad_store_failure.yaml: descriptors[0].rate_limit.store_failure: invalid store_failure 'fail_open'"],
     [
       'bad_algorithm.yaml',
       "bad_algorithm.yaml: descriptors[0].rate_limit.algorithm: invalid rate limit algorithm 'leaky_bucket'",

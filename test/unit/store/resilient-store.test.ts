@@ -1,0 +1,460 @@
+import { StoreError } from '../../../src/errors';
+import type {
+  CounterStore,
+  DecideOptions,
+  LimitCheck,
+  LimitOutcome,
+  StoreFailureMode,
+} from '../../../src/store/counter-store';
+import { MemoryStore } from '../../../src/store/memory/memory-store';
+import { ResilientStore, type ResilientStoreOptions, type StoreAvailability } from '../../../src/store/resilient-store';
+import { ManualClock } from '../../../src/util/clock';
+import { describeCounterStore } from '../../conformance/counter-store.suite';
+
+// Healthy, the wrapper must be invisible: the whole store contract holds through it.
+describeCounterStore(
+  'resilient(memory)',
+  (clock) =>
+    new ResilientStore({
+      primary: new MemoryStore(clock),
+      local: new MemoryStore(clock),
+      defaultFailureMode: 'error',
+      timeoutMs: 1_000,
+      breaker: { failureThreshold: 5, cooldownMs: 1_000 },
+      clock,
+    }),
+);
+
+type Behaviour = 'ok' | 'hang' | 'transient' | 'fatal' | 'bug';
+
+/** A primary store whose behaviour the test sets, that records what it was asked. */
+class ScriptedStore implements CounterStore {
+  behaviour: Behaviour = 'ok';
+  readonly calls: { checks: readonly LimitCheck[]; options: DecideOptions }[] = [];
+  private readonly hanging: ((outcomes: readonly LimitOutcome[]) => void)[] = [];
+  private readonly hangingRejects: ((err: unknown) => void)[] = [];
+  closed = false;
+
+  decide(checks: readonly LimitCheck[], options: DecideOptions): Promise<readonly LimitOutcome[]> {
+    this.calls.push({ checks, options });
+    switch (this.behaviour) {
+      case 'ok':
+        return Promise.resolve(checks.map((c) => ({ admitted: true, remaining: c.limit - c.hits, resetMs: 1234 })));
+      case 'hang':
+        return new Promise((resolve, reject) => {
+          this.hanging.push(resolve);
+          this.hangingRejects.push(reject);
+        });
+      case 'transient':
+        return Promise.reject(new StoreError('connection refused', true));
+      case 'fatal':
+        return Promise.reject(new StoreError('WRONGTYPE in script', false));
+      case 'bug':
+        return Promise.reject(new TypeError('undefined is not a function'));
+    }
+  }
+
+  /** Answers every hanging call now (late, after the wrapper has given up on them). */
+  releaseHanging(): void {
+    for (const resolve of this.hanging.splice(0)) resolve([]);
+  }
+
+  failHanging(): void {
+    for (const reject of this.hangingRejects.splice(0)) reject(new StoreError('late failure', true));
+  }
+
+  close(): Promise<void> {
+    this.closed = true;
+    return Promise.resolve();
+  }
+}
+
+/** A connection state the test flips, like the Redis store's. */
+class FakeAvailability implements StoreAvailability {
+  private available = true;
+  private readonly listeners: ((available: boolean) => void)[] = [];
+
+  isAvailable(): boolean {
+    return this.available;
+  }
+
+  onAvailabilityChange(listener: (available: boolean) => void): void {
+    this.listeners.push(listener);
+  }
+
+  set(available: boolean): void {
+    this.available = available;
+    for (const listener of this.listeners) listener(available);
+  }
+}
+
+const T0 = 1_000_000_000;
+const WINDOW = 60_000;
+const OPTS: DecideOptions = { chargeRejectedHits: false };
+
+function check(key: string, limit: number, extra: Partial<LimitCheck> = {}): LimitCheck {
+  return { key, algorithm: 'fixed_window', limit, windowMs: WINDOW, hits: 1, enforced: true, ...extra };
+}
+
+function policy(mode: StoreFailureMode): Partial<LimitCheck> {
+  return { onStoreFailure: mode };
+}
+
+let clock: ManualClock;
+let primary: ScriptedStore;
+let local: MemoryStore;
+let store: ResilientStore;
+
+function build(overrides: Partial<ResilientStoreOptions> = {}): ResilientStore {
+  store = new ResilientStore({
+    primary,
+    local,
+    defaultFailureMode: 'error',
+    timeoutMs: 30,
+    breaker: { failureThreshold: 3, cooldownMs: 1_000 },
+    clock,
+    ...overrides,
+  });
+  return store;
+}
+
+async function rejection(promise: Promise<unknown>): Promise<StoreError> {
+  try {
+    await promise;
+  } catch (err) {
+    if (err instanceof StoreError) return err;
+    throw err;
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('ResilientStore', () => {
+  beforeEach(() => {
+    clock = new ManualClock(T0);
+    primary = new ScriptedStore();
+    local = new MemoryStore(clock);
+  });
+
+  afterEach(async () => {
+    await store.close();
+  });
+
+  describe('healthy primary', () => {
+    it('returns the primary outcomes and passes the options on, with its own give-up instant as deadline', async () => {
+      build();
+      const outcomes = await store.decide([check('a', 10)], { chargeRejectedHits: true, deadlineMs: T0 + 20 });
+      expect(outcomes).toEqual([{ admitted: true, remaining: 9, resetMs: 1234 }]);
+      // The caller's deadline less the 2 ms margin: the primary takes back a charge that lands later.
+      expect(primary.calls[0]!.options).toEqual({ chargeRejectedHits: true, deadlineMs: T0 + 18 });
+      // Without a caller deadline, the timeout is the deadline.
+      await store.decide([check('a', 10)], { chargeRejectedHits: false });
+      expect(primary.calls[1]!.options).toEqual({ chargeRejectedHits: false, deadlineMs: T0 + 30 });
+      expect(store.breakerState()).toBe('closed');
+    });
+
+    it('answers an empty request without asking anyone', async () => {
+      build();
+      await expect(store.decide([], OPTS)).resolves.toEqual([]);
+      expect(primary.calls).toHaveLength(0);
+    });
+
+    it('closes the primary and the local limiter', async () => {
+      build();
+      await store.close();
+      expect(primary.closed).toBe(true);
+    });
+  });
+
+  describe('timeouts', () => {
+    it('gives up on a hanging primary after timeoutMs with a transient store error', async () => {
+      build();
+      primary.behaviour = 'hang';
+      const started = performance.now();
+      const err = await rejection(store.decide([check('a', 10)], OPTS));
+      const elapsed = performance.now() - started;
+      expect(err.message).toBe('store unavailable: timed out after 30 ms');
+      expect(err.transient).toBe(true);
+      expect(err.kind).toBe('unavailable');
+      expect(elapsed).toBeGreaterThanOrEqual(25);
+      expect(elapsed).toBeLessThan(500);
+    });
+
+    it('gives up earlier when the caller deadline is closer, keeping a margin, and does not blame the store', async () => {
+      build({ timeoutMs: 10_000 });
+      primary.behaviour = 'hang';
+      const started = performance.now();
+      const err = await rejection(store.decide([check('a', 10)], { ...OPTS, deadlineMs: T0 + 42 }));
+      const elapsed = performance.now() - started;
+      // 42 ms to the deadline, minus the 2 ms margin.
+      expect(err.message).toBe('store unavailable: deadline reached after 40 ms');
+      expect(elapsed).toBeLessThan(1_000);
+      // A caller's short deadline says nothing about the store.
+      for (let i = 0; i < 5; i++) await rejection(store.decide([check('a', 10)], { ...OPTS, deadlineMs: T0 + 5 }));
+      expect(store.breakerState()).toBe('closed');
+    });
+
+    it('does not ask the primary when the deadline has already passed', async () => {
+      build();
+      const err = await rejection(store.decide([check('a', 10)], { ...OPTS, deadlineMs: T0 + 1 }));
+      expect(err.message).toBe('store unavailable: deadline exceeded before the store was asked');
+      expect(primary.calls).toHaveLength(0);
+    });
+
+    it('swallows a late answer or late failure of a call it gave up on', async () => {
+      build();
+      primary.behaviour = 'hang';
+      await rejection(store.decide([check('a', 10)], OPTS));
+      await rejection(store.decide([check('b', 10)], OPTS));
+      primary.releaseHanging();
+      await rejection(store.decide([check('c', 10)], OPTS));
+      primary.failHanging();
+      // An unhandled rejection would fail the test run; give it a turn to surface.
+      await new Promise((resolve) => setImmediate(resolve));
+    });
+  });
+
+  describe('circuit breaker', () => {
+    it('opens after consecutive transient failures, then fails fast without touching the primary', async () => {
+      build();
+      const states: string[] = [];
+      store.onStateChange((state) => states.push(state));
+      primary.behaviour = 'transient';
+      for (let i = 0; i < 3; i++) {
+        const err = await rejection(store.decide([check('a', 10)], OPTS));
+        expect(err.message).toBe('store unavailable: connection refused');
+      }
+      expect(store.breakerState()).toBe('open');
+      expect(states).toEqual(['open']);
+
+      primary.behaviour = 'hang';
+      const started = performance.now();
+      const err = await rejection(store.decide([check('a', 10)], OPTS));
+      expect(performance.now() - started).toBeLessThan(20);
+      expect(err.message).toBe('store unavailable: circuit breaker open (last failure: connection refused)');
+      expect(primary.calls).toHaveLength(3);
+    });
+
+    it('counts timeouts as failures: a frozen primary costs threshold timeouts, then none', async () => {
+      build();
+      primary.behaviour = 'hang';
+      for (let i = 0; i < 3; i++) await rejection(store.decide([check('a', 10)], OPTS));
+      expect(store.breakerState()).toBe('open');
+      const started = performance.now();
+      await rejection(store.decide([check('a', 10)], OPTS));
+      expect(performance.now() - started).toBeLessThan(20);
+      expect(primary.calls).toHaveLength(3);
+    });
+
+    it('resets the count on a success: only consecutive failures open it', async () => {
+      build();
+      for (let i = 0; i < 5; i++) {
+        primary.behaviour = 'transient';
+        await rejection(store.decide([check('a', 10)], OPTS));
+        await rejection(store.decide([check('a', 10)], OPTS));
+        primary.behaviour = 'ok';
+        await store.decide([check('a', 10)], OPTS);
+      }
+      expect(store.breakerState()).toBe('closed');
+    });
+
+    it('half-opens after the cooldown and lets exactly one probe through; its success closes it', async () => {
+      build();
+      const states: string[] = [];
+      store.onStateChange((state) => states.push(state));
+      primary.behaviour = 'transient';
+      for (let i = 0; i < 3; i++) await rejection(store.decide([check('a', 10)], OPTS));
+      clock.advance(999);
+      expect(store.breakerState()).toBe('open');
+      clock.advance(1);
+      expect(store.breakerState()).toBe('half_open');
+
+      primary.behaviour = 'hang';
+      const probe = store.decide([check('a', 10)], OPTS);
+      // While the probe is out, everyone else fails fast.
+      const other = await rejection(store.decide([check('b', 10)], OPTS));
+      expect(other.message).toMatch(/^store unavailable: circuit breaker open/);
+      expect(primary.calls).toHaveLength(4);
+      primary.releaseHanging();
+      await expect(probe).resolves.toEqual([]);
+      expect(store.breakerState()).toBe('closed');
+      expect(states).toEqual(['open', 'half_open', 'closed']);
+
+      primary.behaviour = 'ok';
+      await store.decide([check('a', 10)], OPTS);
+      expect(primary.calls).toHaveLength(5);
+    });
+
+    it('reopens for another cooldown when the probe fails', async () => {
+      build();
+      primary.behaviour = 'transient';
+      for (let i = 0; i < 3; i++) await rejection(store.decide([check('a', 10)], OPTS));
+      clock.advance(1_000);
+      await rejection(store.decide([check('a', 10)], OPTS));
+      expect(primary.calls).toHaveLength(4);
+      expect(store.breakerState()).toBe('open');
+      clock.advance(500);
+      await rejection(store.decide([check('a', 10)], OPTS));
+      expect(primary.calls).toHaveLength(4);
+      clock.advance(500);
+      expect(store.breakerState()).toBe('half_open');
+    });
+
+    it('half-opens from a timer too, without traffic, so health can recover', async () => {
+      // The breaker measures the cooldown on its clock; here a real one, as in production.
+      build({ breaker: { failureThreshold: 1, cooldownMs: 40 }, clock: { nowMs: () => Date.now() } });
+      const available: boolean[] = [];
+      store.onAvailabilityChange((ok) => available.push(ok));
+      primary.behaviour = 'transient';
+      await rejection(store.decide([check('a', 10)], OPTS));
+      expect(store.isAvailable()).toBe(false);
+      await new Promise((resolve) => setTimeout(resolve, 120));
+      expect(available).toEqual([false, true]);
+      expect(store.breakerState()).toBe('half_open');
+    });
+
+    it('does not count a non-transient store error: the store answered', async () => {
+      build({ defaultFailureMode: 'allow' });
+      primary.behaviour = 'fatal';
+      for (let i = 0; i < 5; i++) {
+        await expect(store.decide([check('a', 10)], OPTS)).resolves.toEqual([{ admitted: true, remaining: 10, resetMs: 0 }]);
+      }
+      expect(store.breakerState()).toBe('closed');
+      expect(primary.calls).toHaveLength(5);
+    });
+
+    it('rethrows a bug unchanged, whatever the policy, and does not count it', async () => {
+      build({ defaultFailureMode: 'allow' });
+      primary.behaviour = 'bug';
+      for (let i = 0; i < 5; i++) {
+        await expect(store.decide([check('a', 10)], OPTS)).rejects.toThrow(TypeError);
+      }
+      expect(store.breakerState()).toBe('closed');
+    });
+  });
+
+  describe('failure policy per check', () => {
+    beforeEach(() => {
+      primary.behaviour = 'transient';
+    });
+
+    it('error (the default) fails the whole call, naming the cause', async () => {
+      build();
+      const err = await rejection(store.decide([check('a', 10, policy('allow')), check('b', 10)], OPTS));
+      expect(err.message).toBe('store unavailable: connection refused');
+      expect(err.cause).toBeInstanceOf(StoreError);
+    });
+
+    it('a single check with error fails the call even when the default is permissive', async () => {
+      build({ defaultFailureMode: 'allow' });
+      const err = await rejection(store.decide([check('a', 10), check('b', 10, policy('error'))], OPTS));
+      expect(err.message).toBe('store unavailable: connection refused');
+    });
+
+    it('allow admits with the whole limit left; deny rejects for a window', async () => {
+      build({ defaultFailureMode: 'deny' });
+      const outcomes = await store.decide([check('a', 10, policy('allow')), check('b', 7)], OPTS);
+      expect(outcomes).toEqual([
+        { admitted: true, remaining: 10, resetMs: 0 },
+        { admitted: false, remaining: 0, resetMs: WINDOW },
+      ]);
+    });
+
+    it('local decides with the in-process limiter, and keeps counting across calls', async () => {
+      build({ defaultFailureMode: 'local' });
+      const results: boolean[] = [];
+      for (let i = 0; i < 4; i++) {
+        const [outcome] = await store.decide([check('a', 3)], OPTS);
+        results.push(outcome!.admitted);
+      }
+      expect(results).toEqual([true, true, true, false]);
+    });
+
+    it('keeps all-or-nothing among the local checks', async () => {
+      build({ defaultFailureMode: 'local' });
+      await store.decide([check('tight', 1)], OPTS);
+      // `tight` rejects, so `loose` must not be charged.
+      const outcomes = await store.decide([check('loose', 2), check('tight', 1)], OPTS);
+      expect(outcomes.map((o) => o.admitted)).toEqual([true, false]);
+      const [loose] = await store.decide([check('loose', 2, { hits: 0 })], OPTS);
+      expect(loose!.remaining).toBe(2);
+    });
+
+    it('does not charge local checks when a deny check rejects the request', async () => {
+      build();
+      const outcomes = await store.decide([check('l', 5, policy('local')), check('d', 5, policy('deny'))], OPTS);
+      expect(outcomes[0]).toEqual({ admitted: true, remaining: 5, resetMs: 0 });
+      expect(outcomes[1]).toEqual({ admitted: false, remaining: 0, resetMs: WINDOW });
+      const [after] = await store.decide([check('l', 5, { ...policy('local'), hits: 0 })], OPTS);
+      expect(after!.remaining).toBe(5);
+    });
+
+    it('charges local checks when the only deny check is not enforced (shadow), or with chargeRejectedHits', async () => {
+      build();
+      await store.decide([check('l', 5, policy('local')), check('d', 5, { ...policy('deny'), enforced: false })], OPTS);
+      const [afterShadow] = await store.decide([check('l', 5, { ...policy('local'), hits: 0 })], OPTS);
+      expect(afterShadow!.remaining).toBe(4);
+      await store.decide([check('l', 5, policy('local')), check('d', 5, policy('deny'))], { chargeRejectedHits: true });
+      const [afterCharge] = await store.decide([check('l', 5, { ...policy('local'), hits: 0 })], OPTS);
+      expect(afterCharge!.remaining).toBe(3);
+    });
+
+    it('keeps every outcome in check order with mixed policies', async () => {
+      build({ defaultFailureMode: 'allow' });
+      const outcomes = await store.decide(
+        [check('x', 4, policy('local')), check('y', 9), check('z', 2, { ...policy('deny'), enforced: false })],
+        OPTS,
+      );
+      expect(outcomes).toEqual([
+        { admitted: true, remaining: 3, resetMs: expect.any(Number) as number },
+        { admitted: true, remaining: 9, resetMs: 0 },
+        { admitted: false, remaining: 0, resetMs: WINDOW },
+      ]);
+    });
+
+    it('applies the policy on timeouts and while the breaker is open, and uses the primary again once it is back', async () => {
+      build({ defaultFailureMode: 'local' });
+      primary.behaviour = 'hang';
+      for (let i = 0; i < 3; i++) await store.decide([check('a', 100)], OPTS);
+      expect(store.breakerState()).toBe('open');
+      const [fast] = await store.decide([check('a', 100)], OPTS);
+      expect(fast).toEqual({ admitted: true, remaining: 96, resetMs: expect.any(Number) as number });
+      primary.behaviour = 'ok';
+      clock.advance(1_000);
+      const [back] = await store.decide([check('a', 100)], OPTS);
+      expect(back).toEqual({ admitted: true, remaining: 99, resetMs: 1234 });
+      expect(store.breakerState()).toBe('closed');
+    });
+  });
+
+  describe('connection state', () => {
+    it('fails fast while the primary reports it is not connected, and recovers at once when it is', async () => {
+      const availability = new FakeAvailability();
+      build({ availability });
+      const changes: boolean[] = [];
+      store.onAvailabilityChange((ok) => changes.push(ok));
+      expect(store.isAvailable()).toBe(true);
+
+      availability.set(false);
+      expect(store.isAvailable()).toBe(false);
+      expect(store.breakerState()).toBe('open');
+      const err = await rejection(store.decide([check('a', 10)], OPTS));
+      expect(err.message).toBe('store unavailable: not connected');
+      expect(primary.calls).toHaveLength(0);
+
+      // Back before the cooldown: no reason to keep failing.
+      availability.set(true);
+      expect(store.isAvailable()).toBe(true);
+      expect(store.breakerState()).toBe('closed');
+      await store.decide([check('a', 10)], OPTS);
+      expect(primary.calls).toHaveLength(1);
+      expect(changes).toEqual([false, true]);
+    });
+
+    it('starts unavailable when the primary is not connected yet', () => {
+      const availability = new FakeAvailability();
+      availability.set(false);
+      build({ availability });
+      expect(store.isAvailable()).toBe(false);
+    });
+  });
+});
