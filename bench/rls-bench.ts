@@ -4,7 +4,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
-import { createGrpcClient, shouldRateLimitMethod, unaryCall, type WireRequestShape } from '../src/server/proto';
+import { createGrpcClient, healthCheckMethod, shouldRateLimitMethod, unaryCall, type WireRequestShape } from '../src/server/proto';
 
 /**
  * `npm run bench`: requests/s and latency of sluice against a do-nothing grpc-js server measured
@@ -139,6 +139,21 @@ async function load(port: number, descriptors: 1 | 4, durationMs: number): Promi
   return { rps, p50Ms: pick(0.5), p99Ms: pick(0.99), errors: failed + errored, calls: latencies.length };
 }
 
+/** Waits until the target's gRPC health says SERVING (sluice connects to Redis in the background). */
+async function serving(port: number): Promise<void> {
+  const client = createGrpcClient(`127.0.0.1:${port}`);
+  try {
+    for (let tries = 0; ; tries++) {
+      const res = await unaryCall(client, healthCheckMethod, { service: '' }, 1000).catch(() => undefined);
+      if (res === undefined || res.status === 'SERVING') return; // the noop server has no health service
+      if (tries > 100) throw new Error('target never became SERVING');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    client.close();
+  }
+}
+
 /** One real gRPC call, so a target that answers with a gRPC error fails the run instead of looking fast. */
 async function preflight(port: number, descriptors: 1 | 4): Promise<void> {
   const client = createGrpcClient(`127.0.0.1:${port}`);
@@ -205,6 +220,7 @@ async function main(): Promise<void> {
   for (let round = 1; round <= ROUNDS; round++) {
     for (const target of targets) {
       const { child, port } = await start(target);
+      await serving(port);
       await preflight(port, 4);
       await load(port, 1, WARMUP_MS);
       for (const d of [1, 4] as const) record(`${target.name}|${d}`, await load(port, d, DURATION_MS));
@@ -243,6 +259,7 @@ async function main(): Promise<void> {
   lines.push('|---|---|---|---|---|---|');
   for (const alg of ['sliding_window', 'fixed_window']) {
     const { child, port } = await start({ name: `redis ${alg}`, command: serveArgs(alg), env: { REDIS_URL: `127.0.0.1:${redisPort}` } });
+    await serving(port);
     await load(port, 1, WARMUP_MS);
     for (const d of [1, 4] as const) {
       redisCli(redisPort, 'CONFIG', 'RESETSTAT');
