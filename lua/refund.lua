@@ -3,12 +3,14 @@
   rejected it (Redis Cluster, checks spread over several slots; see src/store/redis/redis-store.ts).
 
   KEYS[i]   counter key of check i, as passed to decide.lua.
-  ARGV[1 + 3(i-1) .. 3 + 3(i-1)], for check i:
-            algorithm name, window index decide.lua returned for it, hits it charged.
+  ARGV[1 + 5(i-1) .. 5 + 5(i-1)], for check i:
+            algorithm name, the window decide.lua returned for it, hits it charged, limit,
+            window ms (as passed to decide.lua).
   Reply     integer: how many counters were changed.
 
   A refund subtracts exactly what was charged from the window it was charged to, never below
-  zero; if that window has rolled out of the state, nothing is touched. Expiry is left as is.
+  zero; if that window has rolled out of the state, nothing is touched. token_bucket takes back
+  only what of the charge has not drained yet (see its refund). Expiry is left as is.
   Between charge and refund other requests may have seen the charge: the cluster may briefly
   under-admit, never over-admit. Lua rather than HINCRBY: the clamp and the window test must be
   atomic with the write.
@@ -17,26 +19,28 @@
 --@include lib/state.lua
 --@include algorithms/index.lua
 
-if #ARGV ~= 3 * #KEYS then
-  return redis.error_reply(string.format('ERR sluice refund: %d keys need %d arguments, got %d', #KEYS, 3 * #KEYS, #ARGV))
+if #ARGV ~= 5 * #KEYS then
+  return redis.error_reply(string.format('ERR sluice refund: %d keys need %d arguments, got %d', #KEYS, 5 * #KEYS, #ARGV))
 end
 
 local changed = 0
 for i = 1, #KEYS do
-  local base = 3 * (i - 1)
+  local base = 5 * (i - 1)
   local algorithm = ALGORITHMS[ARGV[base + 1]]
   if algorithm == nil then
     return redis.error_reply('ERR sluice refund: unknown algorithm ' .. ARGV[base + 1])
   end
   local window = tonumber(ARGV[base + 2])
   local hits = tonumber(ARGV[base + 3])
-  if window == nil or hits == nil then
-    return redis.error_reply(string.format('ERR sluice refund: check %d has a bad window or hits', i))
+  local check = { limit = tonumber(ARGV[base + 4]), window_ms = tonumber(ARGV[base + 5]) }
+  if window == nil or hits == nil or check.limit == nil or check.window_ms == nil then
+    return redis.error_reply(string.format('ERR sluice refund: check %d has a bad window, hits, limit or window length', i))
   end
   if hits > 0 then
-    local next_state = algorithm.refund(load_state(KEYS[i], algorithm.fields), window, hits)
+    local before = algorithm.load(KEYS[i])
+    local next_state = algorithm.refund(before, window, hits, check)
     if next_state ~= nil then
-      store_state(KEYS[i], algorithm.fields, next_state)
+      algorithm.store(KEYS[i], before, next_state)
       changed = changed + 1
     end
   end

@@ -65,8 +65,11 @@ local function fixed_window_refund(state, window, hits)
   return { w = state.w, c = math.max(0, state.c - hits) }
 end
 
+local fixed_window_load, fixed_window_store = hash_storage({ 'w', 'c' })
+
 ALGORITHMS['fixed_window'] = {
-  fields = { 'w', 'c' },
+  load = fixed_window_load,
+  store = fixed_window_store,
   evaluate = fixed_window_evaluate,
   refund = fixed_window_refund,
 }

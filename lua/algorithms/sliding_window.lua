@@ -112,8 +112,11 @@ local function sliding_window_refund(state, window, hits)
   return nil
 end
 
+local sliding_window_load, sliding_window_store = hash_storage({ 'w', 'c', 'p' })
+
 ALGORITHMS['sliding_window'] = {
-  fields = { 'w', 'c', 'p' },
+  load = sliding_window_load,
+  store = sliding_window_store,
   evaluate = sliding_window_evaluate,
   refund = sliding_window_refund,
 }

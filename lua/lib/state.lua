@@ -2,8 +2,9 @@
   lib/state.lua — reading and writing one counter's state. Included by decide.lua and refund.lua;
   defines no KEYS or ARGV of its own.
 
-  A counter is one hash; its fields are the algorithm's (`fields` in its ALGORITHMS entry), each
-  holding a number. A hash whose first field is missing counts as "nothing stored".
+  For algorithms whose counter is one hash of numbers (`hash_storage(fields)` in
+  algorithms/index.lua): the fields are the algorithm's, each holding a number. A hash whose first
+  field is missing counts as "nothing stored".
 ]]
 
 -- Numbers are written with %d while they are exact integers: Lua's default conversion (`..`,

@@ -5,6 +5,7 @@ import { ConfigError } from '../errors';
 import type { StoreFailureMode } from '../store/counter-store';
 import { DescriptorLevel, DescriptorNode, LoadedRateLimitConfig, WildcardPattern } from './rate-limit-config';
 import {
+  SLIDING_LOG_MAX_REQUESTS,
   UNIT_SECONDS,
   type AlgorithmName,
   type ConfigProblem,
@@ -47,6 +48,18 @@ const REPLACES_EMPTY = 'should not have an empty replaces entry';
 const REQUESTS_RANGE = 'requests_per_unit must be an integer between 0 and 4294967295';
 const MULTIPLIER_RANGE = 'unit_multiplier must be a positive integer';
 const WINDOW_TOO_LONG = `unit_multiplier is too large: the window must be at most ${Number.MAX_SAFE_INTEGER} ms`;
+const UNLIMITED_WITH_BURST = 'should not specify burst when unlimited';
+const BURST_RANGE = 'burst must be an integer between 1 and 4294967295';
+const BURST_WITHOUT_BUCKET = 'burst is only valid with algorithm token_bucket';
+const BUCKET_TOO_LARGE =
+  `token_bucket is too large for the window: (burst + 1) × the window in ms must be at most ${Number.MAX_SAFE_INTEGER} ` +
+  '(burst defaults to requests_per_unit)';
+const SLIDING_LOG_TOO_LARGE =
+  `requests_per_unit must be at most ${SLIDING_LOG_MAX_REQUESTS} with algorithm sliding_log ` +
+  '(it keeps one entry per hit in the window); use sliding_window or token_bucket for larger limits';
+const BOTH_RATE_LIMITS = 'should not specify both rate_limit and rate_limits';
+const RATE_LIMITS_EMPTY = 'rate_limits should not be empty';
+const UNLIMITED_IN_LIST = 'unlimited is not allowed in rate_limits; use rate_limit: {unlimited: true}';
 
 const MAX_REQUESTS_PER_UNIT = 4294967295n;
 
@@ -55,6 +68,7 @@ const DESCRIPTOR_KEYS: ReadonlySet<string> = new Set([
   'key',
   'value',
   'rate_limit',
+  'rate_limits',
   'descriptors',
   'shadow_mode',
   'quota_mode',
@@ -70,6 +84,7 @@ const RATE_LIMIT_KEYS: ReadonlySet<string> = new Set([
   'name',
   'replaces',
   'algorithm',
+  'burst',
   'unit_multiplier',
   'store_failure',
 ]);
@@ -78,7 +93,7 @@ const REPLACES_KEYS: ReadonlySet<string> = new Set(['name']);
 const UNITS_BY_NAME: ReadonlyMap<string, Unit> = new Map(
   (Object.keys(UNIT_SECONDS) as Unit[]).map((unit) => [unit, unit]),
 );
-const ALGORITHMS: ReadonlySet<string> = new Set<AlgorithmName>(['sliding_window', 'fixed_window']);
+const ALGORITHMS: ReadonlySet<string> = new Set<AlgorithmName>(['sliding_window', 'fixed_window', 'sliding_log', 'token_bucket']);
 const DEFAULT_ALGORITHM: AlgorithmName = 'sliding_window';
 const STORE_FAILURE_MODES: ReadonlySet<string> = new Set<StoreFailureMode>(['error', 'allow', 'deny', 'local']);
 
@@ -499,13 +514,21 @@ class FileParser {
       );
     }
 
-    const rule = this.readRateLimit(fields.get('rate_limit'), { id, domain, shadowMode, quotaMode, detailedMetric });
-    const node = new DescriptorNode(keyText, value, rule, shareThreshold);
+    const context: RuleContext = { id, domain, shadowMode, quotaMode, detailedMetric };
+    const single = fields.get('rate_limit');
+    const list = fields.get('rate_limits');
+    if (single !== undefined && !isEmpty(single.node) && list !== undefined && !isEmpty(list.node)) {
+      this.report(nodePath, BOTH_RATE_LIMITS);
+    }
+    const rule = this.readRateLimit(single, context);
+    const listed = this.readRateLimits(list, context);
+    const rules = rule === undefined ? listed : [rule];
+    const node = new DescriptorNode(keyText, value, rules, shareThreshold);
     if (keyText !== '' && !level.add(node)) {
       this.report(nodePath, `duplicate descriptor composite key '${id}'`);
     }
-    if (rule !== undefined) {
-      this.set.addRule(rule);
+    for (const each of rules) {
+      this.set.addRule(each);
     }
     this.readDescriptors(fields.get('descriptors'), node.children, id, domain, ancestors);
   }
@@ -522,7 +545,7 @@ class FileParser {
     const unlimited = this.readBool(fields.get('unlimited')) === true;
     const name = this.readString(fields.get('name'));
     const ownName = typeof name === 'string' && name !== '' ? name : undefined;
-    const replaces = this.readReplaces(fields.get('replaces'), ownName);
+    const replaces = this.readReplaces(fields.get('replaces'), new Set(ownName === undefined ? [] : [ownName]));
     const storeFailure = this.readStoreFailure(fields.get('store_failure'));
 
     let limit: LimitSpec | undefined;
@@ -533,6 +556,9 @@ class FileParser {
       }
       if (isSet('unit_multiplier') || isSet('algorithm')) {
         this.report(field.path, UNLIMITED_WITH_WINDOW);
+      }
+      if (isSet('burst')) {
+        this.report(field.path, UNLIMITED_WITH_BURST);
       }
       // Ignored when unlimited (as in the reference), but a wrong type is still a mistake worth naming.
       this.readNumber(fields.get('requests_per_unit'));
@@ -554,6 +580,84 @@ class FileParser {
       detailedMetric: context.detailedMetric,
       ...(storeFailure !== undefined && { storeFailure }),
     });
+  }
+
+  /**
+   * `rate_limits:` — several finite limits on one node, all decided for every request that
+   * matches it. Each item is a `rate_limit` block (same keys and checks, but never `unlimited`)
+   * and becomes a rule of its own sharing the node's id and flags; its `name` is its own (echoed
+   * in current_limit.name, target of `replaces`), unique on the node, and no item may replace a
+   * name of its own node. Items with the same algorithm and window get distinct counters
+   * (`counterVariant`).
+   */
+  private readRateLimits(field: Field | undefined, context: RuleContext): LimitRule[] {
+    if (field === undefined || isEmpty(field.node)) {
+      return [];
+    }
+    if (!isSeq(field.node)) {
+      this.report(field.path, CHECK_FAILED);
+      return [];
+    }
+    if (field.node.items.length === 0) {
+      this.report(field.path, RATE_LIMITS_EMPTY);
+      return [];
+    }
+    const items: { readonly fields: Map<string, Field>; readonly path: string; readonly index: number; readonly name: string | undefined }[] = [];
+    const names = new Set<string>();
+    field.node.items.forEach((item, index) => {
+      const itemPath = `${field.path}[${index}]`;
+      const node = this.resolve(item);
+      if (!isMap(node)) {
+        this.report(itemPath, `config error, yaml file contains list of type other than map: ${describeNode(node)}`);
+        return;
+      }
+      const fields = this.readMap(node, itemPath, RATE_LIMIT_KEYS);
+      const nameField = fields.get('name');
+      const name = this.readString(nameField);
+      const ownName = typeof name === 'string' && name !== '' ? name : undefined;
+      if (ownName !== undefined) {
+        if (names.has(ownName)) {
+          this.report(nameField!.path, `duplicate rate limit name '${ownName}' in rate_limits`);
+        }
+        names.add(ownName);
+      }
+      items.push({ fields, path: itemPath, index, name: ownName });
+    });
+
+    const rules: LimitRule[] = [];
+    const sameCounter = new Map<string, number>();
+    for (const item of items) {
+      const unlimitedField = item.fields.get('unlimited');
+      if (unlimitedField !== undefined && !isEmpty(unlimitedField.node)) {
+        this.report(unlimitedField.path, UNLIMITED_IN_LIST);
+      }
+      const replaces = this.readReplaces(item.fields.get('replaces'), names);
+      const storeFailure = this.readStoreFailure(item.fields.get('store_failure'));
+      const spec = this.readLimitSpec(item.fields, item.path);
+      if (spec === undefined) {
+        continue;
+      }
+      const identity = `${spec.algorithm}:${spec.windowMs}`;
+      const variant = sameCounter.get(identity) ?? 0;
+      sameCounter.set(identity, variant + 1);
+      const limit = variant === 0 ? spec : Object.freeze({ ...spec, counterVariant: variant });
+      rules.push(
+        Object.freeze({
+          id: context.id,
+          domain: context.domain,
+          limit,
+          unlimited: false,
+          name: item.name,
+          replaces: Object.freeze(replaces),
+          shadowMode: context.shadowMode,
+          quotaMode: context.quotaMode,
+          detailedMetric: context.detailedMetric,
+          ...(storeFailure !== undefined && { storeFailure }),
+          limitIndex: item.index,
+        }),
+      );
+    }
+    return rules;
   }
 
   /**
@@ -622,6 +726,31 @@ class FileParser {
       }
     }
 
+    if (algorithm === 'sliding_log' && requestsPerUnit > SLIDING_LOG_MAX_REQUESTS) {
+      this.report(requestsField?.path ?? rateLimitPath, SLIDING_LOG_TOO_LARGE);
+      valid = false;
+    }
+
+    let burst: number | undefined;
+    const burstField = fields.get('burst');
+    const burstValue = this.readNumber(burstField);
+    if (burstValue === INVALID) {
+      valid = false;
+    } else if (burstValue !== undefined) {
+      if (typeof burstValue !== 'bigint' || burstValue < 1n || burstValue > MAX_REQUESTS_PER_UNIT) {
+        this.report(burstField!.path, BURST_RANGE);
+        valid = false;
+      } else if (algorithm !== 'token_bucket') {
+        // Only reported once the algorithm itself is valid, so a typo there is the one message.
+        if (algorithmText !== INVALID && (algorithmText === undefined || ALGORITHMS.has(algorithmText))) {
+          this.report(burstField!.path, BURST_WITHOUT_BUCKET);
+        }
+        valid = false;
+      } else {
+        burst = Number(burstValue);
+      }
+    }
+
     let unitMultiplier = 1;
     const multiplierField = fields.get('unit_multiplier');
     const multiplier = this.readNumber(multiplierField);
@@ -645,16 +774,23 @@ class FileParser {
       this.report(multiplierField?.path ?? rateLimitPath, WINDOW_TOO_LONG);
       return undefined;
     }
+    // A token bucket keeps its debt in units of hits × window ms: exact only below 2^53.
+    if (algorithm === 'token_bucket' && ((burst ?? requestsPerUnit) + 1) * windowMs > Number.MAX_SAFE_INTEGER) {
+      this.report(burstField?.path ?? requestsField?.path ?? rateLimitPath, BUCKET_TOO_LARGE);
+      return undefined;
+    }
     return Object.freeze({
       requestsPerUnit,
       unit,
       unitMultiplier,
       algorithm,
       windowMs,
+      ...(burst !== undefined && { burst }),
     });
   }
 
-  private readReplaces(field: Field | undefined, ownName: string | undefined): string[] {
+  /** `ownNames`: the names of the node's own limits, which it may not replace. */
+  private readReplaces(field: Field | undefined, ownNames: ReadonlySet<string>): string[] {
     const names: string[] = [];
     if (field === undefined || isEmpty(field.node)) {
       return names;
@@ -676,7 +812,7 @@ class FileParser {
       }
       if (name === undefined || name === '') {
         this.report(itemPath, REPLACES_EMPTY);
-      } else if (name === ownName) {
+      } else if (ownNames.has(name)) {
         this.report(itemPath, REPLACES_SELF);
       } else {
         names.push(name);

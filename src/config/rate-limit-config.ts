@@ -51,7 +51,8 @@ export class DescriptorNode {
     readonly key: string,
     /** Undefined for a value-less node, which matches every value of `key`. */
     readonly value: string | undefined,
-    readonly rule: LimitRule | undefined,
+    /** The node's limits: none, its `rate_limit`, or the items of its `rate_limits` list. */
+    readonly rules: readonly LimitRule[],
     readonly shareThreshold: boolean,
   ) {
     this.pattern = value !== undefined && WildcardPattern.isPattern(value) ? new WildcardPattern(value) : undefined;
@@ -160,7 +161,12 @@ export class LoadedRateLimitConfig implements RateLimitConfig {
         shared[i] = { key: entry.key, value: node.value };
       }
       if (i === last) {
-        return node.rule === undefined ? undefined : { rule: node.rule, counterEntries: shared ?? entries };
+        const rule = node.rules[0];
+        if (rule === undefined) {
+          return undefined;
+        }
+        const counterEntries = shared ?? entries;
+        return rule.limitIndex === undefined ? { rule, counterEntries } : { rule, rules: node.rules, counterEntries };
       }
       if (node.children.isEmpty) {
         return undefined;

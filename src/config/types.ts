@@ -31,7 +31,15 @@ export const UNIT_SECONDS: Readonly<Record<Unit, number>> = {
 };
 
 /** Names accepted in `rate_limit.algorithm`. Adding one is a new file under limiter/algorithms. */
-export type AlgorithmName = 'sliding_window' | 'fixed_window';
+export type AlgorithmName = 'sliding_window' | 'fixed_window' | 'sliding_log' | 'token_bucket';
+
+/**
+ * Largest `requests_per_unit` of a `sliding_log` limit. The log keeps one entry per instant at
+ * which hits were admitted inside the window, so its size follows the limit: at 128 a Redis hash
+ * stays in its compact listpack encoding (hash-max-listpack-entries) and a decision reads at most
+ * 128 fields. Larger limits belong to sliding_window or token_bucket (docs/algorithms.md).
+ */
+export const SLIDING_LOG_MAX_REQUESTS = 128;
 
 export interface DescriptorEntry {
   readonly key: string;
@@ -46,6 +54,17 @@ export interface LimitSpec {
   readonly algorithm: AlgorithmName;
   /** unitMultiplier × UNIT_SECONDS[unit] × 1000, computed once at load. */
   readonly windowMs: number;
+  /**
+   * token_bucket only: the bucket size (hits admitted at once from a full bucket); the bucket
+   * refills at requestsPerUnit per window. Undefined: requestsPerUnit.
+   */
+  readonly burst?: number;
+  /**
+   * Separates the counters of limits on one config node that share algorithm and window (a
+   * `rate_limits:` list): undefined or 0 for the first such limit, k for the k-th later one.
+   * Part of the counter key (counter-key.ts), so two limits of one node never share a counter.
+   */
+  readonly counterVariant?: number;
 }
 
 /**
@@ -67,11 +86,24 @@ export interface LimitRule {
   readonly detailedMetric: boolean;
   /** `rate_limit.store_failure`: what to answer when the store cannot; undefined ⇒ STORE_FAILURE_MODE. */
   readonly storeFailure?: StoreFailureMode;
+  /**
+   * Set when the node carries a `rate_limits:` list: this rule is item `limitIndex` of it. Every
+   * item is a rule of its own (its own name, replaces, store_failure and limit) that shares the
+   * node's `id` (the reference's stats key), flags and counter entries; `<id>[<limitIndex>]` tells
+   * the items apart where one is needed.
+   */
+  readonly limitIndex?: number;
 }
 
 /** The result of matching one request descriptor. */
 export interface MatchedLimit {
+  /** The node's rule; for a `rate_limits:` node, its first item. */
   readonly rule: LimitRule;
+  /**
+   * Every rule of the node, in config order, when it carries a `rate_limits:` list (all of them
+   * are decided, in one store call); undefined means `[rule]`.
+   */
+  readonly rules?: readonly LimitRule[];
   /**
    * The entries that identify the counter: the request's own entries, except that an entry
    * matched by a `share_threshold` wildcard carries the pattern, so all matching values share one

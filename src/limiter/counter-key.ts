@@ -15,12 +15,18 @@ const MAX_REST = 384;
 
 /**
  * The one place counter keys are built, for every store. Two checks share a counter exactly when
- * domain, entries (in order), algorithm and window agree — so changing only `requests_per_unit`
- * keeps the count, while changing the window or algorithm starts afresh instead of misreading old
- * state.
+ * domain, entries (in order), algorithm, window and counter variant agree — so changing only
+ * `requests_per_unit` (or a bucket's `burst`) keeps the count, while changing the window or
+ * algorithm starts afresh instead of misreading old state.
  *
- *   <prefix>sluice:v1:{<tag>}:<algorithm>:<windowMs>:<domain>:<key>=<value>:<key>=<value>…
+ *   <prefix>sluice:v1:{<tag>}:<algorithm>:<windowMs>[.<variant>]:<domain>:<key>=<value>:<key>=<value>…
  *   e.g. sluice:v1:{0iz-Ki9NEKaO}:sliding_window:60000:oauth2:client_id=app-1:user_id=u%40x.org
+ *
+ * - Several limits on one node (`rate_limits:`) share domain and entries; their counters differ by
+ *   algorithm or window, and where two items share both, the later ones carry
+ *   `limit.counterVariant` (1, 2, …) as `.<variant>` after the window. A window is only digits,
+ *   so `60000.1` is never another limit's window, and a node with one limit (or limits that
+ *   differ in algorithm or window) keeps exactly the keys it had.
  *
  * - Injective: every part is percent-encoded over a small safe alphabet (`:`, `=`, `{`, `}`, `%`,
  *   `|`, spaces, newlines and all non-ASCII are escaped), so the separators only ever come from
@@ -42,7 +48,9 @@ export function counterKey(prefix: string, domain: string, entries: readonly Des
   let rest = domainPart;
   for (const part of entryParts) rest += `:${part}`;
   if (rest.length > MAX_REST) rest = `!${sha256(rest)}`;
-  return `${prefix}${KEY_VERSION}{${slotTag(domain, entries[0])}}:${encodePart(limit.algorithm)}:${String(limit.windowMs)}:${rest}`;
+  const variant = limit.counterVariant ?? 0;
+  const window = variant > 0 ? `${String(limit.windowMs)}.${String(variant)}` : String(limit.windowMs);
+  return `${prefix}${KEY_VERSION}{${slotTag(domain, entries[0])}}:${encodePart(limit.algorithm)}:${window}:${rest}`;
 }
 
 /**

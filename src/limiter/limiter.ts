@@ -8,12 +8,30 @@ export interface DescriptorPlan {
   readonly hits: number;
 }
 
+/** One limit of a descriptor and what it decided. */
+export interface DecidedLimit {
+  readonly rule: LimitRule;
+  readonly limit: LimitSpec;
+  readonly outcome: LimitOutcome;
+}
+
 /** What was decided for one descriptor. */
 export type DescriptorDecision =
-  /** No limit applies: unmatched, or replaced by another limit of the same request. */
+  /** No limit applies: unmatched, or every limit of its node replaced by another of the request. */
   | { readonly kind: 'none' }
   | { readonly kind: 'unlimited'; readonly rule: LimitRule }
-  | { readonly kind: 'limited'; readonly rule: LimitRule; readonly limit: LimitSpec; readonly outcome: LimitOutcome };
+  | {
+      readonly kind: 'limited';
+      /** The reported limit: the most constraining of `limits` (see `mostConstraining`). */
+      readonly rule: LimitRule;
+      readonly limit: LimitSpec;
+      readonly outcome: LimitOutcome;
+      /**
+       * Every limit decided for the descriptor, in config order: one for a `rate_limit` node,
+       * the items not replaced for a `rate_limits` node. All were decided in the same store call.
+       */
+      readonly limits: readonly DecidedLimit[];
+    };
 
 const NONE: DescriptorDecision = { kind: 'none' };
 
@@ -26,7 +44,8 @@ export interface LimiterOptions {
 
 /**
  * Turns the matched limits of one request into one store call: applies `replaces` and
- * `unlimited`, builds the counter checks, and pairs each outcome with its descriptor.
+ * `unlimited`, builds the counter checks (one per limit: a `rate_limits` node gives several),
+ * and pairs the outcomes with their descriptor, reporting its most constraining limit.
  */
 export class Limiter {
   constructor(
@@ -43,28 +62,32 @@ export class Limiter {
     const replaced = replacedNames(plans);
     const decisions: DescriptorDecision[] = new Array<DescriptorDecision>(plans.length).fill(NONE);
     const checks: LimitCheck[] = [];
-    const checkOwners: number[] = [];
+    const checkOwners: { readonly plan: number; readonly rule: LimitRule; readonly limit: LimitSpec }[] = [];
 
     plans.forEach((plan, i) => {
-      const rule = plan.match?.rule;
-      if (plan.match === undefined || rule === undefined) return;
-      if (rule.name !== undefined && replaced.has(rule.name)) return;
-      if (rule.limit === undefined) {
-        decisions[i] = { kind: 'unlimited', rule };
-        return;
+      const match = plan.match;
+      if (match === undefined) return;
+      for (const rule of match.rules ?? [match.rule]) {
+        if (rule.name !== undefined && replaced.has(rule.name)) continue;
+        const limit = rule.limit;
+        if (limit === undefined) {
+          decisions[i] = { kind: 'unlimited', rule };
+          continue;
+        }
+        checks.push({
+          key: counterKey(this.options.keyPrefix ?? '', domain, match.counterEntries, limit),
+          algorithm: limit.algorithm,
+          limit: limit.requestsPerUnit,
+          windowMs: limit.windowMs,
+          ...(limit.burst !== undefined && { burst: limit.burst }),
+          hits: plan.hits,
+          // Shadow rules never block. A quota rule blocks only together with every other quota rule
+          // of the request, which the response decides; to the store it is not blocking on its own.
+          enforced: !rule.shadowMode && !rule.quotaMode,
+          ...(rule.storeFailure !== undefined && { onStoreFailure: rule.storeFailure }),
+        });
+        checkOwners.push({ plan: i, rule, limit });
       }
-      checks.push({
-        key: counterKey(this.options.keyPrefix ?? '', domain, plan.match.counterEntries, rule.limit),
-        algorithm: rule.limit.algorithm,
-        limit: rule.limit.requestsPerUnit,
-        windowMs: rule.limit.windowMs,
-        hits: plan.hits,
-        // Shadow rules never block. A quota rule blocks only together with every other quota rule
-        // of the request, which the response decides; to the store it is not blocking on its own.
-        enforced: !rule.shadowMode && !rule.quotaMode,
-        ...(rule.storeFailure !== undefined && { onStoreFailure: rule.storeFailure }),
-      });
-      checkOwners.push(i);
     });
 
     if (checks.length === 0) return decisions;
@@ -72,12 +95,34 @@ export class Limiter {
       chargeRejectedHits: this.options.chargeRejectedHits,
       ...(context.deadlineMs !== undefined && { deadlineMs: context.deadlineMs }),
     });
+    const byPlan = new Map<number, DecidedLimit[]>();
     checkOwners.forEach((owner, j) => {
-      const rule = plans[owner]!.match!.rule;
-      decisions[owner] = { kind: 'limited', rule, limit: rule.limit!, outcome: outcomes[j]! };
+      const decided = { rule: owner.rule, limit: owner.limit, outcome: outcomes[j]! };
+      const list = byPlan.get(owner.plan);
+      if (list === undefined) byPlan.set(owner.plan, [decided]);
+      else list.push(decided);
     });
+    for (const [plan, limits] of byPlan) {
+      const reported = mostConstraining(limits);
+      decisions[plan] = { kind: 'limited', rule: reported.rule, limit: reported.limit, outcome: reported.outcome, limits };
+    }
     return decisions;
   }
+}
+
+/**
+ * The limit a descriptor's status reports: the first (in config order) that rejected, else the
+ * one with the fewest hits remaining (the first of equals). So a request held back by a
+ * per-second burst reports that limit and its short retry, and an admitted one reports the limit
+ * it is closest to running out of.
+ */
+export function mostConstraining(limits: readonly DecidedLimit[]): DecidedLimit {
+  let best = limits[0]!;
+  for (const candidate of limits) {
+    if (!candidate.outcome.admitted) return candidate;
+    if (candidate.outcome.remaining < best.outcome.remaining) best = candidate;
+  }
+  return best;
 }
 
 /**

@@ -15,6 +15,8 @@ export interface LimitCheck {
   /** Hits allowed per window. */
   readonly limit: number;
   readonly windowMs: number;
+  /** token_bucket: the bucket size; undefined means `limit`. Ignored by the other algorithms. */
+  readonly burst?: number;
   /** Hits this request adds; 0 asks whether one more hit would be admitted, and charges nothing. */
   readonly hits: number;
   /** False for shadow-mode rules: their rejection is reported but does not block the request. */

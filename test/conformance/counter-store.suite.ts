@@ -46,14 +46,17 @@ export function describeCounterStore(
     const one = async (c: LimitCheck, options = ALL_OR_NOTHING): Promise<LimitOutcome> => (await decide([c], options))[0]!;
     const at = (offsetMs: number): void => clock.set(T0 + offsetMs);
 
-    describe.each<AlgorithmName>(['sliding_window', 'fixed_window'])('%s', (algorithm) => {
+    const ALL_ALGORITHMS: AlgorithmName[] = ['sliding_window', 'fixed_window', 'sliding_log', 'token_bucket'];
+
+    describe.each<AlgorithmName>(ALL_ALGORITHMS)('%s', (algorithm) => {
       it('admits up to the limit, counting remaining down, then rejects without charging', async () => {
         const remaining: number[] = [];
         for (let i = 0; i < 3; i++) remaining.push((await one(check('a', algorithm, 3, 1))).remaining);
         expect(remaining).toEqual([2, 1, 0]);
         const rejected = await one(check('a', algorithm, 3, 1));
         // Fixed: the window ends. Sliding: next window, once 3 × (60 − e)/60 ≤ 2, at e = 20 s.
-        const retry = algorithm === 'fixed_window' ? MINUTE : MINUTE + 20_000;
+        // Log: the three hits leave the window together. Bucket: one token refills every 20 s.
+        const retry = { fixed_window: MINUTE, sliding_window: MINUTE + 20_000, sliding_log: MINUTE, token_bucket: 20_000 }[algorithm];
         expect(rejected).toEqual({ admitted: false, remaining: 0, resetMs: retry });
       });
 
@@ -136,7 +139,7 @@ export function describeCounterStore(
         expect(outcomes).toEqual([
           { admitted: true, remaining: 5, resetMs: 0 },
           { admitted: true, remaining: 3, resetMs: 0 },
-          { admitted: false, remaining: 0, resetMs: algorithm === 'fixed_window' ? MINUTE : MINUTE + MINUTE },
+          { admitted: false, remaining: 0, resetMs: algorithm === 'sliding_window' ? MINUTE + MINUTE : MINUTE },
         ]);
         expect(await one(check('a', algorithm, 5, 0))).toEqual({ admitted: true, remaining: 5, resetMs: 0 });
         expect(await one(check('b', algorithm, 3, 0))).toEqual({ admitted: true, remaining: 3, resetMs: 0 });
@@ -225,6 +228,165 @@ export function describeCounterStore(
         at(MINUTE + 30_000);
         // previous 3 weigh 1.5: over for one more hit (2.5 > 2).
         expect(await one(check('a', 'sliding_window', 2, 1), CHARGE_REJECTED)).toMatchObject({ admitted: false, remaining: 0 });
+      });
+    });
+    it('decides limits of every algorithm in one request, all or nothing', async () => {
+      await one(check('tb', 'token_bucket', 1, 1));
+      const request = (hits: number): LimitCheck[] => [
+        check('sw', 'sliding_window', 5, hits),
+        check('fw', 'fixed_window', 5, hits),
+        check('sl', 'sliding_log', 5, hits),
+        check('tb', 'token_bucket', 1, hits),
+      ];
+      const rejected = await decide(request(1));
+      expect(rejected.map((o) => [o.admitted, o.remaining])).toEqual([
+        [true, 5],
+        [true, 5],
+        [true, 5],
+        [false, 0],
+      ]);
+      // Nothing was charged: the three that admitted still have all 5.
+      const peek = await decide(request(0).slice(0, 3));
+      expect(peek.map((o) => o.remaining)).toEqual([5, 5, 5]);
+      const admitted = await decide(request(1).slice(0, 3));
+      expect(admitted.map((o) => [o.admitted, o.remaining])).toEqual([
+        [true, 4],
+        [true, 4],
+        [true, 4],
+      ]);
+    });
+
+    describe('sliding_log', () => {
+      const L = 'sliding_log';
+
+      it('counts exactly the hits of the last window, entry by entry', async () => {
+        expect(await one(check('a', L, 3, 2))).toEqual({ admitted: true, remaining: 1, resetMs: MINUTE });
+        at(30_000);
+        expect(await one(check('a', L, 3, 1))).toEqual({ admitted: true, remaining: 0, resetMs: MINUTE });
+        at(MINUTE - 1);
+        // The two hits of t = 0 leave the window at 60 s: one millisecond to go.
+        expect(await one(check('a', L, 3, 1))).toEqual({ admitted: false, remaining: 0, resetMs: 1 });
+        at(MINUTE);
+        expect(await one(check('a', L, 3, 2))).toEqual({ admitted: true, remaining: 0, resetMs: MINUTE });
+        // Left: 1 hit of 30 s and 2 of 60 s. One more fits when the 30 s hit leaves, at 90 s.
+        expect(await one(check('a', L, 3, 0))).toEqual({ admitted: false, remaining: 0, resetMs: 30_000 });
+      });
+
+      it('makes a request of several hits wait until enough of the oldest hits have left', async () => {
+        await one(check('a', L, 5, 2));
+        at(10_000);
+        await one(check('a', L, 5, 3));
+        at(30_000);
+        // 3 hits need 3 to leave: the 2 of t = 0 (at 60 s) are not enough, the 3 of 10 s (at 70 s) are.
+        expect(await one(check('a', L, 5, 3))).toEqual({ admitted: false, remaining: 0, resetMs: 40_000 });
+        at(MINUTE);
+        expect(await one(check('a', L, 5, 3))).toEqual({ admitted: false, remaining: 2, resetMs: 10_000 });
+        at(MINUTE + 10_000);
+        expect(await one(check('a', L, 5, 3))).toEqual({ admitted: true, remaining: 2, resetMs: MINUTE });
+      });
+
+      it('never passes more than the limit in any window, across a window boundary too', async () => {
+        at(MINUTE - 1);
+        expect(await one(check('a', L, 10, 10))).toMatchObject({ admitted: true, remaining: 0 });
+        at(MINUTE);
+        expect(await one(check('a', L, 10, 1))).toEqual({ admitted: false, remaining: 0, resetMs: MINUTE - 1 });
+        at(2 * MINUTE - 2);
+        expect(await one(check('a', L, 10, 1))).toEqual({ admitted: false, remaining: 0, resetMs: 1 });
+        at(2 * MINUTE - 1);
+        expect(await one(check('a', L, 10, 10))).toEqual({ admitted: true, remaining: 0, resetMs: MINUTE });
+      });
+
+      it('logs hits at the newest instant when the clock steps back, and keeps them a full window', async () => {
+        at(MINUTE + 1_000);
+        await one(check('a', L, 3, 1));
+        at(MINUTE - 1_000);
+        // Counted as if at 61 s: both hits leave at 121 s, 62 s from this clock's now.
+        expect(await one(check('a', L, 3, 1))).toEqual({ admitted: true, remaining: 1, resetMs: 62_000 });
+        at(2 * MINUTE + 999);
+        expect(await one(check('a', L, 3, 0))).toEqual({ admitted: true, remaining: 1, resetMs: 1 });
+        at(2 * MINUTE + 1_000);
+        expect(await one(check('a', L, 3, 0))).toEqual({ admitted: true, remaining: 3, resetMs: 0 });
+      });
+
+      it('with chargeRejectedHits logs rejected hits too, deciding as if it kept all of them', async () => {
+        expect(await one(check('a', L, 2, 3), CHARGE_REJECTED)).toEqual({ admitted: false, remaining: 0, resetMs: MINUTE });
+        at(30_000);
+        // 3 hits logged against a limit of 2: a check-only call is over, as in the reference.
+        expect(await one(check('a', L, 2, 0), CHARGE_REJECTED)).toEqual({ admitted: false, remaining: 0, resetMs: 30_000 });
+        expect(await one(check('a', L, 2, 1), CHARGE_REJECTED)).toEqual({ admitted: false, remaining: 0, resetMs: 30_000 });
+        at(MINUTE);
+        // The hits of t = 0 have left; the one of 30 s is still in.
+        expect(await one(check('a', L, 2, 1), CHARGE_REJECTED)).toEqual({ admitted: true, remaining: 0, resetMs: MINUTE });
+        expect(await one(check('a', L, 2, 0), CHARGE_REJECTED)).toEqual({ admitted: true, remaining: 0, resetMs: MINUTE });
+      });
+    });
+
+    describe('token_bucket', () => {
+      const B = 'token_bucket';
+
+      it('refills one token every window / limit, and says exactly when', async () => {
+        expect(await one(check('a', B, 6, 6))).toEqual({ admitted: true, remaining: 0, resetMs: MINUTE });
+        expect(await one(check('a', B, 6, 1))).toEqual({ admitted: false, remaining: 0, resetMs: 10_000 });
+        at(9_999);
+        expect(await one(check('a', B, 6, 1))).toEqual({ admitted: false, remaining: 0, resetMs: 1 });
+        at(10_000);
+        expect(await one(check('a', B, 6, 1))).toEqual({ admitted: true, remaining: 0, resetMs: MINUTE });
+        at(35_000);
+        // 2.5 tokens back: 2 whole ones; full again 35 s later.
+        expect(await one(check('a', B, 6, 0))).toEqual({ admitted: true, remaining: 2, resetMs: 35_000 });
+      });
+
+      it('holds at most burst hits, smaller or larger than the limit', async () => {
+        const small = { burst: 2 };
+        expect(await one(check('a', B, 6, 2, small))).toEqual({ admitted: true, remaining: 0, resetMs: 20_000 });
+        expect(await one(check('a', B, 6, 1, small))).toEqual({ admitted: false, remaining: 0, resetMs: 10_000 });
+        at(10_000);
+        expect(await one(check('a', B, 6, 1, small))).toEqual({ admitted: true, remaining: 0, resetMs: 20_000 });
+        at(10 * MINUTE);
+        expect(await one(check('a', B, 6, 0, small))).toEqual({ admitted: true, remaining: 2, resetMs: 0 });
+        // 5 at once from a bucket of 5 refilled at 2 a minute: full again in 2.5 minutes.
+        expect(await one(check('b', B, 2, 5, { burst: 5 }))).toEqual({ admitted: true, remaining: 0, resetMs: 150_000 });
+      });
+
+      it('makes a request of several hits wait until all of them fit', async () => {
+        expect(await one(check('a', B, 6, 4))).toMatchObject({ admitted: true, remaining: 2 });
+        expect(await one(check('a', B, 6, 3))).toEqual({ admitted: false, remaining: 2, resetMs: 10_000 });
+        at(10_000);
+        expect(await one(check('a', B, 6, 3))).toEqual({ admitted: true, remaining: 0, resetMs: MINUTE });
+      });
+
+      it('rejects a cost above the burst with a one-window retry, and charges nothing', async () => {
+        expect(await one(check('a', B, 10, 4, { burst: 3 }))).toEqual({ admitted: false, remaining: 3, resetMs: MINUTE });
+        expect(await one(check('a', B, 10, 3, { burst: 3 }))).toMatchObject({ admitted: true, remaining: 0 });
+      });
+
+      it('rounds a fractional refill interval up to the next whole millisecond', async () => {
+        // 7 a minute: a token every 8571.43 ms.
+        await one(check('a', B, 7, 7));
+        expect(await one(check('a', B, 7, 1))).toEqual({ admitted: false, remaining: 0, resetMs: 8_572 });
+        at(8_571);
+        expect(await one(check('a', B, 7, 1))).toEqual({ admitted: false, remaining: 0, resetMs: 1 });
+        at(8_572);
+        expect(await one(check('a', B, 7, 1))).toEqual({ admitted: true, remaining: 0, resetMs: MINUTE });
+      });
+
+      it('stands still at the newest instant seen when the clock steps back', async () => {
+        at(MINUTE);
+        await one(check('a', B, 3, 3));
+        at(0);
+        // A token is back 20 s after 60 s: 80 s from this clock's now.
+        expect(await one(check('a', B, 3, 0))).toEqual({ admitted: false, remaining: 0, resetMs: 80_000 });
+      });
+
+      it('with chargeRejectedHits charges rejected hits too, one hit past the bucket at most', async () => {
+        expect(await one(check('a', B, 1, 1), CHARGE_REJECTED)).toEqual({ admitted: true, remaining: 0, resetMs: MINUTE });
+        // Over: the debt is now 2 hits, and a hit fits once it is 0.
+        expect(await one(check('a', B, 1, 1), CHARGE_REJECTED)).toEqual({ admitted: false, remaining: 0, resetMs: 2 * MINUTE });
+        expect(await one(check('a', B, 1, 5), CHARGE_REJECTED)).toEqual({ admitted: false, remaining: 0, resetMs: 2 * MINUTE });
+        expect(await one(check('a', B, 1, 0), CHARGE_REJECTED)).toMatchObject({ admitted: false });
+        at(MINUTE);
+        expect(await one(check('a', B, 1, 0), CHARGE_REJECTED)).toEqual({ admitted: true, remaining: 0, resetMs: MINUTE });
+        expect(await one(check('a', B, 1, 1), CHARGE_REJECTED)).toEqual({ admitted: false, remaining: 0, resetMs: 2 * MINUTE });
       });
     });
   });

@@ -197,7 +197,7 @@ class RedisCounterStore implements RedisStore {
     const args: Array<string | number> = [now, chargeRejectedHits ? '1' : '0'];
     for (const check of group.checks) {
       keys.push(check.key);
-      args.push(check.algorithm, check.limit, check.windowMs, check.hits, check.enforced ? '1' : '0');
+      args.push(check.algorithm, check.limit, check.windowMs, check.hits, check.enforced ? '1' : '0', check.burst ?? '');
     }
     let reply: unknown;
     try {
@@ -236,7 +236,7 @@ class RedisCounterStore implements RedisStore {
       const decided = reply.checks[j]!;
       keys.push(check.key);
       // Only admitted checks were charged (a shadow rejection in a charged call was not).
-      args.push(check.algorithm, decided.window, decided.admitted ? check.hits : 0);
+      args.push(check.algorithm, decided.window, decided.admitted ? check.hits : 0, check.limit, check.windowMs);
     });
     try {
       await this.client.sluiceRefund(keys.length, ...keys, ...args);

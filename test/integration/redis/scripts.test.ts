@@ -1,6 +1,9 @@
 import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
+import type { AlgorithmName } from '../../../src/config/types';
 import { ALGORITHMS } from '../../../src/limiter/algorithms/registry';
+import type { LimitCheck } from '../../../src/store/counter-store';
+import { MemoryStore } from '../../../src/store/memory/memory-store';
 import { assembleScript, findLuaDir, loadScripts } from '../../../src/store/redis/scripts';
 import { ManualClock } from '../../../src/util/clock';
 import { type RedisServer, startRedisServer } from '../../support/redis-server';
@@ -16,31 +19,53 @@ const W = 60_000;
 const T0 = 1_000 * W;
 const S = 'sliding_window';
 const F = 'fixed_window';
+const L = 'sliding_log';
+const G = 'token_bucket';
 
 type Hash = Record<string, string>;
+/** What a counter key holds: a hash, or (sliding_log) a string. */
+type Stored = Hash | Buffer;
 
 interface ScriptCase {
   readonly name: string;
-  /** Counter hashes to write first, by key name. */
-  readonly setup?: Record<string, Hash>;
+  /** Counter hashes (or sliding_log strings) to write first, by key name. */
+  readonly setup?: Record<string, Stored>;
   readonly keys: readonly string[];
   readonly argv: ReadonlyArray<string | number>;
   /** The whole reply, or `{ error }` matching the error message. */
   readonly expected: ReadonlyArray<number> | number | { readonly error: RegExp };
   /** State afterwards, by key name (null: the key must not exist). Keys not listed are not checked. */
-  readonly state?: Record<string, Hash | null>;
+  readonly state?: Record<string, Stored | null>;
   /** PTTL afterwards (ms, allowing for the time the test takes), by key name. */
   readonly pttl?: Record<string, number>;
 }
 
-/** ARGV of one check: algorithm, limit, window, hits, enforced. */
-const chk = (algorithm: string, limit: number, hits: number, enforced = 1, windowMs = W): Array<string | number> => [
+/** ARGV of one check: algorithm, limit, window, hits, enforced, burst ('' = the limit). */
+const chk = (
+  algorithm: string,
+  limit: number,
+  hits: number,
+  enforced = 1,
+  windowMs = W,
+  burst: number | '' = '',
+): Array<string | number> => [algorithm, limit, windowMs, hits, enforced, burst];
+
+/** ARGV of one refund: algorithm, the window decide returned, hits, limit, window ms. */
+const ref = (algorithm: string, window: number, hits: number, limit = 10, windowMs = W): Array<string | number> => [
   algorithm,
+  window,
+  hits,
   limit,
   windowMs,
-  hits,
-  enforced,
 ];
+
+/** A sliding_log string: the instant of every hit, 8-byte big-endian doubles, ascending. */
+const log = (...entries: Array<[number, number]>): Buffer => {
+  const instants = entries.flatMap(([at, hits]) => new Array<number>(hits).fill(at));
+  const buffer = Buffer.alloc(8 * instants.length);
+  instants.forEach((at, i) => buffer.writeDoubleBE(at, 8 * i));
+  return buffer;
+};
 
 const decideCases: ScriptCase[] = [
   {
@@ -227,7 +252,131 @@ const decideCases: ScriptCase[] = [
     argv: [T0, 0],
     expected: [T0, 1],
   },
-  { name: 'a wrong argument count is an error', keys: ['a'], argv: [T0, 0, S, 1], expected: { error: /sluice decide: 1 keys need 7 arguments, got 4/ } },
+  {
+    name: 'log: a first request is one 8-byte instant per hit, expiring a window after it',
+    keys: ['a'],
+    argv: [T0 + 10_000, 0, ...chk(L, 3, 2)],
+    expected: [T0 + 10_000, 1, 1, 1, W, 3, 0, T0 + 10_000],
+    state: { a: log([T0 + 10_000, 2]) },
+    pttl: { a: W },
+  },
+  {
+    name: 'log: hits that left the window are dropped as the new one is written',
+    setup: { a: log([T0 - W, 2], [T0 - 30_000, 1]) },
+    keys: ['a'],
+    argv: [T0, 0, ...chk(L, 3, 1)],
+    expected: [T0, 1, 1, 1, W, 2, 30_000, T0],
+    state: { a: log([T0 - 30_000, 1], [T0, 1]) },
+  },
+  {
+    name: 'log: at the limit a request is rejected with the time enough of the oldest hits leave, and nothing is written',
+    setup: { a: log([T0 - 50_000, 1], [T0 - 20_000, 2]) },
+    keys: ['a'],
+    argv: [T0, 0, ...chk(L, 3, 2)],
+    expected: [T0, 0, 0, 0, 40_000, 0, 40_000, T0],
+    state: { a: log([T0 - 50_000, 1], [T0 - 20_000, 2]) },
+  },
+  {
+    name: 'log: hits of one millisecond are one entry each',
+    setup: { a: log([T0, 1]) },
+    keys: ['a'],
+    argv: [T0, 0, ...chk(L, 5, 2)],
+    expected: [T0, 1, 1, 2, W, 4, W, T0],
+    state: { a: log([T0, 3]) },
+  },
+  {
+    name: 'log: a clock that steps back logs at the newest instant',
+    setup: { a: log([T0 + 5_000, 1]) },
+    keys: ['a'],
+    argv: [T0, 0, ...chk(L, 3, 1)],
+    expected: [T0, 1, 1, 1, 65_000, 2, 65_000, T0 + 5_000],
+    state: { a: log([T0 + 5_000, 2]) },
+  },
+  {
+    name: 'log: chargeRejectedHits keeps the newest limit + 1 hits',
+    setup: { a: log([T0 - 10_000, 2], [T0 - 5_000, 1]) },
+    keys: ['a'],
+    argv: [T0, 1, ...chk(L, 2, 2)],
+    expected: [T0, 1, 0, 0, W, 0, W, T0],
+    state: { a: log([T0 - 5_000, 1], [T0, 2]) },
+  },
+  {
+    name: 'log: a check-only call that finds nothing to drop leaves the log as it is',
+    setup: { a: log([T0 - 1_000, 2]) },
+    keys: ['a'],
+    argv: [T0, 0, ...chk(L, 5, 0)],
+    expected: [T0, 1, 1, 3, 59_000, 3, 59_000, T0],
+    state: { a: log([T0 - 1_000, 2]) },
+  },
+  {
+    name: 'log: a limit above the cap is refused, not run',
+    keys: ['a'],
+    argv: [T0, 0, ...chk(L, 129, 1)],
+    expected: { error: /check 1: sliding_log limits are capped at 128/ },
+  },
+  {
+    name: 'bucket: a first hit stores the debt and the instant, expiring when the bucket is full again',
+    keys: ['a'],
+    argv: [T0, 0, ...chk(G, 6, 1)],
+    //        now charged admitted remaining reset  uncharged: remaining reset window (the instant)
+    expected: [T0, 1, 1, 5, 10_000, 6, 0, T0],
+    state: { a: { t: String(T0), d: '60000' } },
+    pttl: { a: 10_000 },
+  },
+  {
+    name: 'bucket: the debt drains by the limit per millisecond; a rejection says when a token is back',
+    setup: { a: { t: String(T0 - 5_000), d: '360000' } },
+    keys: ['a'],
+    argv: [T0, 0, ...chk(G, 6, 1)],
+    expected: [T0, 0, 0, 0, 5_000, 0, 5_000, T0],
+    state: { a: { t: String(T0 - 5_000), d: '360000' } },
+  },
+  {
+    name: 'bucket: the burst comes from the sixth argument',
+    keys: ['a'],
+    argv: [T0, 0, ...chk(G, 6, 2, 1, W, 2)],
+    expected: [T0, 1, 1, 0, 20_000, 2, 0, T0],
+    state: { a: { t: String(T0), d: '120000' } },
+  },
+  {
+    name: 'bucket: a cost above the burst is rejected with a one-window retry',
+    keys: ['a'],
+    argv: [T0, 0, ...chk(G, 6, 3, 1, W, 2)],
+    expected: [T0, 0, 0, 2, W, 2, W, T0],
+    state: { a: null },
+  },
+  {
+    name: 'bucket: a clock that steps back never shrinks the debt',
+    setup: { a: { t: String(T0 + 1_000), d: '360000' } },
+    keys: ['a'],
+    argv: [T0, 0, ...chk(G, 6, 0)],
+    expected: [T0, 0, 0, 0, 11_000, 0, 11_000, T0 + 1_000],
+    state: { a: { t: String(T0 + 1_000), d: '360000' } },
+  },
+  {
+    name: 'bucket: chargeRejectedHits charges an over request, one hit past the bucket at most',
+    setup: { a: { t: String(T0), d: '60000' } },
+    keys: ['a'],
+    argv: [T0, 1, ...chk(G, 1, 3)],
+    expected: [T0, 1, 0, 0, 2 * W, 0, 2 * W, T0],
+    state: { a: { t: String(T0), d: '120000' } },
+  },
+  {
+    name: 'bucket: a limit of 0 rejects everything, whatever the burst',
+    keys: ['a'],
+    argv: [T0, 0, ...chk(G, 0, 1, 1, W, 5)],
+    expected: [T0, 0, 0, 0, W, 0, W, T0],
+    state: { a: null },
+  },
+  {
+    name: 'checks of four algorithms in one call: one rejection charges none of them',
+    setup: { d: { t: String(T0), d: '60000' } },
+    keys: ['a', 'b', 'c', 'd'],
+    argv: [T0, 0, ...chk(S, 5, 1), ...chk(F, 5, 1), ...chk(L, 5, 1), ...chk(G, 1, 1)],
+    expected: [T0, 0, 1, 5, 0, 5, 0, 1000, 1, 5, 0, 5, 0, 1000, 1, 5, 0, 5, 0, T0, 0, 0, W, 0, W, T0],
+    state: { a: null, b: null, c: null, d: { t: String(T0), d: '60000' } },
+  },
+  { name: 'a wrong argument count is an error', keys: ['a'], argv: [T0, 0, S, 1], expected: { error: /sluice decide: 1 keys need 8 arguments, got 4/ } },
   { name: 'an unknown algorithm is an error', keys: ['a'], argv: [T0, 0, ...chk('leaky', 1, 1)], expected: { error: /unknown algorithm leaky/ } },
   { name: 'a zero window is an error', keys: ['a'], argv: [T0, 0, ...chk(F, 1, 1, 1, 0)], expected: { error: /bad limit, window or hits/ } },
 ];
@@ -237,7 +386,7 @@ const refundCases: ScriptCase[] = [
     name: 'takes back hits from the window they were charged to',
     setup: { a: { w: '1000', c: '5', p: '2' } },
     keys: ['a'],
-    argv: [S, 1000, 3],
+    argv: ref(S, 1000, 3),
     expected: 1,
     state: { a: { w: '1000', c: '2', p: '2' } },
   },
@@ -245,7 +394,7 @@ const refundCases: ScriptCase[] = [
     name: 'after the window rolled, takes them from the previous window',
     setup: { a: { w: '1001', c: '1', p: '5' } },
     keys: ['a'],
-    argv: [S, 1000, 3],
+    argv: ref(S, 1000, 3),
     expected: 1,
     state: { a: { w: '1001', c: '1', p: '2' } },
   },
@@ -253,7 +402,7 @@ const refundCases: ScriptCase[] = [
     name: 'two windows later there is nothing to take back',
     setup: { a: { w: '1002', c: '1', p: '5' } },
     keys: ['a'],
-    argv: [S, 1000, 3],
+    argv: ref(S, 1000, 3),
     expected: 0,
     state: { a: { w: '1002', c: '1', p: '5' } },
   },
@@ -261,7 +410,7 @@ const refundCases: ScriptCase[] = [
     name: 'never goes below zero',
     setup: { a: { w: '1000', c: '1', p: '0' } },
     keys: ['a'],
-    argv: [S, 1000, 3],
+    argv: ref(S, 1000, 3),
     expected: 1,
     state: { a: { w: '1000', c: '0', p: '0' } },
   },
@@ -269,7 +418,7 @@ const refundCases: ScriptCase[] = [
     name: 'fixed: takes back from the same window',
     setup: { a: { w: '1000', c: '4' } },
     keys: ['a', 'a'],
-    argv: [F, 1000, 1, F, 1000, 2],
+    argv: [...ref(F, 1000, 1), ...ref(F, 1000, 2)],
     expected: 2,
     state: { a: { w: '1000', c: '1' } },
   },
@@ -277,19 +426,69 @@ const refundCases: ScriptCase[] = [
     name: 'fixed: a rolled window is left alone',
     setup: { a: { w: '1001', c: '4' } },
     keys: ['a'],
-    argv: [F, 1000, 2],
+    argv: ref(F, 1000, 2),
     expected: 0,
     state: { a: { w: '1001', c: '4' } },
   },
-  { name: 'a missing counter is not created', keys: ['a'], argv: [F, 1000, 2], expected: 0, state: { a: null } },
+  { name: 'a missing counter is not created', keys: ['a'], argv: ref(F, 1000, 2), expected: 0, state: { a: null } },
   {
     name: 'zero hits change nothing',
     setup: { a: { w: '1000', c: '4' } },
     keys: ['a'],
-    argv: [F, 1000, 0],
+    argv: ref(F, 1000, 0),
     expected: 0,
     state: { a: { w: '1000', c: '4' } },
   },
+  {
+    name: 'log: takes back hits from the instant they were logged at',
+    setup: { a: log([T0 - 1_000, 1], [T0, 3]) },
+    keys: ['a'],
+    argv: ref(L, T0, 2, 5),
+    expected: 1,
+    state: { a: log([T0 - 1_000, 1], [T0, 1]) },
+  },
+  {
+    name: 'log: an entry taken back to zero is deleted, and with it an emptied log',
+    setup: { a: log([T0, 2]) },
+    keys: ['a'],
+    argv: ref(L, T0, 3, 5),
+    expected: 1,
+    state: { a: null },
+  },
+  {
+    name: 'log: an instant no longer in the log is left alone',
+    setup: { a: log([T0 + 1_000, 2]) },
+    keys: ['a'],
+    argv: ref(L, T0, 2, 5),
+    expected: 0,
+    state: { a: log([T0 + 1_000, 2]) },
+  },
+  {
+    name: 'bucket: takes back the whole charge when nothing charged the bucket since',
+    setup: { a: { t: String(T0), d: '180000' } },
+    keys: ['a'],
+    argv: ref(G, T0, 2, 6),
+    expected: 1,
+    state: { a: { t: String(T0), d: '60000' } },
+  },
+  {
+    name: 'bucket: takes back only what of the charge has not drained when the bucket was charged later',
+    setup: { a: { t: String(T0 + 5_000), d: '200000' } },
+    keys: ['a'],
+    // 2 hits = 120000 units, of which 5000 ms × 6 = 30000 have drained since.
+    argv: ref(G, T0, 2, 6),
+    expected: 1,
+    state: { a: { t: String(T0 + 5_000), d: '110000' } },
+  },
+  {
+    name: 'bucket: nothing once the charge has drained',
+    setup: { a: { t: String(T0 + 20_000), d: '60000' } },
+    keys: ['a'],
+    argv: ref(G, T0, 2, 6),
+    expected: 0,
+    state: { a: { t: String(T0 + 20_000), d: '60000' } },
+  },
+  { name: 'a wrong argument count is an error', keys: ['a'], argv: [F, 1000, 2], expected: { error: /sluice refund: 1 keys need 5 arguments, got 3/ } },
 ];
 
 describe('Lua scripts on a real Redis', () => {
@@ -310,16 +509,20 @@ describe('Lua scripts on a real Redis', () => {
   const runCase = async (text: string, c: ScriptCase): Promise<void> => {
     const prefix = uniquePrefix();
     const key = (name: string): string => `${prefix}${name}`;
-    for (const [name, hash] of Object.entries(c.setup ?? {})) await redis.hset(key(name), hash);
+    for (const [name, value] of Object.entries(c.setup ?? {})) {
+      if (Buffer.isBuffer(value)) await redis.set(key(name), value);
+      else await redis.hset(key(name), value);
+    }
     const call = redis.eval(text, c.keys.length, ...c.keys.map(key), ...c.argv);
     if (typeof c.expected === 'object' && 'error' in c.expected) {
       await expect(call).rejects.toThrow(c.expected.error);
       return;
     }
     expect(await call).toEqual(c.expected);
-    for (const [name, hash] of Object.entries(c.state ?? {})) {
-      if (hash === null) expect(await redis.exists(key(name))).toBe(0);
-      else expect(await redis.hgetall(key(name))).toEqual(hash);
+    for (const [name, value] of Object.entries(c.state ?? {})) {
+      if (value === null) expect(await redis.exists(key(name))).toBe(0);
+      else if (Buffer.isBuffer(value)) expect(await redis.getBuffer(key(name))).toEqual(value);
+      else expect(await redis.hgetall(key(name))).toEqual(value);
     }
     for (const [name, ttl] of Object.entries(c.pttl ?? {})) {
       const pttl = await redis.pttl(key(name));
@@ -347,6 +550,16 @@ describe('Lua scripts on a real Redis', () => {
       const fixedKey = `${uniquePrefix()}f`;
       const fixed = (await redis.eval(scripts.decide.text, 1, fixedKey, '', 0, ...chk(F, 5, 1))) as number[];
       expect(await redis.call('PEXPIRETIME', fixedKey)).toBe((Math.floor(fixed[0]! / W) + 1) * W);
+
+      const logKey = `${uniquePrefix()}l`;
+      const logged = (await redis.eval(scripts.decide.text, 1, logKey, '', 0, ...chk(L, 5, 1))) as number[];
+      expect(await redis.call('PEXPIRETIME', logKey)).toBe(logged[0]! + W);
+      expect(await redis.getBuffer(logKey)).toEqual(log([logged[0]!, 1]));
+
+      const bucketKey = `${uniquePrefix()}g`;
+      const bucket = (await redis.eval(scripts.decide.text, 1, bucketKey, '', 0, ...chk(G, 7, 1))) as number[];
+      // Full again once 60000 units drain at 7 a millisecond: ⌈8571.4⌉ ms.
+      expect(await redis.call('PEXPIRETIME', bucketKey)).toBe(bucket[0]! + 8_572);
     });
 
     it('has a Lua twin for every algorithm of the TypeScript registry', async () => {
@@ -365,9 +578,15 @@ describe('Lua scripts on a real Redis', () => {
     it('keeps the expiry the charge set', async () => {
       const key = `${uniquePrefix()}a`;
       await redis.eval(scripts.decide.text, 1, key, T0, 0, ...chk(F, 5, 3));
-      await redis.eval(scripts.refund.text, 1, key, F, 1000, 3);
+      await redis.eval(scripts.refund.text, 1, key, ...ref(F, 1000, 3, 5));
       expect(await redis.hgetall(key)).toEqual({ w: '1000', c: '0' });
       expect(await redis.pttl(key)).toBeGreaterThan(W - 1_000);
+
+      const logKey = `${uniquePrefix()}l`;
+      await redis.eval(scripts.decide.text, 1, logKey, T0, 0, ...chk(L, 5, 3));
+      await redis.eval(scripts.refund.text, 1, logKey, ...ref(L, T0, 1, 5));
+      expect(await redis.getBuffer(logKey)).toEqual(log([T0, 2]));
+      expect(await redis.pttl(logKey)).toBeGreaterThan(W - 1_000);
     });
   });
 
@@ -376,8 +595,8 @@ describe('Lua scripts on a real Redis', () => {
     // the key version in counter-key.ts if the stored state changes shape.
     it('pins the SHA1 of each assembled script', () => {
       expect({ decide: scripts.decide.sha1, refund: scripts.refund.sha1 }).toEqual({
-        decide: '31de60ccda63a84a6846363664f9728f05285193',
-        refund: '88395532946251e759e2e8cd6f159a70a481ffe3',
+        decide: '238fd344a8878440b379dc999fec12d247e3dca2',
+        refund: '0345327fdd8dc6ec360cb550316da13bd8dae9bd',
       });
       expect(createHash('sha1').update(scripts.decide.text).digest('hex')).toBe(scripts.decide.sha1);
     });
@@ -390,6 +609,64 @@ describe('Lua scripts on a real Redis', () => {
       }
       expect(assembleScript(findLuaDir(), 'decide.lua')).toBe(scripts.decide.text);
     });
+  });
+
+  describe('the Lua twins decide exactly as the TypeScript algorithms', () => {
+    // Random requests at random instants (the clock also steps back now and then), each decided by
+    // a MemoryStore and by decide.lua on the same clock; every outcome must be identical.
+    const ALGORITHM_NAMES = Object.keys(ALGORITHMS) as AlgorithmName[];
+
+    it.each(ALGORITHM_NAMES.flatMap((a) => [[a, false] as const, [a, true] as const]))(
+      '%s (chargeRejectedHits: %s)',
+      async (algorithm, chargeRejectedHits) => {
+        const clock = new ManualClock(T0);
+        const memory = new MemoryStore(clock);
+        const store = await availableStore(singleOptions(server), clock);
+        const random = mulberry32(algorithm.length * 7919 + (chargeRejectedHits ? 1 : 0));
+        const pick = (n: number): number => Math.floor(random() * n);
+        const prefix = uniquePrefix();
+        const seen = { admitted: 0, rejected: 0 };
+        try {
+          for (let i = 0; i < 400; i++) {
+            const step = random() < 0.05 ? -pick(3_000) : pick(random() < 0.2 ? 30_000 : 2_000);
+            clock.set(Math.max(0, clock.nowMs() + step));
+            const checks: LimitCheck[] = Array.from({ length: 1 + pick(3) }, () => {
+              const limit = [0, 1, 3, 7, 10][pick(5)]!;
+              const windowMs = [1_000, 7_000, W][pick(3)]!;
+              return {
+                // Few keys, so requests meet on counters; a key's window and limit stay fixed.
+                key: `${prefix}${algorithm}:${limit}:${windowMs}:${pick(2)}`,
+                algorithm,
+                limit,
+                windowMs,
+                hits: pick(5) === 0 ? 0 : 1 + pick(limit + 2),
+                enforced: pick(6) !== 0,
+                ...(algorithm === 'token_bucket' && pick(2) === 0 ? { burst: 1 + pick(12) } : {}),
+              };
+            });
+            // A bucket's burst is part of its limit: one value per key.
+            const bursts = new Map<string, number | undefined>();
+            const fixed = checks.map((c) => {
+              if (!bursts.has(c.key)) bursts.set(c.key, c.burst);
+              const burst = bursts.get(c.key);
+              const { burst: _drop, ...rest } = c;
+              return burst === undefined ? rest : { ...rest, burst };
+            });
+            const options = { chargeRejectedHits };
+            const expected = await memory.decide(fixed, options);
+            const actual = await store.decide(fixed, options);
+            expect([i, actual]).toEqual([i, expected]);
+            for (const outcome of expected) seen[outcome.admitted ? 'admitted' : 'rejected']++;
+          }
+          // The sequence really exercised both answers.
+          expect(seen.admitted).toBeGreaterThan(100);
+          expect(seen.rejected).toBeGreaterThan(100);
+        } finally {
+          await memory.close();
+          await store.close();
+        }
+      },
+    );
   });
 
   describe('NOSCRIPT', () => {
@@ -410,6 +687,18 @@ describe('Lua scripts on a real Redis', () => {
     });
   });
 });
+
+/** A small seeded PRNG (mulberry32): the same sequence on every run. */
+function mulberry32(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
 
 function noscriptErrors(info: string): number {
   const match = /^errorstat_NOSCRIPT:count=(\d+)/m.exec(info);

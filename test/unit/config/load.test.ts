@@ -140,6 +140,43 @@ describe('invalid fixtures: one problem each, with the exact message', () => {
       'huge_requests_per_unit.yaml: descriptors[0].rate_limit.requests_per_unit: ' +
         'requests_per_unit must be an integer between 0 and 4294967295',
     ],
+    [
+      'sliding_log_too_large.yaml',
+      'sliding_log_too_large.yaml: descriptors[0].rate_limit.requests_per_unit: ' +
+        'requests_per_unit must be at most 128 with algorithm sliding_log (it keeps one entry per hit in the window); ' +
+        'use sliding_window or token_bucket for larger limits',
+    ],
+    [
+      'burst_without_token_bucket.yaml',
+      'burst_without_token_bucket.yaml: descriptors[0].rate_limit.burst: burst is only valid with algorithm token_bucket',
+    ],
+    ['zero_burst.yaml', 'zero_burst.yaml: descriptors[0].rate_limit.burst: burst must be an integer between 1 and 4294967295'],
+    [
+      'bucket_too_large.yaml',
+      'bucket_too_large.yaml: descriptors[0].rate_limit.requests_per_unit: token_bucket is too large for the window: ' +
+        '(burst + 1) × the window in ms must be at most 9007199254740991 (burst defaults to requests_per_unit)',
+    ],
+    ['unlimited_with_burst.yaml', 'unlimited_with_burst.yaml: descriptors[0].rate_limit: should not specify burst when unlimited'],
+    [
+      'both_rate_limit_and_rate_limits.yaml',
+      'both_rate_limit_and_rate_limits.yaml: descriptors[0]: should not specify both rate_limit and rate_limits',
+    ],
+    ['rate_limits_empty.yaml', 'rate_limits_empty.yaml: descriptors[0].rate_limits: rate_limits should not be empty'],
+    ['rate_limits_not_list.yaml', 'rate_limits_not_list.yaml: descriptors[0].rate_limits: error checking config'],
+    [
+      'unlimited_in_rate_limits.yaml',
+      'unlimited_in_rate_limits.yaml: descriptors[0].rate_limits[1].unlimited: ' +
+        'unlimited is not allowed in rate_limits; use rate_limit: {unlimited: true}',
+    ],
+    [
+      'duplicate_limit_name.yaml',
+      "duplicate_limit_name.yaml: descriptors[0].rate_limits[1].name: duplicate rate limit name 'per_client' in rate_limits",
+    ],
+    [
+      'replaces_sibling.yaml',
+      'replaces_sibling.yaml: descriptors[0].rate_limits[1].replaces[0]: replaces should not contain name of same descriptor',
+    ],
+    ['rate_limits_bad_unit.yaml', "rate_limits_bad_unit.yaml: descriptors[0].rate_limits[1].unit: invalid rate limit unit 'fortnight'"],
   ];
 
   it.each(cases)('%s', (name, message) => {

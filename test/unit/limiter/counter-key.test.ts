@@ -29,6 +29,20 @@ describe('counterKey', () => {
     expect(counterKey('prod_', 'oauth2', entries(['client_id', 'app-1']), limit())).toMatch(/^prod_sluice:v1:\{/);
   });
 
+  it('separates the limits of one node by algorithm, window, then variant, keeping the first key as it was', () => {
+    const node = entries(['client_id', 'app-1']);
+    const first = counterKey('', 'oauth2', node, limit());
+    expect(first).toMatch(/:sliding_window:60000:oauth2:client_id=app-1$/);
+    expect(counterKey('', 'oauth2', node, { ...limit(), counterVariant: 0 })).toBe(first);
+    // requests_per_unit and burst are not part of the identity: editing them keeps the count.
+    expect(counterKey('', 'oauth2', node, { ...limit(), requestsPerUnit: 99, burst: 7 })).toBe(first);
+    expect(counterKey('', 'oauth2', node, { ...limit(), counterVariant: 1 })).toMatch(/:sliding_window:60000\.1:oauth2:client_id=app-1$/);
+    expect(counterKey('', 'oauth2', node, limit('token_bucket', 1_000))).toMatch(/:token_bucket:1000:oauth2:client_id=app-1$/);
+    // All of one node's counters are in one slot: one script call decides them.
+    const keys = [first, counterKey('', 'oauth2', node, { ...limit(), counterVariant: 1 }), counterKey('', 'oauth2', node, limit('sliding_log'))];
+    expect(new Set(keys.map(keySlot)).size).toBe(1);
+  });
+
   it('keeps routes and UUIDs readable', () => {
     const key = counterKey('', 'api', entries(['route', '/v1/orders'], ['client_id', '3f2b6c1e-0d1a-4c4e-9a53-8c1f1f4f6b1e']), limit());
     expect(key).toContain(':route=/v1/orders:client_id=3f2b6c1e-0d1a-4c4e-9a53-8c1f1f4f6b1e');
@@ -72,6 +86,11 @@ describe('counterKey', () => {
     ['65-character value', { domain: 'd', entries: entries(['k', 'y'.repeat(65)]) }],
     ['entries in the other order', { domain: 'd', entries: entries(['k2', 'v2'], ['k', 'v']) }],
     ['fixed window', { domain: 'd', entries: entries(['k', 'v']), limit: limit('fixed_window') }],
+    ['sliding log', { domain: 'd', entries: entries(['k', 'v']), limit: limit('sliding_log') }],
+    ['token bucket', { domain: 'd', entries: entries(['k', 'v']), limit: limit('token_bucket') }],
+    ['second limit of a node with the same window', { domain: 'd', entries: entries(['k', 'v']), limit: { ...limit(), counterVariant: 1 } }],
+    ['third limit of a node with the same window', { domain: 'd', entries: entries(['k', 'v']), limit: { ...limit(), counterVariant: 2 } }],
+    ['a window that spells a variant', { domain: 'd', entries: entries(['k', 'v']), limit: limit('sliding_window', 600_001) }],
     ['ten-minute window', { domain: 'd', entries: entries(['k', 'v']), limit: limit('sliding_window', 600_000) }],
     [
       'many long entries (tail hashed)',
