@@ -1,8 +1,13 @@
 import { ConfigHolder } from './config/config-holder';
 import { loadConfigDirectory } from './config/load';
+import { ConfigWatcher } from './config/watcher';
 import { Limiter } from './limiter/limiter';
 import type { Logger } from './logging/logger';
+import { InstrumentedStore } from './metrics/instrumented-store';
+import { SluiceMetrics } from './metrics/metrics';
+import { metricsRoute, rlconfigRoute } from './server/debug-routes';
 import { HealthState } from './server/health';
+import { jsonRoute } from './server/json-route';
 import { startGrpcServer } from './server/grpc-server';
 import { healthcheckRoute, indexRoute, startHttpServer } from './server/http-server';
 import { RlsService } from './service/rate-limit-service';
@@ -19,6 +24,9 @@ export interface RunningSluice {
   readonly httpPort: number;
   readonly debugPort: number;
   readonly health: HealthState;
+  readonly metrics: SluiceMetrics;
+  /** Re-reads the config directory now, as a file change would (the watcher does this by itself). */
+  reloadConfig(): Promise<boolean>;
   /** Stops taking calls, lets in-flight ones finish (up to the grace period), closes everything. */
   stop(): Promise<void>;
 }
@@ -39,21 +47,41 @@ export async function startSluice(settings: Settings, deps: AppDependencies): Pr
   const { logger } = deps;
   const clock = deps.clock ?? systemClock;
 
+  const metrics = new SluiceMetrics({
+    nearLimitRatio: settings.nearLimitRatio,
+    detailedMetricMaxValues: settings.detailedMetricMaxValues,
+    chargeRejectedHits: settings.chargeRejectedHits,
+  });
   const configs = new ConfigHolder();
   const config = loadConfigDirectory(settings.configDir, {
     ignoreDotFiles: settings.ignoreDotFiles,
     mergeDomainConfig: settings.mergeDomainConfig,
   });
   configs.set(config);
+  metrics.configLoaded(config);
+  const watcher = new ConfigWatcher({
+    dir: settings.configDir,
+    watchRoot: settings.watchRoot,
+    ignoreDotFiles: settings.ignoreDotFiles,
+    mergeDomainConfig: settings.mergeDomainConfig,
+    debounceMs: settings.configReloadDebounceMs,
+    holder: configs,
+    logger: logger.child({ module: 'config-watcher' }),
+    listener: {
+      onReloadSuccess: (loaded) => metrics.configLoaded(loaded),
+      onReloadError: () => metrics.configLoadFailed(),
+    },
+  });
 
   const health = new HealthState();
-  const { store, description: storeDescription } = buildStore(settings, deps, clock, health);
+  const { store, description: storeDescription } = buildStore(settings, deps, clock, health, metrics);
   const limiter = new Limiter(store, {
     chargeRejectedHits: settings.chargeRejectedHits,
     keyPrefix: settings.cacheKeyPrefix,
   });
   const service = new RlsService(configs, limiter, {
     shadowMode: settings.shadowMode,
+    metrics,
     caps: {
       maxDescriptors: settings.maxDescriptors,
       maxEntries: settings.maxEntries,
@@ -67,7 +95,7 @@ export async function startSluice(settings: Settings, deps: AppDependencies): Pr
 
   // Whatever started is undone if a later step fails (a port in use): an open Redis connection
   // or a bound server would otherwise keep a process that failed to start alive.
-  const undo: (() => Promise<void>)[] = [() => store.close()];
+  const undo: (() => Promise<void>)[] = [() => store.close(), () => watcher.close()];
   const started = async <T>(step: Promise<T>, close: (value: T) => Promise<void>): Promise<T> => {
     try {
       const value = await step;
@@ -86,6 +114,9 @@ export async function startSluice(settings: Settings, deps: AppDependencies): Pr
       port: settings.grpcPort,
       logger,
       maxReceiveMessageLength: settings.grpcMaxReceiveMessageBytes,
+      tls: settings.grpcTls,
+      maxConnectionAgeMs: settings.grpcMaxConnectionAgeMs,
+      maxConnectionAgeGraceMs: settings.grpcMaxConnectionAgeGraceMs,
     }),
     (server) => server.shutdown(0),
   );
@@ -93,7 +124,10 @@ export async function startSluice(settings: Settings, deps: AppDependencies): Pr
     startHttpServer({
       host: settings.host,
       port: settings.port,
-      routes: { '/healthcheck': healthcheckRoute(health) },
+      routes: {
+        '/healthcheck': healthcheckRoute(health),
+        '/json': jsonRoute(service, logger, settings.grpcMaxReceiveMessageBytes),
+      },
       logger,
     }),
     (server) => server.close(),
@@ -102,7 +136,15 @@ export async function startSluice(settings: Settings, deps: AppDependencies): Pr
     startHttpServer({
       host: settings.debugHost,
       port: settings.debugPort,
-      routes: { '/': indexRoute({ '/': 'this index' }) },
+      routes: {
+        '/': indexRoute({
+          '/': 'this index',
+          '/rlconfig': 'print out the currently loaded configuration for debugging',
+          '/metrics': 'Prometheus metrics',
+        }),
+        '/rlconfig': rlconfigRoute(configs),
+        '/metrics': metricsRoute(metrics),
+      },
       logger,
     }),
     (server) => server.close(),
@@ -122,15 +164,18 @@ export async function startSluice(settings: Settings, deps: AppDependencies): Pr
       configDir: settings.configDir,
       domains: config.domains(),
       limits: config.rules().length,
+      grpcTls: settings.grpcTls === undefined ? 'off' : settings.grpcTls.clientCa === undefined ? 'tls' : 'mtls',
     },
     'sluice started',
   );
+  watcher.start();
 
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       health.setDraining(true);
       logger.info('sluice draining');
+      await watcher.close();
       await grpc.shutdown(settings.shutdownGraceMs);
       await Promise.all([http.close(), debug.close()]);
       await store.close();
@@ -139,7 +184,15 @@ export async function startSluice(settings: Settings, deps: AppDependencies): Pr
     return stopping;
   };
 
-  return { grpcPort: grpc.port, httpPort: http.port, debugPort: debug.port, health, stop };
+  return {
+    grpcPort: grpc.port,
+    httpPort: http.port,
+    debugPort: debug.port,
+    health,
+    metrics,
+    reloadConfig: async () => (await watcher.reloadNow()).ok,
+    stop,
+  };
 }
 
 /** How long the Redis client keeps waiting for a reply after the resilient layer gave up on it. */
@@ -159,14 +212,15 @@ function buildStore(
   deps: AppDependencies,
   clock: Clock,
   health: HealthState,
+  metrics: SluiceMetrics,
 ): { store: CounterStore; description: string } {
   if (deps.store !== undefined) {
     health.setStoreOk(true);
-    return { store: deps.store, description: 'custom' };
+    return { store: new InstrumentedStore(deps.store, metrics), description: 'custom' };
   }
   if (settings.redis === undefined) {
     health.setStoreOk(true);
-    return { store: new MemoryStore(clock), description: describeStore(undefined) };
+    return { store: new InstrumentedStore(new MemoryStore(clock), metrics), description: describeStore(undefined) };
   }
   const redis = createRedisStore(
     {
@@ -182,7 +236,8 @@ function buildStore(
     deps.logger,
   );
   const store = new ResilientStore({
-    primary: redis,
+    // Instrumented inside the resilient layer: latency and errors of the real Redis calls.
+    primary: new InstrumentedStore(redis, metrics),
     availability: redis,
     local: new MemoryStore(clock),
     defaultFailureMode: settings.storeFailureMode,
@@ -194,5 +249,7 @@ function buildStore(
   });
   health.setStoreOk(store.isAvailable());
   store.onAvailabilityChange((available) => health.setStoreOk(available));
+  metrics.breaker(store.breakerState());
+  store.onStateChange((state) => metrics.breaker(state));
   return { store, description: describeStore(settings.redis) };
 }

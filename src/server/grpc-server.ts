@@ -6,6 +6,7 @@ import { toGrpcStatus } from './grpc-status';
 import type { HealthState } from './health';
 import { packageDefinition, rateLimitServiceDefinition } from './proto';
 import { linkForReflection } from './reflection';
+import { type GrpcServerTls, serverCredentials } from './tls';
 import type { WireResponseShape } from './proto';
 import { fromWireRequest, toWireResponse } from './wire';
 
@@ -18,6 +19,15 @@ export interface GrpcServerOptions {
   readonly logger: Logger;
   /** Bytes; grpc-js's default (4 MiB) when unset. */
   readonly maxReceiveMessageLength?: number;
+  /** TLS or mutual TLS; plaintext (h2c) when unset. */
+  readonly tls?: GrpcServerTls | undefined;
+  /**
+   * GOAWAY after this long (grpc-js adds ±10% jitter), so that Envoy's long-lived HTTP/2
+   * connections are re-established and spread over replicas. Unlimited when unset.
+   */
+  readonly maxConnectionAgeMs?: number;
+  /** After the GOAWAY, in-flight calls get this long before the connection is closed. */
+  readonly maxConnectionAgeGraceMs?: number;
 }
 
 export interface GrpcServerHandle {
@@ -93,11 +103,11 @@ async function decide(
  */
 export function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServerHandle> {
   const { service, health, host, port, logger } = options;
-  const server = new grpc.Server(
-    options.maxReceiveMessageLength === undefined
-      ? {}
-      : { 'grpc.max_receive_message_length': options.maxReceiveMessageLength },
-  );
+  const server = new grpc.Server({
+    ...(options.maxReceiveMessageLength !== undefined && { 'grpc.max_receive_message_length': options.maxReceiveMessageLength }),
+    ...(options.maxConnectionAgeMs !== undefined && { 'grpc.max_connection_age_ms': options.maxConnectionAgeMs }),
+    ...(options.maxConnectionAgeGraceMs !== undefined && { 'grpc.max_connection_age_grace_ms': options.maxConnectionAgeGraceMs }),
+  });
   server.addService(rateLimitServiceDefinition, { ShouldRateLimit: shouldRateLimitHandler(service, logger) });
   health.addToServer(server);
   // `{}`: some versions of the reflection service read `options.services` without a null check.
@@ -105,13 +115,16 @@ export function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServerH
 
   const address = bindAddress(host, port);
   return new Promise<GrpcServerHandle>((resolve, reject) => {
-    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, boundPort) => {
+    server.bindAsync(address, serverCredentials(options.tls), (error, boundPort) => {
       if (error) {
         server.forceShutdown();
         reject(new Error(`gRPC: cannot listen on ${address}: ${error.message}`, { cause: error }));
         return;
       }
-      logger.debug({ address: bindAddress(host, boundPort) }, 'gRPC server listening');
+      logger.debug(
+        { address: bindAddress(host, boundPort), tls: options.tls === undefined ? 'off' : options.tls.clientCa === undefined ? 'tls' : 'mtls' },
+        'gRPC server listening',
+      );
       let stopping: Promise<void> | undefined;
       resolve({
         port: boundPort,

@@ -9,7 +9,8 @@ import { RLS_SERVICE_NAME } from './proto';
  * registered from the start: grpc-health-check starts with an empty map, and NOT_FOUND would make
  * a probe fail for the wrong reason.
  */
-export const HEALTH_SERVICE_NAMES: readonly string[] = ['', RLS_SERVICE_NAME];
+// `ratelimit` is the name envoyproxy/ratelimit reports, so health checks copied from its setups keep working.
+export const HEALTH_SERVICE_NAMES: readonly string[] = ['', RLS_SERVICE_NAME, 'ratelimit'];
 
 /**
  * Readiness, from the reference service's components (config, store, sigterm). SERVING only

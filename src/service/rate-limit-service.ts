@@ -1,6 +1,7 @@
 import { type LimitRule, type MatchedLimit, type RateLimitConfig, type Unit, UNIT_NUMBERS, UNIT_SECONDS } from '../config/types';
-import { InvalidArgumentError, UnavailableError } from '../errors';
-import type { DescriptorPlan, Limiter } from '../limiter/limiter';
+import { InvalidArgumentError, SluiceError, StoreError, UnavailableError } from '../errors';
+import type { DescriptorDecision, DescriptorPlan, Limiter } from '../limiter/limiter';
+import type { DecidedDescriptor, RequestResult } from '../metrics/metrics';
 import { type RequestCaps, validateRequest } from './request-validation';
 import { buildResponse } from './response';
 import type { CallContext, RateLimitRequest, RateLimitResponse, RateLimitService, RequestDescriptor } from './types';
@@ -13,6 +14,15 @@ export interface ServiceOptions {
   readonly caps: RequestCaps;
   /** Global SHADOW_MODE. */
   readonly shadowMode: boolean;
+  /** Per-rule stats, request results and decision latency (`SluiceMetrics`); none when undefined. */
+  readonly metrics?: ServiceMetrics;
+}
+
+/** What the service reports to metrics. */
+export interface ServiceMetrics {
+  recordDescriptors(descriptors: readonly DecidedDescriptor[]): void;
+  requestFinished(result: RequestResult, seconds: number, storeFailure?: boolean): void;
+  globalShadowMode(): void;
 }
 
 /** The RLS v3 decision: validate, match every descriptor, decide them in one store call, answer. */
@@ -24,6 +34,23 @@ export class RlsService implements RateLimitService {
   ) {}
 
   async shouldRateLimit(request: RateLimitRequest, context: CallContext = {}): Promise<RateLimitResponse> {
+    const metrics = this.options.metrics;
+    if (metrics === undefined) return this.decide(request, context);
+    const started = performance.now();
+    const seconds = (): number => (performance.now() - started) / 1000;
+    try {
+      const response = await this.decide(request, context);
+      metrics.requestFinished(response.overallCode === 'OVER_LIMIT' ? 'over_limit' : 'ok', seconds());
+      return response;
+    } catch (err) {
+      const kind = err instanceof SluiceError ? err.kind : 'internal';
+      const result: RequestResult = kind === 'invalid_argument' ? 'invalid' : kind === 'unavailable' ? 'unavailable' : 'error';
+      metrics.requestFinished(result, seconds(), err instanceof StoreError);
+      throw err;
+    }
+  }
+
+  private async decide(request: RateLimitRequest, context: CallContext): Promise<RateLimitResponse> {
     validateRequest(request, this.options.caps);
     const config = this.configs.current();
     if (config === undefined) throw new UnavailableError('no rate limit configuration loaded');
@@ -39,8 +66,39 @@ export class RlsService implements RateLimitService {
       plans,
       context.deadlineMs === undefined ? {} : { deadlineMs: context.deadlineMs },
     );
-    return buildResponse(decisions, { globalShadowMode: this.options.shadowMode });
+    const response = buildResponse(decisions, { globalShadowMode: this.options.shadowMode });
+    if (this.options.metrics !== undefined) recordMetrics(this.options.metrics, request, plans, decisions, response);
+    return response;
   }
+}
+
+/** Hands the limited descriptors of one decided request to metrics. */
+function recordMetrics(
+  metrics: ServiceMetrics,
+  request: RateLimitRequest,
+  plans: readonly DescriptorPlan[],
+  decisions: readonly DescriptorDecision[],
+  response: RateLimitResponse,
+): void {
+  const decided: DecidedDescriptor[] = [];
+  let overLimit = false;
+  decisions.forEach((decision, i) => {
+    if (decision.kind !== 'limited') return;
+    const { rule, limit, outcome } = decision;
+    if (!outcome.admitted && !rule.shadowMode && !rule.quotaMode) overLimit = true;
+    decided.push({
+      rule,
+      requestsPerUnit: limit.requestsPerUnit,
+      entries: request.descriptors[i]!.entries,
+      hits: plans[i]!.hits,
+      admitted: outcome.admitted,
+      remaining: outcome.remaining,
+      override: request.descriptors[i]!.limitOverride !== undefined,
+      enforced: !rule.shadowMode && !rule.quotaMode,
+    });
+  });
+  metrics.recordDescriptors(decided);
+  if (overLimit && response.overallCode === 'OK') metrics.globalShadowMode();
 }
 
 function match(config: RateLimitConfig, domain: string, descriptor: RequestDescriptor, index: number): MatchedLimit | undefined {

@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as tls from 'node:tls';
 import { keyPrefixProblem } from '../limiter/counter-key';
 import type { LogLevel } from '../logging/logger';
 import type { StoreFailureMode } from '../store/counter-store';
@@ -43,11 +44,39 @@ export interface Settings {
   readonly clockSource: ClockSource;
   readonly storeBreakerFailures: number;
   readonly storeBreakerCooldownMs: number;
+  /**
+   * RUNTIME_WATCH_ROOT (reference default true): when set, this is the RUNTIME_ROOT path, and the
+   * config is reloaded only when that symlink is swapped. Undefined: `configDir` itself is watched
+   * (RUNTIME_WATCH_ROOT=false, or `--config DIR`, which has no root to swap).
+   */
+  readonly watchRoot: string | undefined;
+  /** CONFIG_RELOAD_DEBOUNCE in ms: file events this close together make one reload. */
+  readonly configReloadDebounceMs: number;
+  /** NEAR_LIMIT_RATIO: hits above floor(limit × ratio) that are still within the limit count as near_limit. */
+  readonly nearLimitRatio: number;
+  /** DETAILED_METRIC_MAX_VALUES: distinct descriptor-value label sets per `detailed_metric` rule before `_other_`. */
+  readonly detailedMetricMaxValues: number;
+  /** GRPC_SERVER_USE_TLS and friends; undefined serves plaintext. Holds a private key: never log it. */
+  readonly grpcTls: GrpcTlsSettings | undefined;
+  /** GRPC_MAX_CONNECTION_AGE in ms: connections are asked to go away (GOAWAY) after this long. */
+  readonly grpcMaxConnectionAgeMs: number;
+  /** GRPC_MAX_CONNECTION_AGE_GRACE in ms: then in-flight calls get this long before the connection is closed. */
+  readonly grpcMaxConnectionAgeGraceMs: number;
+}
+
+/** The gRPC server's TLS material, read from the files at start. */
+export interface GrpcTlsSettings {
+  readonly certChain: Buffer;
+  readonly privateKey: Buffer;
+  /** GRPC_CLIENT_TLS_CACERT: when set, clients must present a certificate signed by this CA (mTLS). */
+  readonly clientCa?: Buffer;
+  /** GRPC_CLIENT_TLS_SAN: when set, the client certificate must carry this DNS or URI subject alt name. */
+  readonly clientSan?: string;
 }
 
 export type ClockSource = 'redis' | 'local';
 
-type Kind = 'string' | 'secret' | 'port' | 'count' | 'bool' | 'level' | 'duration' | 'choice';
+type Kind = 'string' | 'secret' | 'port' | 'count' | 'bool' | 'level' | 'duration' | 'choice' | 'ratio';
 
 interface SettingSpec {
   readonly env: string;
@@ -149,6 +178,34 @@ export const SETTING_SPECS = {
   },
   storeBreakerFailures: { env: 'STORE_BREAKER_FAILURES', kind: 'count', default: '5', help: 'consecutive store timeouts/errors that open the circuit breaker (calls then skip the store)' },
   storeBreakerCooldown: { env: 'STORE_BREAKER_COOLDOWN', kind: 'duration', default: '1s', help: 'how long an open breaker skips the store before one call probes it' },
+  runtimeWatchRoot: {
+    env: 'RUNTIME_WATCH_ROOT',
+    kind: 'bool',
+    default: 'true',
+    help:
+      'reload only when the RUNTIME_ROOT symlink is swapped (the reference default); false reloads on any change in the ' +
+      'config directory (Kubernetes ConfigMaps: false, with RUNTIME_IGNOREDOTFILES=true). Ignored with --config, whose directory is always watched',
+  },
+  configReloadDebounce: { env: 'CONFIG_RELOAD_DEBOUNCE', kind: 'duration', default: '150ms', help: 'file events this close together make one reload' },
+  nearLimitRatio: { env: 'NEAR_LIMIT_RATIO', kind: 'ratio', default: '0.8', help: 'share of a limit above which admitted hits count as near_limit in metrics' },
+  detailedMetricMaxValues: {
+    env: 'DETAILED_METRIC_MAX_VALUES',
+    kind: 'count',
+    default: '100',
+    help: 'per detailed_metric rule, distinct descriptor values given their own metric labels; later ones share the _other_ label',
+  },
+  grpcServerUseTls: { env: 'GRPC_SERVER_USE_TLS', kind: 'bool', default: 'false', help: 'serve gRPC over TLS (needs GRPC_SERVER_TLS_CERT and GRPC_SERVER_TLS_KEY)' },
+  grpcServerTlsCert: { env: 'GRPC_SERVER_TLS_CERT', kind: 'string', default: '', help: 'PEM certificate chain file of the gRPC server (read at start)' },
+  grpcServerTlsKey: { env: 'GRPC_SERVER_TLS_KEY', kind: 'string', default: '', help: 'PEM private key file of the gRPC server (read at start)' },
+  grpcClientTlsCacert: { env: 'GRPC_CLIENT_TLS_CACERT', kind: 'string', default: '', help: 'PEM CA file; when set, clients must present a certificate it signed (mutual TLS)' },
+  grpcClientTlsSan: { env: 'GRPC_CLIENT_TLS_SAN', kind: 'string', default: '', help: 'when set, the client certificate must carry this subject alt name (DNS or URI); needs GRPC_CLIENT_TLS_CACERT' },
+  grpcMaxConnectionAge: {
+    env: 'GRPC_MAX_CONNECTION_AGE',
+    kind: 'duration',
+    default: '24h',
+    help: 'connections get a GOAWAY after this long (with 10% jitter), so Envoy reconnects and spreads over replicas',
+  },
+  grpcMaxConnectionAgeGrace: { env: 'GRPC_MAX_CONNECTION_AGE_GRACE', kind: 'duration', default: '1h', help: 'after the GOAWAY, how long in-flight calls may take before the connection is closed' },
 } as const satisfies Record<string, SettingSpec>;
 
 export type SettingName = keyof typeof SETTING_SPECS;
@@ -221,6 +278,7 @@ export function loadSettings(env: NodeJS.ProcessEnv, argv: readonly string[]): S
     str('config') !== ''
       ? path.resolve(str('config'))
       : path.resolve(str('runtimeRoot'), str('runtimeSubdirectory'), str('runtimeAppdirectory'));
+  const watchRoot = str('config') === '' && bool('runtimeWatchRoot') ? path.resolve(str('runtimeRoot')) : undefined;
 
   const settings: Settings = {
     host: str('host'),
@@ -249,6 +307,13 @@ export function loadSettings(env: NodeJS.ProcessEnv, argv: readonly string[]): S
     clockSource: str('clockSource') as ClockSource,
     storeBreakerFailures: num('storeBreakerFailures'),
     storeBreakerCooldownMs: num('storeBreakerCooldown'),
+    watchRoot,
+    configReloadDebounceMs: num('configReloadDebounce'),
+    nearLimitRatio: num('nearLimitRatio'),
+    detailedMetricMaxValues: num('detailedMetricMaxValues'),
+    grpcTls: undefined,
+    grpcMaxConnectionAgeMs: num('grpcMaxConnectionAge'),
+    grpcMaxConnectionAgeGraceMs: num('grpcMaxConnectionAgeGrace'),
   };
 
   const prefixProblem = keyPrefixProblem(settings.cacheKeyPrefix);
@@ -273,8 +338,19 @@ export function loadSettings(env: NodeJS.ProcessEnv, argv: readonly string[]): S
     redisInput.url.value === ''
       ? undefined
       : parseRedisSettings(redisInput, { readFile: (file) => fs.readFileSync(file, 'utf8') }, problems);
+  const grpcTls = parseGrpcTlsSettings(
+    {
+      useTls: bool('grpcServerUseTls'),
+      cert: { value: str('grpcServerTlsCert'), source: sourceOf('grpcServerTlsCert') },
+      key: { value: str('grpcServerTlsKey'), source: sourceOf('grpcServerTlsKey') },
+      clientCa: { value: str('grpcClientTlsCacert'), source: sourceOf('grpcClientTlsCacert') },
+      clientSan: { value: str('grpcClientTlsSan'), source: sourceOf('grpcClientTlsSan') },
+    },
+    { readFile: (file) => fs.readFileSync(file) },
+    problems,
+  );
   if (problems.length > 0) throw new SettingsError(problems);
-  return { ...settings, redis };
+  return { ...settings, redis, grpcTls };
 }
 
 function parseValue(spec: SettingSpec, text: string): string | number | boolean | undefined {
@@ -306,6 +382,10 @@ function parseValue(spec: SettingSpec, text: string): string | number | boolean 
     }
     case 'duration':
       return parseDurationMs(text);
+    case 'ratio': {
+      const n = /^\d+(\.\d+)?$/.test(text.trim()) ? Number(text) : NaN;
+      return n >= 0 && n <= 1 ? n : undefined;
+    }
   }
 }
 
@@ -354,6 +434,8 @@ function describe(spec: SettingSpec): string {
       return (spec.choices ?? []).join(', ');
     case 'duration':
       return "a positive duration such as '10ms' or '1s', or a number of milliseconds";
+    case 'ratio':
+      return 'a number from 0 to 1';
   }
 }
 
@@ -362,6 +444,73 @@ export function settingsHelp(): string[] {
   return (Object.values(SETTING_SPECS) as SettingSpec[]).map(
     (spec) => `  --${flagName(spec).padEnd(30)} ${spec.env.padEnd(30)} ${spec.help} (default: ${spec.default === '' ? 'none' : spec.default})`,
   );
+}
+
+// ---------------------------------------------------------------------------------------------
+// gRPC server TLS: GRPC_SERVER_USE_TLS and its companions → certificates for the server.
+
+export interface GrpcTlsSettingsInput {
+  readonly useTls: boolean;
+  readonly cert: Sourced;
+  readonly key: Sourced;
+  readonly clientCa: Sourced;
+  readonly clientSan: Sourced;
+}
+
+/**
+ * Reads the server's certificate, key and client CA, and checks that they fit together (a key that
+ * does not match the certificate is reported here, naming the variables, rather than as a failed
+ * bind). A client CA or SAN without GRPC_SERVER_USE_TLS is a problem too: it would otherwise
+ * serve plaintext to an operator who asked for mutual TLS.
+ */
+export function parseGrpcTlsSettings(
+  input: GrpcTlsSettingsInput,
+  io: { readFile(file: string): Buffer },
+  problems: string[],
+): GrpcTlsSettings | undefined {
+  const before = problems.length;
+  if (!input.useTls) {
+    for (const option of [input.cert, input.key, input.clientCa, input.clientSan]) {
+      if (option.value !== '') problems.push(`${option.source}: is set, but GRPC_SERVER_USE_TLS is false`);
+    }
+    return undefined;
+  }
+  const read = (file: Sourced, required: boolean): Buffer | undefined => {
+    if (file.value === '') {
+      if (required) problems.push(`${file.source}: required when GRPC_SERVER_USE_TLS is true`);
+      return undefined;
+    }
+    try {
+      return io.readFile(file.value);
+    } catch (err) {
+      const { code, message } = err as { code?: unknown; message?: unknown };
+      problems.push(`${file.source}: cannot read '${file.value}': ${String(code ?? message ?? err)}`);
+      return undefined;
+    }
+  };
+  const certChain = read(input.cert, true);
+  const privateKey = read(input.key, true);
+  const clientCa = read(input.clientCa, false);
+  if (input.clientSan.value !== '' && input.clientCa.value === '') {
+    problems.push(`${input.clientSan.source}: needs GRPC_CLIENT_TLS_CACERT (client certificates are only asked for with a CA)`);
+  }
+  if (problems.length > before || certChain === undefined || privateKey === undefined) return undefined;
+  try {
+    tls.createSecureContext({ cert: certChain, key: privateKey, ...(clientCa !== undefined && { ca: clientCa }) });
+  } catch (err) {
+    const { message } = err as { message?: unknown };
+    problems.push(
+      `${input.cert.source}/${input.key.source}${clientCa !== undefined ? `/${input.clientCa.source}` : ''}: ` +
+        `unusable TLS material: ${String(message ?? err)}`,
+    );
+    return undefined;
+  }
+  return {
+    certChain,
+    privateKey,
+    ...(clientCa !== undefined && { clientCa }),
+    ...(input.clientSan.value !== '' && { clientSan: input.clientSan.value }),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -204,6 +204,8 @@ describe('sluice over gRPC (memory store)', () => {
   it('reports SERVING for "" and the RLS service, and OK on /healthcheck', async () => {
     expect(await sluice.client.health('')).toBe('SERVING');
     expect(await sluice.client.health('envoy.service.ratelimit.v3.RateLimitService')).toBe('SERVING');
+    // The name envoyproxy/ratelimit reports, so health checks copied from its setups keep working.
+    expect(await sluice.client.health('ratelimit')).toBe('SERVING');
     const body = await new Promise<[number, string]>((resolve, reject) => {
       http.get(`http://127.0.0.1:${sluice.app.httpPort}/healthcheck`, (res) => {
         let text = '';

@@ -23,20 +23,29 @@ export interface StartedSluice {
  */
 export async function startTestSluice(options: {
   files: Record<string, string>;
+  /**
+   * An existing config directory to serve instead of writing `files` to a fresh one (e.g. a fake
+   * ConfigMap volume); the caller owns it and it is not removed on stop.
+   */
+  configDir?: string;
+  /** Leave out `--config`: the config location comes from `env` (RUNTIME_ROOT…), as in production. */
+  configFromEnv?: boolean;
   args?: string[];
   env?: NodeJS.ProcessEnv;
   clock?: Clock;
   store?: CounterStore;
   logger?: Logger;
 }): Promise<StartedSluice> {
-  const configDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-config-'));
-  for (const [name, content] of Object.entries(options.files)) {
-    fs.mkdirSync(path.dirname(path.join(configDir, name)), { recursive: true });
-    fs.writeFileSync(path.join(configDir, name), content);
+  const ownDir = options.configDir === undefined;
+  const configDir = options.configDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-config-'));
+  if (ownDir) {
+    for (const [name, content] of Object.entries(options.files)) {
+      fs.mkdirSync(path.dirname(path.join(configDir, name)), { recursive: true });
+      fs.writeFileSync(path.join(configDir, name), content);
+    }
   }
   const settings = loadSettings(options.env ?? {}, [
-    '--config',
-    configDir,
+    ...(options.configFromEnv === true ? [] : ['--config', configDir]),
     '--grpc-host',
     '127.0.0.1',
     '--host',
@@ -64,7 +73,7 @@ export async function startTestSluice(options: {
     stop: async () => {
       client.close();
       await app.stop();
-      fs.rmSync(configDir, { recursive: true, force: true });
+      if (ownDir) fs.rmSync(configDir, { recursive: true, force: true });
     },
   };
 }

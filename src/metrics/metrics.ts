@@ -1,0 +1,299 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { DescriptorEntry, LimitRule, RateLimitConfig } from '../config/types';
+import type { BreakerState } from '../store/circuit-breaker';
+import { hitStats } from './hit-stats';
+import { DetailedLabelCap, type RuleLabels, detailedLabels, staticLabels } from './rule-labels';
+
+/**
+ * sluice's Prometheus metrics, on a registry of its own (several sluices can live in one process,
+ * as in tests). Names follow the reference's Prometheus mapping where one exists, so dashboards
+ * built for envoyproxy/ratelimit keep working; sluice's own additions are prefixed `sluice_`.
+ *
+ * Reference names (counters, no `_total` suffix, as the reference's statsd exporter writes them):
+ * - `ratelimit_service_rate_limit_{total_hits,over_limit,near_limit,within_limit,shadow_mode}{domain,key1,key2}`
+ * - `ratelimit_service_config_load_success`, `ratelimit_service_config_load_error`
+ * - `ratelimit_service_global_shadow_mode`
+ * - `ratelimit_service_should_rate_limit_error{err_type}`: `redis_error` (store), `service_error` (the rest)
+ * - `ratelimit_service_total_requests{grpc_method}`, `ratelimit_service_response_time_seconds{grpc_method}`
+ *   (the decision latency histogram)
+ * sluice additions:
+ * - `sluice_requests_total{result}`: ok, over_limit, invalid, unavailable, error
+ * - `sluice_store_duration_seconds{result}`: store latency (ok, error)
+ * - `sluice_store_errors_total{kind}`: timeout, unavailable, error
+ * - `sluice_store_circuit_breaker_state{state}`: 1 for the current state of closed, open, half_open
+ * - `sluice_config_rules`, `sluice_config_last_load_success_timestamp_seconds`
+ * - Node.js process metrics (`process_*`, `nodejs_*`).
+ */
+export interface MetricsOptions {
+  /** NEAR_LIMIT_RATIO. */
+  readonly nearLimitRatio: number;
+  /** DETAILED_METRIC_MAX_VALUES: distinct label sets per detailed rule before `_other_`. */
+  readonly detailedMetricMaxValues: number;
+  /** CHARGE_REJECTED_HITS: how the store counted, needed to read its outcomes. */
+  readonly chargeRejectedHits: boolean;
+  /** Node.js process metrics; default true. */
+  readonly processMetrics?: boolean;
+}
+
+export type RequestResult = 'ok' | 'over_limit' | 'invalid' | 'unavailable' | 'error';
+export type StoreErrorKind = 'timeout' | 'unavailable' | 'error';
+
+/** One decided descriptor, as the service hands it over. */
+export interface DecidedDescriptor {
+  readonly rule: LimitRule;
+  readonly requestsPerUnit: number;
+  readonly entries: readonly DescriptorEntry[];
+  readonly hits: number;
+  readonly admitted: boolean;
+  readonly remaining: number;
+  /** The limit came in the request (Envoy's `limit` override): its labels hold request values. */
+  readonly override: boolean;
+  /** Whether the rule blocks on its own (not shadow, not quota). */
+  readonly enforced: boolean;
+}
+
+/** The five per-rule counters of one label set. */
+interface RuleSeries {
+  readonly totalHits: Counter.Internal;
+  readonly withinLimit: Counter.Internal;
+  readonly nearLimit: Counter.Internal;
+  readonly overLimit: Counter.Internal;
+  readonly shadowMode: Counter.Internal;
+}
+
+const RULE_LABELS = ['domain', 'key1', 'key2'] as const;
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+const BREAKER_STATES: readonly BreakerState[] = ['closed', 'open', 'half_open'];
+/** Synthetic rule id under which limits sent in requests share one cap, per domain. */
+const OVERRIDE_CAP_ID = '\u0000override:';
+
+export class SluiceMetrics {
+  readonly registry = new Registry();
+  private readonly totalHits: Counter<(typeof RULE_LABELS)[number]>;
+  private readonly overLimit: Counter<(typeof RULE_LABELS)[number]>;
+  private readonly nearLimit: Counter<(typeof RULE_LABELS)[number]>;
+  private readonly withinLimit: Counter<(typeof RULE_LABELS)[number]>;
+  private readonly shadowMode: Counter<(typeof RULE_LABELS)[number]>;
+  private readonly configLoadSuccess: Counter;
+  private readonly configLoadError: Counter;
+  private readonly globalShadowModeHits: Counter;
+  private readonly shouldRateLimitError: Counter<'err_type'>;
+  private readonly totalRequests: Counter<'grpc_method'>;
+  private readonly responseTime: Histogram<'grpc_method'>;
+  private readonly requests: Counter<'result'>;
+  private readonly storeDuration: Histogram<'result'>;
+  private readonly storeErrors: Counter<'kind'>;
+  private readonly breakerState: Gauge<'state'>;
+  private readonly configRules: Gauge;
+  private readonly configLoadedAt: Gauge;
+
+  /** Series of rules without request values in their labels, built once per rule object. */
+  private readonly staticSeries = new WeakMap<LimitRule, RuleSeries>();
+  /** Series by label identity, for detailed and override rules (bounded by the cap). */
+  private readonly detailedSeries = new Map<string, RuleSeries>();
+  private readonly cap: DetailedLabelCap;
+
+  constructor(private readonly options: MetricsOptions) {
+    const registers = [this.registry];
+    const ruleCounter = (stat: string, help: string): Counter<(typeof RULE_LABELS)[number]> =>
+      new Counter({ name: `ratelimit_service_rate_limit_${stat}`, help, labelNames: RULE_LABELS, registers });
+    this.totalHits = ruleCounter('total_hits', 'Hits on a rule (hits_addend summed), whatever the outcome');
+    this.overLimit = ruleCounter('over_limit', 'Hits over the limit of a rule');
+    this.nearLimit = ruleCounter('near_limit', 'Hits above NEAR_LIMIT_RATIO of the limit of a rule, not over it');
+    this.withinLimit = ruleCounter('within_limit', 'Hits within the limit of a rule');
+    this.shadowMode = ruleCounter('shadow_mode', 'Hits over the limit of a shadow_mode rule (let through)');
+    this.configLoadSuccess = new Counter({
+      name: 'ratelimit_service_config_load_success',
+      help: 'Config loads accepted (the first one and every reload)',
+      registers,
+    });
+    this.configLoadError = new Counter({
+      name: 'ratelimit_service_config_load_error',
+      help: 'Config reloads refused (the previous config kept serving)',
+      registers,
+    });
+    this.globalShadowModeHits = new Counter({
+      name: 'ratelimit_service_global_shadow_mode',
+      help: 'Requests answered OK only because of SHADOW_MODE',
+      registers,
+    });
+    this.shouldRateLimitError = new Counter({
+      name: 'ratelimit_service_should_rate_limit_error',
+      help: 'Failed decisions: redis_error (store unavailable), service_error (bad request, no config, bug)',
+      labelNames: ['err_type'],
+      registers,
+    });
+    this.totalRequests = new Counter({
+      name: 'ratelimit_service_total_requests',
+      help: 'ShouldRateLimit calls (gRPC and POST /json)',
+      labelNames: ['grpc_method'],
+      registers,
+    });
+    this.responseTime = new Histogram({
+      name: 'ratelimit_service_response_time_seconds',
+      help: 'Decision latency, from request to response, in seconds',
+      labelNames: ['grpc_method'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.requests = new Counter({
+      name: 'sluice_requests_total',
+      help: 'Decisions by result: ok, over_limit, invalid (bad request), unavailable (no config or store), error (bug)',
+      labelNames: ['result'],
+      registers,
+    });
+    this.storeDuration = new Histogram({
+      name: 'sluice_store_duration_seconds',
+      help: 'Counter store call latency in seconds, until its reply (late replies included)',
+      labelNames: ['result'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.storeErrors = new Counter({
+      name: 'sluice_store_errors_total',
+      help: 'Counter store calls that failed: timeout (no reply in time), unavailable (connection), error (the store refused)',
+      labelNames: ['kind'],
+      registers,
+    });
+    this.breakerState = new Gauge({
+      name: 'sluice_store_circuit_breaker_state',
+      help: 'Store circuit breaker: 1 for the current state (closed, open, half_open), 0 for the others',
+      labelNames: ['state'],
+      registers,
+    });
+    this.configRules = new Gauge({ name: 'sluice_config_rules', help: 'Rules in the config serving now', registers });
+    this.configLoadedAt = new Gauge({
+      name: 'sluice_config_last_load_success_timestamp_seconds',
+      help: 'When the config serving now was loaded (Unix seconds)',
+      registers,
+    });
+    for (const result of ['ok', 'over_limit', 'invalid', 'unavailable', 'error'] as const) this.requests.inc({ result }, 0);
+    this.totalRequests.inc({ grpc_method: 'ShouldRateLimit' }, 0);
+    this.cap = new DetailedLabelCap(options.detailedMetricMaxValues);
+    if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** The exposition text for `GET /metrics`. */
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  // --- decisions ---------------------------------------------------------------------------
+
+  /**
+   * Records the per-rule stats of one decided request. Descriptors without a finite limit
+   * (unmatched, unlimited, replaced) record nothing, as in the reference.
+   */
+  recordDescriptors(descriptors: readonly DecidedDescriptor[]): void {
+    if (descriptors.length === 0) return;
+    // The store charges a request's hits only when every blocking check admits them, unless
+    // CHARGE_REJECTED_HITS; that decides how an outcome's `remaining` reads.
+    const charged = this.options.chargeRejectedHits || descriptors.every((d) => d.admitted || !d.enforced);
+    for (const d of descriptors) {
+      const stats = hitStats({
+        limit: d.requestsPerUnit,
+        hits: d.hits,
+        admitted: d.admitted,
+        remaining: d.remaining,
+        charged,
+        shadowMode: d.rule.shadowMode,
+        nearLimitRatio: this.options.nearLimitRatio,
+      });
+      const series = this.seriesFor(d);
+      if (stats.totalHits > 0) series.totalHits.inc(stats.totalHits);
+      if (stats.withinLimit > 0) series.withinLimit.inc(stats.withinLimit);
+      if (stats.nearLimit > 0) series.nearLimit.inc(stats.nearLimit);
+      if (stats.overLimit > 0) series.overLimit.inc(stats.overLimit);
+      if (stats.shadowMode > 0) series.shadowMode.inc(stats.shadowMode);
+    }
+  }
+
+  /**
+   * One finished ShouldRateLimit, from either front end. `storeFailure`: an `unavailable` result
+   * came from the counter store (the reference's `redis_error`) rather than from a missing config.
+   */
+  requestFinished(result: RequestResult, seconds: number, storeFailure = false): void {
+    this.requests.inc({ result });
+    this.totalRequests.inc({ grpc_method: 'ShouldRateLimit' });
+    this.responseTime.observe({ grpc_method: 'ShouldRateLimit' }, seconds);
+    if (result === 'unavailable' || result === 'invalid' || result === 'error') {
+      this.shouldRateLimitError.inc({ err_type: storeFailure ? 'redis_error' : 'service_error' });
+    }
+  }
+
+  /** SHADOW_MODE turned an over-limit request into OK. */
+  globalShadowMode(): void {
+    this.globalShadowModeHits.inc();
+  }
+
+  // --- config ------------------------------------------------------------------------------
+
+  configLoaded(config: RateLimitConfig): void {
+    this.configLoadSuccess.inc();
+    this.configRules.set(config.rules().length);
+    this.configLoadedAt.set(Date.now() / 1000);
+  }
+
+  configLoadFailed(): void {
+    this.configLoadError.inc();
+  }
+
+  // --- store -------------------------------------------------------------------------------
+
+  storeCall(seconds: number, error: StoreErrorKind | undefined): void {
+    this.storeDuration.observe({ result: error === undefined ? 'ok' : 'error' }, seconds);
+    if (error !== undefined) this.storeErrors.inc({ kind: error });
+  }
+
+  /** Publishes the breaker's state; call once at start and on every change. */
+  breaker(state: BreakerState): void {
+    for (const s of BREAKER_STATES) this.breakerState.set({ state: s }, s === state ? 1 : 0);
+  }
+
+  // --- internals ---------------------------------------------------------------------------
+
+  private seriesFor(d: DecidedDescriptor): RuleSeries {
+    if (!d.override && !d.rule.detailedMetric) {
+      let series = this.staticSeries.get(d.rule);
+      if (series === undefined) {
+        series = this.series(staticLabels(d.rule, d.entries));
+        this.staticSeries.set(d.rule, series);
+      }
+      return series;
+    }
+    const keepExact = !d.override;
+    let labels = detailedLabels(d.rule, d.entries, false, keepExact);
+    const capId = d.override ? `${OVERRIDE_CAP_ID}${d.rule.domain}` : d.rule.id;
+    if (this.cap.overCap(capId, identity(labels))) labels = detailedLabels(d.rule, d.entries, true, keepExact);
+    const id = identity(labels);
+    let series = this.detailedSeries.get(id);
+    if (series === undefined) {
+      series = this.series(labels);
+      this.detailedSeries.set(id, series);
+    }
+    return series;
+  }
+
+  /** The five counters of one label set, created at 0 so that rates start from the first hit. */
+  private series(labels: RuleLabels): RuleSeries {
+    const child = (counter: Counter<(typeof RULE_LABELS)[number]>): Counter.Internal => {
+      counter.inc(labels, 0);
+      return counter.labels(labels);
+    };
+    return {
+      totalHits: child(this.totalHits),
+      withinLimit: child(this.withinLimit),
+      nearLimit: child(this.nearLimit),
+      overLimit: child(this.overLimit),
+      shadowMode: child(this.shadowMode),
+    };
+  }
+}
+
+function identity(labels: RuleLabels): string {
+  return `${labels.domain}\u0000${labels.key1 ?? ''}\u0000${labels.key2 ?? ''}`;
+}
