@@ -1,6 +1,7 @@
 import { StoreError } from '../errors';
 import type { Logger } from '../logging/logger';
 import type { Clock } from '../util/clock';
+import { setIoFairTimeout } from '../util/io-fair-timer';
 import { type BreakerPermit, type BreakerState, CircuitBreaker } from './circuit-breaker';
 import type { CounterStore, DecideOptions, LimitCheck, LimitOutcome, StoreFailureMode } from './counter-store';
 
@@ -287,14 +288,14 @@ const TIMED_OUT: unique symbol = Symbol('timed out');
  */
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | typeof TIMED_OUT> {
   return new Promise<T | typeof TIMED_OUT>((resolve, reject) => {
-    const timer = setTimeout(() => resolve(TIMED_OUT), ms);
+    const cancel = setIoFairTimeout(() => resolve(TIMED_OUT), ms);
     promise.then(
       (value) => {
-        clearTimeout(timer);
+        cancel();
         resolve(value);
       },
       (err: unknown) => {
-        clearTimeout(timer);
+        cancel();
         reject(err);
       },
     );

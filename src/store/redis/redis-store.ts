@@ -3,6 +3,7 @@ import { StoreError } from '../../errors';
 import { keyPrefixProblem } from '../../limiter/counter-key';
 import type { Logger } from '../../logging/logger';
 import { type Clock, systemClock } from '../../util/clock';
+import { setIoFairTimeout } from '../../util/io-fair-timer';
 import type { CounterStore, DecideOptions, LimitCheck, LimitOutcome } from '../counter-store';
 import { type RedisClient, createRedisClient, describeRedisTarget } from './connection';
 import { isTransientRedisError, toStoreError } from './errors';
@@ -251,14 +252,14 @@ class RedisCounterStore implements RedisStore {
     return new Promise((resolve, reject) => {
       let expired = false;
       const waitMs = deadlineMs - systemClock.nowMs();
-      const timer = setTimeout(() => {
+      const cancel = setIoFairTimeout(() => {
         expired = true;
         reject(new StoreError(`redis decide: no answer within the deadline (${Math.max(0, Math.round(waitMs))} ms)`, true));
       }, Math.max(0, waitMs));
       work.then(
         (decision) => {
           if (!expired) {
-            clearTimeout(timer);
+            cancel();
             resolve(decision.outcomes);
           } else if (!options.chargeRejectedHits) {
             // The caller was told the store failed; a charge it never saw must not stand.
@@ -267,7 +268,7 @@ class RedisCounterStore implements RedisStore {
         },
         (err: unknown) => {
           if (!expired) {
-            clearTimeout(timer);
+            cancel();
             reject(err);
           }
         },
