@@ -245,6 +245,19 @@ describe('ResilientStore', () => {
       expect(primary.calls).toHaveLength(3);
     });
 
+    it('stays closed on a run of failures while the store answered within the last 100 ms', async () => {
+      build();
+      primary.behaviour = 'ok';
+      await store.decide([check('a', 10)], OPTS);
+      clock.advance(99);
+      primary.behaviour = 'transient';
+      for (let i = 0; i < 10; i++) await rejection(store.decide([check('a', 10)], OPTS));
+      expect(store.breakerState()).toBe('closed');
+      clock.advance(1);
+      await rejection(store.decide([check('a', 10)], OPTS));
+      expect(store.breakerState()).toBe('open');
+    });
+
     it('resets the count on a success: only consecutive failures open it', async () => {
       build();
       for (let i = 0; i < 5; i++) {
