@@ -24,7 +24,8 @@ const DEFAULT_ADDR = '127.0.0.1:8081';
 const DEFAULT_TIMEOUT_MS = 2000;
 const UINT32_MAX = 4294967295;
 
-class UsageError extends Error {}
+/** A bad command line; also thrown by `parseDescriptorEntries` (shared with `sluice explain`). */
+export class UsageError extends Error {}
 
 /** Not `instanceof Error`: Node's own errors (parseArgs) come from another realm under jest. */
 function messageOf(err: unknown): string {
@@ -55,14 +56,22 @@ function splitEntries(spec: string): string[] {
   return parts;
 }
 
-function parseDescriptor(spec: string): WireDescriptor {
-  const entries: WireEntry[] = splitEntries(spec).map((part) => {
+/**
+ * One `--descriptor k=v,k2=v2` value as entries: split at unescaped commas, then at the first `=`.
+ * Throws `UsageError` for an entry without a key.
+ */
+export function parseDescriptorEntries(spec: string): { key: string; value: string }[] {
+  return splitEntries(spec).map((part) => {
     const eq = part.indexOf('=');
     if (eq <= 0) {
       throw new UsageError(`--descriptor ${JSON.stringify(spec)}: entry ${JSON.stringify(part)} is not key=value`);
     }
     return { key: part.slice(0, eq), value: part.slice(eq + 1) };
   });
+}
+
+function parseDescriptor(spec: string): WireDescriptor {
+  const entries: WireEntry[] = parseDescriptorEntries(spec);
   return { entries };
 }
 

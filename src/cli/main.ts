@@ -5,6 +5,7 @@ import { createLogger } from '../logging/logger';
 import { SettingsError, loadSettings, settingsHelp } from '../settings/settings';
 import { runCheckConfig } from './check-config';
 import { runClient } from './client';
+import { runExplain } from './explain';
 
 const USAGE = [
   'usage: sluice <command> [options]',
@@ -13,6 +14,7 @@ const USAGE = [
   '  serve          run the rate limit service (default)',
   '  check-config   validate a config directory: sluice check-config <dir>',
   '  client         send one ShouldRateLimit: sluice client --domain D --descriptor k=v[,k2=v2] [--hits N] [--addr host:port]',
+  '  explain        why a descriptor gets its limit (offline): sluice explain --config DIR --domain D --descriptor k=v[,k2=v2]',
   '  help           this text; `sluice serve --help` lists every setting',
 ];
 
@@ -30,6 +32,8 @@ async function main(argv: readonly string[]): Promise<number> {
       return runCheckConfig(rest, io);
     case 'client':
       return runClient(rest, io);
+    case 'explain':
+      return runExplain(rest, io);
     case 'help':
     case '--help':
     case '-h':

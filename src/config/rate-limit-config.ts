@@ -60,7 +60,7 @@ export class DescriptorNode {
 }
 
 /** The nodes of one level that share a key; the three buckets are the three match steps. */
-interface KeyNodes {
+export interface KeyNodes {
   readonly exact: Map<string, DescriptorNode>;
   readonly wildcards: DescriptorNode[];
   valueless: DescriptorNode | undefined;
@@ -101,6 +101,19 @@ export class DescriptorLevel {
       nodes.wildcards.push(node);
     }
     return true;
+  }
+
+  /** Read-only, for `explain.ts`: the keys of this level, in file order. */
+  keys(): readonly string[] {
+    return [...this.byKey.keys()];
+  }
+
+  /**
+   * Read-only, for `explain.ts`: the three match buckets of `key` (patterns sit in `exact` too, as
+   * `match` looks them up). Undefined when no node here has that key.
+   */
+  nodesOf(key: string): Readonly<KeyNodes> | undefined {
+    return this.byKey.get(key);
   }
 
   /** Exact value, then the first matching pattern in file order, then the value-less node. */
@@ -178,6 +191,11 @@ export class LoadedRateLimitConfig implements RateLimitConfig {
 
   rules(): readonly LimitRule[] {
     return this.ruleList;
+  }
+
+  /** Read-only, for `explain.ts`: the top level of `domain`'s tree; undefined for an unknown domain. */
+  tree(domain: string): DescriptorLevel | undefined {
+    return this.roots.get(domain);
   }
 
   domains(): readonly string[] {

@@ -1,5 +1,5 @@
 import type { DescriptorDecision } from '../limiter/limiter';
-import type { Code, DescriptorStatus, RateLimitResponse } from './types';
+import type { Code, DescriptorStatus, HeaderValue, RateLimitResponse } from './types';
 
 /** `limit_remaining` of an unlimited descriptor: the largest uint32, as the reference answers. */
 export const UNLIMITED_REMAINING = 4294967295;
@@ -7,7 +7,25 @@ export const UNLIMITED_REMAINING = 4294967295;
 export interface ResponseOptions {
   /** Global SHADOW_MODE: the overall code is forced to OK; statuses still tell the truth. */
   readonly globalShadowMode: boolean;
+  /** LIMIT_RESPONSE_HEADERS_ENABLED: the header names to fill; undefined adds no headers. */
+  readonly headers?: RateLimitHeaderNames;
 }
+
+/** The names of the rate-limit headers (LIMIT_LIMIT_HEADER, LIMIT_REMAINING_HEADER, LIMIT_RESET_HEADER). */
+export interface RateLimitHeaderNames {
+  readonly limit: string;
+  readonly remaining: string;
+  readonly reset: string;
+}
+
+export const DEFAULT_HEADER_NAMES: RateLimitHeaderNames = {
+  limit: 'RateLimit-Limit',
+  remaining: 'RateLimit-Remaining',
+  reset: 'RateLimit-Reset',
+};
+
+/** Added, with the chosen descriptor's reset, when the overall code is OVER_LIMIT and headers are on. */
+export const RETRY_AFTER_HEADER = 'Retry-After';
 
 /** Builds the RLS response from the per-descriptor decisions, in request order. */
 export function buildResponse(decisions: readonly DescriptorDecision[], options: ResponseOptions): RateLimitResponse {
@@ -27,7 +45,58 @@ export function buildResponse(decisions: readonly DescriptorDecision[], options:
   // Quota descriptors fail the request only when every one of them is over (the reference's quota_mode).
   if (quotaDescriptors > 0 && quotaOver === quotaDescriptors) overLimit = true;
   const overallCode: Code = overLimit && !options.globalShadowMode ? 'OVER_LIMIT' : 'OK';
-  return { overallCode, statuses, responseHeadersToAdd: [] };
+  const responseHeadersToAdd =
+    options.headers === undefined ? [] : rateLimitHeaders(decisions, statuses, overallCode, options.headers);
+  return { overallCode, statuses, responseHeadersToAdd };
+}
+
+/**
+ * The reference's header choice (its service/ratelimit.go): ONE descriptor speaks for the request,
+ * the limited one with the smallest `limit_remaining` (the first of equals), overridden by every
+ * non-quota OVER_LIMIT status in turn (so the last one wins, not the one with the longest reset).
+ * A shadow-mode rule reports OK and competes only on its remaining. No limited descriptor: no headers.
+ *
+ * Limit is the number the status reports (`current_limit.requests_per_unit`, so both header modes
+ * agree; a `unit_multiplier` window says its length only through Reset), except a token_bucket
+ * whose `burst` is larger: then the bucket size, so that Remaining never exceeds Limit.
+ * Retry-After (sluice's, not the reference's) only when the overall code is OVER_LIMIT: the chosen
+ * status's reset when it is the over one, else (only quota descriptors over) the soonest quota reset.
+ */
+function rateLimitHeaders(
+  decisions: readonly DescriptorDecision[],
+  statuses: readonly DescriptorStatus[],
+  overallCode: Code,
+  names: RateLimitHeaderNames,
+): HeaderValue[] {
+  let chosen: number | undefined;
+  let soonestQuotaReset: number | undefined;
+  decisions.forEach((decision, i) => {
+    if (decision.kind !== 'limited') return;
+    const status = statuses[i]!;
+    if (chosen === undefined || status.limitRemaining < statuses[chosen]!.limitRemaining) chosen = i;
+    if (status.code !== 'OVER_LIMIT') return;
+    if (!decision.rule.quotaMode) chosen = i;
+    else soonestQuotaReset = Math.min(soonestQuotaReset ?? Infinity, status.durationUntilResetSeconds ?? 0);
+  });
+  if (chosen === undefined) return [];
+  const decision = decisions[chosen] as Extract<DescriptorDecision, { kind: 'limited' }>;
+  const status = statuses[chosen]!;
+  const { limit } = decision;
+  const limitValue =
+    limit.algorithm === 'token_bucket' && limit.burst !== undefined
+      ? Math.max(limit.requestsPerUnit, limit.burst)
+      : limit.requestsPerUnit;
+  const reset = status.durationUntilResetSeconds ?? 0;
+  const headers: HeaderValue[] = [
+    { key: names.limit, value: String(limitValue) },
+    { key: names.remaining, value: String(status.limitRemaining) },
+    { key: names.reset, value: String(reset) },
+  ];
+  if (overallCode === 'OVER_LIMIT') {
+    const retryAfter = status.code === 'OVER_LIMIT' ? reset : (soonestQuotaReset ?? reset);
+    headers.push({ key: RETRY_AFTER_HEADER, value: String(Math.max(1, retryAfter)) });
+  }
+  return headers;
 }
 
 function toStatus(decision: DescriptorDecision): DescriptorStatus {
