@@ -11,6 +11,8 @@ import { DetailedLabelCap, type RuleLabels, detailedLabels, staticLabels } from 
  *
  * Reference names (counters, no `_total` suffix, as the reference's statsd exporter writes them):
  * - `ratelimit_service_rate_limit_{total_hits,over_limit,near_limit,within_limit,shadow_mode}{domain,key1,key2}`
+ * - `ratelimit_service_rate_limit_over_limit_with_local_cache{domain,key1,key2}`: over-limit hits
+ *   answered by the over-limit cache (LOCAL_CACHE_SIZE_IN_BYTES), also counted in `over_limit`
  * - `ratelimit_service_config_load_success`, `ratelimit_service_config_load_error`
  * - `ratelimit_service_global_shadow_mode`
  * - `ratelimit_service_should_rate_limit_error{err_type}`: `redis_error` (store), `service_error` (the rest)
@@ -22,6 +24,8 @@ import { DetailedLabelCap, type RuleLabels, detailedLabels, staticLabels } from 
  * - `sluice_store_errors_total{kind}`: timeout, unavailable, error
  * - `sluice_store_circuit_breaker_state{state}`: 1 for the current state of closed, open, half_open
  * - `sluice_config_rules`, `sluice_config_last_load_success_timestamp_seconds`
+ * - `sluice_over_limit_cache_hits_total` (requests answered without the store),
+ *   `sluice_over_limit_cache_entries`
  * - Node.js process metrics (`process_*`, `nodejs_*`).
  */
 export interface MetricsOptions {
@@ -50,15 +54,18 @@ export interface DecidedDescriptor {
   readonly override: boolean;
   /** Whether the rule blocks on its own (not shadow, not quota). */
   readonly enforced: boolean;
+  /** The over-limit cache answered it (store/over-limit-cache-store.ts `isLocallyCached`). */
+  readonly localCache?: boolean;
 }
 
-/** The five per-rule counters of one label set. */
+/** The per-rule counters of one label set. */
 interface RuleSeries {
   readonly totalHits: Counter.Internal;
   readonly withinLimit: Counter.Internal;
   readonly nearLimit: Counter.Internal;
   readonly overLimit: Counter.Internal;
   readonly shadowMode: Counter.Internal;
+  readonly overLimitWithLocalCache: Counter.Internal;
 }
 
 const RULE_LABELS = ['domain', 'key1', 'key2'] as const;
@@ -74,6 +81,9 @@ export class SluiceMetrics {
   private readonly nearLimit: Counter<(typeof RULE_LABELS)[number]>;
   private readonly withinLimit: Counter<(typeof RULE_LABELS)[number]>;
   private readonly shadowMode: Counter<(typeof RULE_LABELS)[number]>;
+  private readonly overLimitWithLocalCache: Counter<(typeof RULE_LABELS)[number]>;
+  private readonly overLimitCacheHits: Counter;
+  private readonly overLimitCacheEntries: Gauge;
   private readonly configLoadSuccess: Counter;
   private readonly configLoadError: Counter;
   private readonly globalShadowModeHits: Counter;
@@ -102,6 +112,20 @@ export class SluiceMetrics {
     this.nearLimit = ruleCounter('near_limit', 'Hits above NEAR_LIMIT_RATIO of the limit of a rule, not over it');
     this.withinLimit = ruleCounter('within_limit', 'Hits within the limit of a rule');
     this.shadowMode = ruleCounter('shadow_mode', 'Hits over the limit of a shadow_mode rule (let through)');
+    this.overLimitWithLocalCache = ruleCounter(
+      'over_limit_with_local_cache',
+      'Hits over the limit of a rule answered by the over-limit cache, without the store',
+    );
+    this.overLimitCacheHits = new Counter({
+      name: 'sluice_over_limit_cache_hits_total',
+      help: 'Requests answered over limit by the over-limit cache, without calling the store',
+      registers,
+    });
+    this.overLimitCacheEntries = new Gauge({
+      name: 'sluice_over_limit_cache_entries',
+      help: 'Counters the over-limit cache holds as rejected until their retry time',
+      registers,
+    });
     this.configLoadSuccess = new Counter({
       name: 'ratelimit_service_config_load_success',
       help: 'Config loads accepted (the first one and every reload)',
@@ -209,6 +233,7 @@ export class SluiceMetrics {
       if (stats.nearLimit > 0) series.nearLimit.inc(stats.nearLimit);
       if (stats.overLimit > 0) series.overLimit.inc(stats.overLimit);
       if (stats.shadowMode > 0) series.shadowMode.inc(stats.shadowMode);
+      if (d.localCache === true && stats.overLimit > 0) series.overLimitWithLocalCache.inc(stats.overLimit);
     }
   }
 
@@ -249,6 +274,16 @@ export class SluiceMetrics {
     if (error !== undefined) this.storeErrors.inc({ kind: error });
   }
 
+  /** The over-limit cache answered a request without the store. */
+  overLimitCacheHit(): void {
+    this.overLimitCacheHits.inc();
+  }
+
+  /** The over-limit cache's size, after every change. */
+  overLimitCacheEntriesSet(entries: number): void {
+    this.overLimitCacheEntries.set(entries);
+  }
+
   /** Publishes the breaker's state; call once at start and on every change. */
   breaker(state: BreakerState): void {
     for (const s of BREAKER_STATES) this.breakerState.set({ state: s }, s === state ? 1 : 0);
@@ -278,7 +313,7 @@ export class SluiceMetrics {
     return series;
   }
 
-  /** The five counters of one label set, created at 0 so that rates start from the first hit. */
+  /** The counters of one label set, created at 0 so that rates start from the first hit. */
   private series(labels: RuleLabels): RuleSeries {
     const child = (counter: Counter<(typeof RULE_LABELS)[number]>): Counter.Internal => {
       counter.inc(labels, 0);
@@ -290,6 +325,7 @@ export class SluiceMetrics {
       nearLimit: child(this.nearLimit),
       overLimit: child(this.overLimit),
       shadowMode: child(this.shadowMode),
+      overLimitWithLocalCache: child(this.overLimitWithLocalCache),
     };
   }
 }

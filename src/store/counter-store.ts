@@ -35,6 +35,8 @@ export interface LimitOutcome {
    * Admitted: milliseconds until the counter has fully drained (0 when it holds nothing).
    */
   readonly resetMs: number;
+  /** True when the over-limit cache answered without asking the store (for metrics). */
+  readonly localCache?: boolean;
 }
 
 export interface DecideOptions {
