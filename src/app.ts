@@ -15,6 +15,7 @@ import { type Settings, describeStore } from './settings/settings';
 import type { CounterStore } from './store/counter-store';
 import { MemoryStore } from './store/memory/memory-store';
 import { createRedisStore } from './store/redis/redis-store';
+import { OverLimitCacheStore } from './store/over-limit-cache-store';
 import { ResilientStore } from './store/resilient-store';
 import { type Clock, systemClock } from './util/clock';
 
@@ -81,6 +82,7 @@ export async function startSluice(settings: Settings, deps: AppDependencies): Pr
   });
   const service = new RlsService(configs, limiter, {
     shadowMode: settings.shadowMode,
+    ...(settings.responseHeaders !== undefined && { responseHeaders: settings.responseHeaders }),
     metrics,
     caps: {
       maxDescriptors: settings.maxDescriptors,
@@ -214,13 +216,28 @@ function buildStore(
   health: HealthState,
   metrics: SluiceMetrics,
 ): { store: CounterStore; description: string } {
+  // LOCAL_CACHE_SIZE_IN_BYTES / LOCAL_CACHE_MAX_ENTRIES: the over-limit cache, outside the
+  // instrumented store (whose metrics then count only real store calls) and, for Redis, inside
+  // the resilient layer (so answers of the failure policy are never cached as rejections).
+  const cached = (store: CounterStore): CounterStore =>
+    settings.localCacheSizeInBytes > 0 || settings.localCacheMaxEntries > 0
+      ? new OverLimitCacheStore(store, {
+          clock,
+          maxBytes: settings.localCacheSizeInBytes,
+          maxEntries: settings.localCacheMaxEntries,
+          recorder: {
+            overLimitCacheHit: () => metrics.overLimitCacheHit(),
+            overLimitCacheEntries: (entries) => metrics.overLimitCacheEntriesSet(entries),
+          },
+        })
+      : store;
   if (deps.store !== undefined) {
     health.setStoreOk(true);
-    return { store: new InstrumentedStore(deps.store, metrics), description: 'custom' };
+    return { store: cached(new InstrumentedStore(deps.store, metrics)), description: 'custom' };
   }
   if (settings.redis === undefined) {
     health.setStoreOk(true);
-    return { store: new InstrumentedStore(new MemoryStore(clock), metrics), description: describeStore(undefined) };
+    return { store: cached(new InstrumentedStore(new MemoryStore(clock), metrics)), description: describeStore(undefined) };
   }
   const redis = createRedisStore(
     {
@@ -237,7 +254,7 @@ function buildStore(
   );
   const store = new ResilientStore({
     // Instrumented inside the resilient layer: latency and errors of the real Redis calls.
-    primary: new InstrumentedStore(redis, metrics),
+    primary: cached(new InstrumentedStore(redis, metrics)),
     availability: redis,
     local: new MemoryStore(clock),
     defaultFailureMode: settings.storeFailureMode,

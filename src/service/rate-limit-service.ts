@@ -3,7 +3,7 @@ import { InvalidArgumentError, SluiceError, StoreError, UnavailableError } from 
 import type { DescriptorDecision, DescriptorPlan, Limiter } from '../limiter/limiter';
 import type { DecidedDescriptor, RequestResult } from '../metrics/metrics';
 import { type RequestCaps, validateRequest } from './request-validation';
-import { buildResponse } from './response';
+import { type RateLimitHeaderNames, buildResponse } from './response';
 import type { CallContext, RateLimitRequest, RateLimitResponse, RateLimitService, RequestDescriptor } from './types';
 
 export interface ConfigSource {
@@ -14,6 +14,8 @@ export interface ServiceOptions {
   readonly caps: RequestCaps;
   /** Global SHADOW_MODE. */
   readonly shadowMode: boolean;
+  /** LIMIT_RESPONSE_HEADERS_ENABLED: the rate-limit header names; undefined adds none. */
+  readonly responseHeaders?: RateLimitHeaderNames;
   /** Per-rule stats, request results and decision latency (`SluiceMetrics`); none when undefined. */
   readonly metrics?: ServiceMetrics;
 }
@@ -66,7 +68,10 @@ export class RlsService implements RateLimitService {
       plans,
       context.deadlineMs === undefined ? {} : { deadlineMs: context.deadlineMs },
     );
-    const response = buildResponse(decisions, { globalShadowMode: this.options.shadowMode });
+    const response = buildResponse(decisions, {
+      globalShadowMode: this.options.shadowMode,
+      ...(this.options.responseHeaders !== undefined && { headers: this.options.responseHeaders }),
+    });
     if (this.options.metrics !== undefined) recordMetrics(this.options.metrics, request, plans, decisions, response);
     return response;
   }
@@ -95,6 +100,7 @@ function recordMetrics(
       remaining: outcome.remaining,
       override: request.descriptors[i]!.limitOverride !== undefined,
       enforced: !rule.shadowMode && !rule.quotaMode,
+      localCache: outcome.localCache === true,
     });
   });
   metrics.recordDescriptors(decided);

@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import * as tls from 'node:tls';
 import { keyPrefixProblem } from '../limiter/counter-key';
 import type { LogLevel } from '../logging/logger';
+import type { RateLimitHeaderNames } from '../service/response';
 import type { StoreFailureMode } from '../store/counter-store';
 import type { RedisNode, RedisStoreOptions } from '../store/redis/options';
 
@@ -24,6 +25,8 @@ export interface Settings {
   readonly ignoreDotFiles: boolean;
   readonly mergeDomainConfig: boolean;
   readonly shadowMode: boolean;
+  /** LIMIT_RESPONSE_HEADERS_ENABLED and the three names; undefined when disabled. */
+  readonly responseHeaders: RateLimitHeaderNames | undefined;
   readonly chargeRejectedHits: boolean;
   readonly maxDescriptors: number;
   readonly maxEntries: number;
@@ -56,6 +59,12 @@ export interface Settings {
   readonly nearLimitRatio: number;
   /** DETAILED_METRIC_MAX_VALUES: distinct descriptor-value label sets per `detailed_metric` rule before `_other_`. */
   readonly detailedMetricMaxValues: number;
+  /**
+   * LOCAL_CACHE_SIZE_IN_BYTES / LOCAL_CACHE_MAX_ENTRIES: bounds of the over-limit cache (0 = that
+   * bound unused; both 0 = no cache). See store/over-limit-cache-store.ts.
+   */
+  readonly localCacheSizeInBytes: number;
+  readonly localCacheMaxEntries: number;
   /** GRPC_SERVER_USE_TLS and friends; undefined serves plaintext. Holds a private key: never log it. */
   readonly grpcTls: GrpcTlsSettings | undefined;
   /** GRPC_MAX_CONNECTION_AGE in ms: connections are asked to go away (GOAWAY) after this long. */
@@ -76,7 +85,7 @@ export interface GrpcTlsSettings {
 
 export type ClockSource = 'redis' | 'local';
 
-type Kind = 'string' | 'secret' | 'port' | 'count' | 'bool' | 'level' | 'duration' | 'choice' | 'ratio';
+type Kind = 'string' | 'secret' | 'port' | 'count' | 'size' | 'bool' | 'level' | 'duration' | 'choice' | 'ratio';
 
 interface SettingSpec {
   readonly env: string;
@@ -110,6 +119,10 @@ export const SETTING_SPECS = {
   ignoreDotFiles: { env: 'RUNTIME_IGNOREDOTFILES', kind: 'bool', default: 'false', help: 'skip files and directories starting with "." (Kubernetes ConfigMap volumes)' },
   mergeDomainConfig: { env: 'MERGE_DOMAIN_CONFIG', kind: 'bool', default: 'false', help: 'let several files add descriptors to one domain' },
   shadowMode: { env: 'SHADOW_MODE', kind: 'bool', default: 'false', help: 'answer OK overall whatever the limits say (statuses still report them)' },
+  responseHeadersEnabled: { env: 'LIMIT_RESPONSE_HEADERS_ENABLED', kind: 'bool', default: 'false', help: 'add RateLimit-Limit/-Remaining/-Reset (and Retry-After when over) to response_headers_to_add' },
+  limitLimitHeader: { env: 'LIMIT_LIMIT_HEADER', kind: 'string', default: 'RateLimit-Limit', help: 'name of the header carrying the limit' },
+  limitRemainingHeader: { env: 'LIMIT_REMAINING_HEADER', kind: 'string', default: 'RateLimit-Remaining', help: 'name of the header carrying the hits left' },
+  limitResetHeader: { env: 'LIMIT_RESET_HEADER', kind: 'string', default: 'RateLimit-Reset', help: 'name of the header carrying the seconds until reset' },
   chargeRejectedHits: { env: 'CHARGE_REJECTED_HITS', kind: 'bool', default: 'false', help: "count hits of rejected requests too (the reference's counting)" },
   maxDescriptors: { env: 'MAX_DESCRIPTORS_PER_REQUEST', kind: 'count', default: '64', help: 'most descriptors in one request' },
   maxEntries: { env: 'MAX_ENTRIES_PER_DESCRIPTOR', kind: 'count', default: '16', help: 'most entries in one descriptor' },
@@ -176,7 +189,7 @@ export const SETTING_SPECS = {
     default: 'redis',
     help: 'time for windows on Redis: redis (Redis TIME: one clock for all replicas) or local (this process)',
   },
-  storeBreakerFailures: { env: 'STORE_BREAKER_FAILURES', kind: 'count', default: '5', help: 'consecutive store timeouts/errors that open the circuit breaker (calls then skip the store)' },
+  storeBreakerFailures: { env: 'STORE_BREAKER_FAILURES', kind: 'count', default: '5', help: 'store timeouts/errors within one second, at least half of the calls, that open the circuit breaker (calls then skip the store)' },
   storeBreakerCooldown: { env: 'STORE_BREAKER_COOLDOWN', kind: 'duration', default: '1s', help: 'how long an open breaker skips the store before one call probes it' },
   runtimeWatchRoot: {
     env: 'RUNTIME_WATCH_ROOT',
@@ -193,6 +206,18 @@ export const SETTING_SPECS = {
     kind: 'count',
     default: '100',
     help: 'per detailed_metric rule, distinct descriptor values given their own metric labels; later ones share the _other_ label',
+  },
+  localCacheSizeInBytes: {
+    env: 'LOCAL_CACHE_SIZE_IN_BYTES',
+    kind: 'size',
+    default: '0',
+    help: 'over-limit cache budget (estimated bytes: 96 + 2 per key character per entry); keys known over their limit are rejected locally until their retry time. 0: off',
+  },
+  localCacheMaxEntries: {
+    env: 'LOCAL_CACHE_MAX_ENTRIES',
+    kind: 'size',
+    default: '0',
+    help: 'over-limit cache budget in entries (with LOCAL_CACHE_SIZE_IN_BYTES too, both bounds apply). 0: no entry bound',
   },
   grpcServerUseTls: { env: 'GRPC_SERVER_USE_TLS', kind: 'bool', default: 'false', help: 'serve gRPC over TLS (needs GRPC_SERVER_TLS_CERT and GRPC_SERVER_TLS_KEY)' },
   grpcServerTlsCert: { env: 'GRPC_SERVER_TLS_CERT', kind: 'string', default: '', help: 'PEM certificate chain file of the gRPC server (read at start)' },
@@ -292,6 +317,9 @@ export function loadSettings(env: NodeJS.ProcessEnv, argv: readonly string[]): S
     ignoreDotFiles: bool('ignoreDotFiles'),
     mergeDomainConfig: bool('mergeDomainConfig'),
     shadowMode: bool('shadowMode'),
+    responseHeaders: bool('responseHeadersEnabled')
+      ? { limit: str('limitLimitHeader'), remaining: str('limitRemainingHeader'), reset: str('limitResetHeader') }
+      : undefined,
     chargeRejectedHits: bool('chargeRejectedHits'),
     maxDescriptors: num('maxDescriptors'),
     maxEntries: num('maxEntries'),
@@ -311,11 +339,19 @@ export function loadSettings(env: NodeJS.ProcessEnv, argv: readonly string[]): S
     configReloadDebounceMs: num('configReloadDebounce'),
     nearLimitRatio: num('nearLimitRatio'),
     detailedMetricMaxValues: num('detailedMetricMaxValues'),
+    localCacheSizeInBytes: num('localCacheSizeInBytes'),
+    localCacheMaxEntries: num('localCacheMaxEntries'),
     grpcTls: undefined,
     grpcMaxConnectionAgeMs: num('grpcMaxConnectionAge'),
     grpcMaxConnectionAgeGraceMs: num('grpcMaxConnectionAgeGrace'),
   };
 
+  // An HTTP field name (RFC 9110 token), checked even when the headers are off.
+  for (const name of ['limitLimitHeader', 'limitRemainingHeader', 'limitResetHeader'] as const) {
+    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(str(name))) {
+      problems.push(`${sourceOf(name)}: '${str(name)}' is not a valid header name`);
+    }
+  }
   const prefixProblem = keyPrefixProblem(settings.cacheKeyPrefix);
   if (prefixProblem !== undefined) problems.push(`${sourceOf('cacheKeyPrefix')}: ${prefixProblem}`);
 
@@ -371,6 +407,10 @@ function parseValue(spec: SettingSpec, text: string): string | number | boolean 
     case 'count': {
       const n = /^\d+$/.test(text) ? Number(text) : NaN;
       return Number.isSafeInteger(n) && n > 0 ? n : undefined;
+    }
+    case 'size': {
+      const n = /^\d+$/.test(text) ? Number(text) : NaN;
+      return Number.isSafeInteger(n) ? n : undefined;
     }
     case 'level': {
       const lower = text.toLowerCase();
@@ -428,6 +468,8 @@ function describe(spec: SettingSpec): string {
       return 'a port from 0 to 65535';
     case 'count':
       return 'a positive integer';
+    case 'size':
+      return 'a non-negative integer (0 turns it off)';
     case 'level':
       return LOG_LEVELS.join(', ');
     case 'choice':

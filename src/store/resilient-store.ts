@@ -68,8 +68,9 @@ function fail(failure: Failure): PrimaryResult {
  *
  * 1. A timeout per call: min(timeoutMs, deadline − now − margin). A slow store is worse than a dead
  *    one; sluice answers before Envoy gives up on it.
- * 2. A circuit breaker: after `failureThreshold` consecutive transient failures the primary is not
- *    called at all for `cooldownMs`, then one probe decides. A dead Redis then costs nothing per
+ * 2. A circuit breaker: once transient failures in the last second reach `failureThreshold` and
+ *    are at least half of the calls, the primary is not called at all for `cooldownMs`, then one
+ *    probe decides. A dead Redis then costs nothing per
  *    request instead of a timeout per request.
  * 3. The failure policy per check (`onStoreFailure ?? defaultFailureMode`): if any check says
  *    `error`, the call fails (UNAVAILABLE: Envoy's failure_mode_deny decides); otherwise `allow`
