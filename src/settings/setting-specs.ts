@@ -1,0 +1,153 @@
+import type { StoreFailureMode } from '../store/counter-store';
+import type { RedisType } from './redis-settings';
+import { LOG_LEVELS, type SettingSpec } from './values';
+
+export type ClockSource = 'redis' | 'local';
+
+const REDIS_TYPES: readonly RedisType[] = ['single', 'sentinel', 'cluster'];
+const STORE_FAILURE_MODES: readonly StoreFailureMode[] = ['error', 'allow', 'deny', 'local'];
+const CLOCK_SOURCES: readonly ClockSource[] = ['redis', 'local'];
+
+/** Every setting: environment name, type, default, and what it does. */
+export const SETTING_SPECS = {
+  host: { env: 'HOST', kind: 'string', default: '0.0.0.0', help: 'HTTP listen address (/healthcheck)' },
+  port: { env: 'PORT', kind: 'port', default: '8080', help: 'HTTP port; 0 picks a free one' },
+  grpcHost: { env: 'GRPC_HOST', kind: 'string', default: '0.0.0.0', help: 'gRPC listen address' },
+  grpcPort: { env: 'GRPC_PORT', kind: 'port', default: '8081', help: 'gRPC port (RateLimitService, health, reflection); 0 picks a free one' },
+  debugHost: { env: 'DEBUG_HOST', kind: 'string', default: '0.0.0.0', help: 'debug HTTP listen address' },
+  debugPort: { env: 'DEBUG_PORT', kind: 'port', default: '6070', help: 'debug HTTP port; 0 picks a free one' },
+  logLevel: { env: 'LOG_LEVEL', kind: 'level', default: 'info', help: `log level: ${LOG_LEVELS.join(', ')}` },
+  runtimeRoot: { env: 'RUNTIME_ROOT', kind: 'string', default: '/srv/runtime_data/current', help: 'config root (the reference layout)' },
+  runtimeSubdirectory: { env: 'RUNTIME_SUBDIRECTORY', kind: 'string', default: '', help: 'config subdirectory under RUNTIME_ROOT' },
+  runtimeAppdirectory: { env: 'RUNTIME_APPDIRECTORY', kind: 'string', default: 'config', help: 'directory holding the YAML files' },
+  config: { env: 'SLUICE_CONFIG', flag: 'config', kind: 'string', default: '', help: 'config directory; overrides RUNTIME_ROOT/RUNTIME_SUBDIRECTORY/RUNTIME_APPDIRECTORY' },
+  ignoreDotFiles: { env: 'RUNTIME_IGNOREDOTFILES', kind: 'bool', default: 'false', help: 'skip files and directories starting with "." (Kubernetes ConfigMap volumes)' },
+  mergeDomainConfig: { env: 'MERGE_DOMAIN_CONFIG', kind: 'bool', default: 'false', help: 'let several files add descriptors to one domain' },
+  shadowMode: { env: 'SHADOW_MODE', kind: 'bool', default: 'false', help: 'answer OK overall whatever the limits say (statuses still report them)' },
+  responseHeadersEnabled: { env: 'LIMIT_RESPONSE_HEADERS_ENABLED', kind: 'bool', default: 'false', help: 'add RateLimit-Limit/-Remaining/-Reset (and Retry-After when over) to response_headers_to_add' },
+  limitLimitHeader: { env: 'LIMIT_LIMIT_HEADER', kind: 'string', default: 'RateLimit-Limit', help: 'name of the header carrying the limit' },
+  limitRemainingHeader: { env: 'LIMIT_REMAINING_HEADER', kind: 'string', default: 'RateLimit-Remaining', help: 'name of the header carrying the hits left' },
+  limitResetHeader: { env: 'LIMIT_RESET_HEADER', kind: 'string', default: 'RateLimit-Reset', help: 'name of the header carrying the seconds until reset' },
+  chargeRejectedHits: { env: 'CHARGE_REJECTED_HITS', kind: 'bool', default: 'false', help: "count hits of rejected requests too (the reference's counting)" },
+  maxDescriptors: { env: 'MAX_DESCRIPTORS_PER_REQUEST', kind: 'count', default: '64', help: 'most descriptors in one request' },
+  maxEntries: { env: 'MAX_ENTRIES_PER_DESCRIPTOR', kind: 'count', default: '16', help: 'most entries in one descriptor' },
+  maxKeyLength: { env: 'MAX_KEY_LENGTH', kind: 'count', default: '256', help: 'longest entry key, in characters' },
+  maxValueLength: { env: 'MAX_VALUE_LENGTH', kind: 'count', default: '1024', help: 'longest entry value (and domain), in characters' },
+  maxHitsAddend: { env: 'MAX_HITS_ADDEND', kind: 'count', default: '1000000', help: 'largest hits_addend, request or descriptor level' },
+  grpcMaxReceiveMessageBytes: { env: 'GRPC_MAX_RECV_MSG_SIZE', kind: 'count', default: '1048576', help: 'largest gRPC request, in bytes' },
+  shutdownGraceMs: { env: 'SHUTDOWN_GRACE_MS', kind: 'count', default: '10000', help: 'on SIGTERM, how long in-flight calls may take before the server closes anyway' },
+  redisUrl: {
+    env: 'REDIS_URL',
+    kind: 'secret',
+    default: '',
+    help:
+      'Redis address; empty keeps counters in process memory. single: host:port, redis://[user:pass@]host:port[/db], ' +
+      'rediss://... (TLS), or a socket path with REDIS_SOCKET_TYPE=unix; sentinel: master,host:port,host:port; ' +
+      'cluster: host:port,host:port,... (never logged in full: passwords are redacted)',
+  },
+  redisType: { env: 'REDIS_TYPE', kind: 'choice', choices: REDIS_TYPES, default: 'single', help: 'single, sentinel or cluster (any case)' },
+  redisSocketType: {
+    env: 'REDIS_SOCKET_TYPE',
+    kind: 'choice',
+    choices: ['tcp', 'unix'],
+    default: 'tcp',
+    help:
+      'tcp: REDIS_URL is host:port or a redis:// or rediss:// URL; unix: REDIS_URL is a socket path. ' +
+      'NOTE: the reference defaults to unix; sluice defaults to tcp',
+  },
+  redisAuth: { env: 'REDIS_AUTH', kind: 'secret', default: '', help: 'Redis password, or user:password (never logged)' },
+  redisSentinelAuth: { env: 'REDIS_SENTINEL_AUTH', kind: 'secret', default: '', help: 'password for the sentinels themselves (never logged)' },
+  redisTls: { env: 'REDIS_TLS', kind: 'bool', default: 'false', help: 'TLS to Redis (also implied by a rediss:// REDIS_URL)' },
+  redisTlsCacert: { env: 'REDIS_TLS_CACERT', kind: 'string', default: '', help: 'PEM file of the CA that signed the Redis certificate (read at start; system CAs when unset)' },
+  redisTlsClientCert: { env: 'REDIS_TLS_CLIENT_CERT', kind: 'string', default: '', help: 'PEM client certificate file for mutual TLS (read at start; needs REDIS_TLS_CLIENT_KEY)' },
+  redisTlsClientKey: { env: 'REDIS_TLS_CLIENT_KEY', kind: 'string', default: '', help: 'PEM client key file for mutual TLS (read at start; needs REDIS_TLS_CLIENT_CERT)' },
+  redisTlsSkipHostnameVerification: {
+    env: 'REDIS_TLS_SKIP_HOSTNAME_VERIFICATION',
+    kind: 'bool',
+    default: 'false',
+    help: "accept any Redis certificate (name and chain unchecked, like the reference's InsecureSkipVerify)",
+  },
+  redisTimeout: {
+    env: 'REDIS_TIMEOUT',
+    kind: 'duration',
+    default: '10ms',
+    help:
+      'longest wait for the store per call (10ms, 1s, or a bare number of ms), further capped by the caller\'s gRPC ' +
+      "deadline less 2 ms. 10ms keeps answers inside Envoy's default 20 ms timeout even when Redis hangs " +
+      '(the reference defaults to 10s)',
+  },
+  cacheKeyPrefix: { env: 'CACHE_KEY_PREFIX', kind: 'string', default: '', help: 'prefix of every counter key (several deployments sharing one Redis)' },
+  storeFailureMode: {
+    env: 'STORE_FAILURE_MODE',
+    kind: 'choice',
+    choices: STORE_FAILURE_MODES,
+    default: 'error',
+    help:
+      "when the store cannot answer, for rules without store_failure: error (gRPC UNAVAILABLE; Envoy's " +
+      'failure_mode_deny decides), allow, deny, or local (an in-process limiter decides until the store is back)',
+  },
+  clockSource: {
+    env: 'CLOCK',
+    flag: 'clock',
+    kind: 'choice',
+    choices: CLOCK_SOURCES,
+    default: 'redis',
+    help: 'time for windows on Redis: redis (Redis TIME: one clock for all replicas) or local (this process)',
+  },
+  storeBreakerFailures: { env: 'STORE_BREAKER_FAILURES', kind: 'count', default: '5', help: 'store timeouts/errors within one second, at least half of the calls, that open the circuit breaker (calls then skip the store)' },
+  storeBreakerCooldown: { env: 'STORE_BREAKER_COOLDOWN', kind: 'duration', default: '1s', help: 'how long an open breaker skips the store before one call probes it' },
+  runtimeWatchRoot: {
+    env: 'RUNTIME_WATCH_ROOT',
+    kind: 'bool',
+    default: 'true',
+    help:
+      'reload only when the RUNTIME_ROOT symlink is swapped (the reference default); false reloads on any change in the ' +
+      'config directory (Kubernetes ConfigMaps: false, with RUNTIME_IGNOREDOTFILES=true). Ignored with --config, whose directory is always watched',
+  },
+  configReloadDebounce: { env: 'CONFIG_RELOAD_DEBOUNCE', kind: 'duration', default: '150ms', help: 'file events this close together make one reload' },
+  nearLimitRatio: { env: 'NEAR_LIMIT_RATIO', kind: 'ratio', default: '0.8', help: 'share of a limit above which admitted hits count as near_limit in metrics' },
+  detailedMetricMaxValues: {
+    env: 'DETAILED_METRIC_MAX_VALUES',
+    kind: 'count',
+    default: '100',
+    help: 'per detailed_metric rule, distinct descriptor values given their own metric labels; later ones share the _other_ label',
+  },
+  localCacheSizeInBytes: {
+    env: 'LOCAL_CACHE_SIZE_IN_BYTES',
+    kind: 'size',
+    default: '0',
+    help: 'over-limit cache budget (estimated bytes: 96 + 2 per key character per entry); keys known over their limit are rejected locally until their retry time. 0: off',
+  },
+  localCacheMaxEntries: {
+    env: 'LOCAL_CACHE_MAX_ENTRIES',
+    kind: 'size',
+    default: '0',
+    help: 'over-limit cache budget in entries (with LOCAL_CACHE_SIZE_IN_BYTES too, both bounds apply). 0: no entry bound',
+  },
+  grpcServerUseTls: { env: 'GRPC_SERVER_USE_TLS', kind: 'bool', default: 'false', help: 'serve gRPC over TLS (needs GRPC_SERVER_TLS_CERT and GRPC_SERVER_TLS_KEY)' },
+  grpcServerTlsCert: { env: 'GRPC_SERVER_TLS_CERT', kind: 'string', default: '', help: 'PEM certificate chain file of the gRPC server (read at start)' },
+  grpcServerTlsKey: { env: 'GRPC_SERVER_TLS_KEY', kind: 'string', default: '', help: 'PEM private key file of the gRPC server (read at start)' },
+  grpcClientTlsCacert: { env: 'GRPC_CLIENT_TLS_CACERT', kind: 'string', default: '', help: 'PEM CA file; when set, clients must present a certificate it signed (mutual TLS)' },
+  grpcClientTlsSan: { env: 'GRPC_CLIENT_TLS_SAN', kind: 'string', default: '', help: 'when set, the client certificate must carry this subject alt name (DNS or URI); needs GRPC_CLIENT_TLS_CACERT' },
+  grpcMaxConnectionAge: {
+    env: 'GRPC_MAX_CONNECTION_AGE',
+    kind: 'duration',
+    default: '24h',
+    help: 'connections get a GOAWAY after this long (with 10% jitter), so Envoy reconnects and spreads over replicas',
+  },
+  grpcMaxConnectionAgeGrace: { env: 'GRPC_MAX_CONNECTION_AGE_GRACE', kind: 'duration', default: '1h', help: 'after the GOAWAY, how long in-flight calls may take before the connection is closed' },
+} as const satisfies Record<string, SettingSpec>;
+
+export type SettingName = keyof typeof SETTING_SPECS;
+
+/** `GRPC_PORT` → `grpc-port`. */
+export function flagName(spec: SettingSpec): string {
+  return spec.flag ?? spec.env.toLowerCase().replace(/_/g, '-');
+}
+
+/** Lines for `sluice serve --help`. */
+export function settingsHelp(): string[] {
+  return (Object.values(SETTING_SPECS) as SettingSpec[]).map(
+    (spec) => `  --${flagName(spec).padEnd(30)} ${spec.env.padEnd(30)} ${spec.help} (default: ${spec.default === '' ? 'none' : spec.default})`,
+  );
+}

@@ -1,0 +1,78 @@
+import * as tls from 'node:tls';
+import type { Sourced } from './values';
+
+// gRPC server TLS: GRPC_SERVER_USE_TLS and its companions → certificates for the server.
+
+/** The gRPC server's TLS material, read from the files at start. */
+export interface GrpcTlsSettings {
+  readonly certChain: Buffer;
+  readonly privateKey: Buffer;
+  /** GRPC_CLIENT_TLS_CACERT: when set, clients must present a certificate signed by this CA (mTLS). */
+  readonly clientCa?: Buffer;
+  /** GRPC_CLIENT_TLS_SAN: when set, the client certificate must carry this DNS or URI subject alt name. */
+  readonly clientSan?: string;
+}
+
+export interface GrpcTlsSettingsInput {
+  readonly useTls: boolean;
+  readonly cert: Sourced;
+  readonly key: Sourced;
+  readonly clientCa: Sourced;
+  readonly clientSan: Sourced;
+}
+
+/**
+ * Reads the server's certificate, key and client CA, and checks that they fit together (a key that
+ * does not match the certificate is reported here, naming the variables, rather than as a failed
+ * bind). A client CA or SAN without GRPC_SERVER_USE_TLS is a problem too: it would otherwise
+ * serve plaintext to an operator who asked for mutual TLS.
+ */
+export function parseGrpcTlsSettings(
+  input: GrpcTlsSettingsInput,
+  io: { readFile(file: string): Buffer },
+  problems: string[],
+): GrpcTlsSettings | undefined {
+  const before = problems.length;
+  if (!input.useTls) {
+    for (const option of [input.cert, input.key, input.clientCa, input.clientSan]) {
+      if (option.value !== '') problems.push(`${option.source}: is set, but GRPC_SERVER_USE_TLS is false`);
+    }
+    return undefined;
+  }
+  const read = (file: Sourced, required: boolean): Buffer | undefined => {
+    if (file.value === '') {
+      if (required) problems.push(`${file.source}: required when GRPC_SERVER_USE_TLS is true`);
+      return undefined;
+    }
+    try {
+      return io.readFile(file.value);
+    } catch (err) {
+      const { code, message } = err as { code?: unknown; message?: unknown };
+      problems.push(`${file.source}: cannot read '${file.value}': ${String(code ?? message ?? err)}`);
+      return undefined;
+    }
+  };
+  const certChain = read(input.cert, true);
+  const privateKey = read(input.key, true);
+  const clientCa = read(input.clientCa, false);
+  if (input.clientSan.value !== '' && input.clientCa.value === '') {
+    problems.push(`${input.clientSan.source}: needs GRPC_CLIENT_TLS_CACERT (client certificates are only asked for with a CA)`);
+  }
+  if (problems.length > before || certChain === undefined || privateKey === undefined) return undefined;
+  try {
+    tls.createSecureContext({ cert: certChain, key: privateKey, ...(clientCa !== undefined && { ca: clientCa }) });
+  } catch (err) {
+    const { message } = err as { message?: unknown };
+    problems.push(
+      `${input.cert.source}/${input.key.source}${clientCa !== undefined ? `/${input.clientCa.source}` : ''}: ` +
+        `unusable TLS material: ${String(message ?? err)}`,
+    );
+    return undefined;
+  }
+  return {
+    certChain,
+    privateKey,
+    ...(clientCa !== undefined && { clientCa }),
+    ...(input.clientSan.value !== '' && { clientSan: input.clientSan.value }),
+  };
+}
