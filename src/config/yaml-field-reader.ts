@@ -1,0 +1,106 @@
+import { isAlias, isMap, isScalar, isSeq, type Document, type YAMLMap } from 'yaml';
+import { configProblem } from './config-problem';
+import { CHECK_FAILED } from './config-schema';
+import type { ConfigProblem } from './types';
+import { INVALID, childPath, describeNode, isEmpty, type Field, type Invalid } from './yaml-nodes';
+
+/** Reads one file's YAML map levels and leaves, reporting problems against the file; never throws on bad input. */
+export class YamlFieldReader {
+  protected doc: Document.Parsed | undefined;
+
+  constructor(
+    private readonly file: string,
+    private readonly problems: ConfigProblem[],
+  ) {}
+
+  protected report(yamlPath: string, reason: string): void {
+    this.problems.push(configProblem(this.file, yamlPath, reason));
+  }
+
+  protected resolve(node: unknown): unknown {
+    return isAlias(node) && this.doc !== undefined ? node.resolve(this.doc) : node;
+  }
+
+  /**
+   * The allowed keys of one map level. Unknown keys are rejected here, per level, so `unit` on a
+   * descriptor is an error (the reference's flat allow-list lets it pass and silently whitelists).
+   */
+  protected readMap(map: YAMLMap, mapPath: string, allowed: ReadonlySet<string>): Map<string, Field> {
+    const fields = new Map<string, Field>();
+    const merged: YAMLMap[] = [];
+    for (const pair of map.items) {
+      if (isScalar(pair.key) && typeof pair.key.value === 'symbol') {
+        this.collectMergeSources(pair.value, mapPath, merged);
+        continue;
+      }
+      const key = this.resolve(pair.key);
+      if (!isScalar(key) || typeof key.value !== 'string') {
+        this.report(mapPath, `config error, key is not of type string: ${describeNode(key)}`);
+        continue;
+      }
+      const fieldPath = childPath(mapPath, key.value);
+      if (!allowed.has(key.value)) {
+        this.report(fieldPath, `config error, unknown key '${key.value}'`);
+        continue;
+      }
+      fields.set(key.value, { node: this.resolve(pair.value), path: fieldPath });
+    }
+    // `<<: *base` fills in only keys the map does not set itself; earlier sources win, per YAML 1.1.
+    for (const source of merged) {
+      for (const [name, field] of this.readMap(source, mapPath, allowed)) {
+        if (!fields.has(name)) {
+          fields.set(name, field);
+        }
+      }
+    }
+    return fields;
+  }
+
+  private collectMergeSources(value: unknown, mapPath: string, into: YAMLMap[]): void {
+    const node = this.resolve(value);
+    const sources = isSeq(node) ? node.items.map((item) => this.resolve(item)) : [node];
+    for (const source of sources) {
+      if (isMap(source)) {
+        into.push(source);
+      } else {
+        this.report(mapPath, CHECK_FAILED);
+      }
+    }
+  }
+
+  /** A string leaf. Numbers and booleans count as their source text, as go-yaml does for string fields. */
+  protected readString(field: Field | undefined): string | undefined | Invalid {
+    if (field === undefined || isEmpty(field.node)) {
+      return undefined;
+    }
+    if (!isScalar(field.node)) {
+      this.report(field.path, CHECK_FAILED);
+      return INVALID;
+    }
+    const value = field.node.value;
+    return typeof value === 'string' ? value : (field.node.source ?? String(value));
+  }
+
+  protected readBool(field: Field | undefined): boolean | undefined | Invalid {
+    if (field === undefined || isEmpty(field.node)) {
+      return undefined;
+    }
+    if (isScalar(field.node) && typeof field.node.value === 'boolean') {
+      return field.node.value;
+    }
+    this.report(field.path, CHECK_FAILED);
+    return INVALID;
+  }
+
+  /** bigint for an integer, number for any other numeric (a float); wrong types are reported here. */
+  protected readNumber(field: Field | undefined): bigint | number | undefined | Invalid {
+    if (field === undefined || isEmpty(field.node)) {
+      return undefined;
+    }
+    if (isScalar(field.node) && (typeof field.node.value === 'bigint' || typeof field.node.value === 'number')) {
+      return field.node.value;
+    }
+    this.report(field.path, CHECK_FAILED);
+    return INVALID;
+  }
+}
