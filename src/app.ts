@@ -164,6 +164,8 @@ export async function startSluice(settings: Settings, deps: AppDependencies): Pr
         clock: settings.clockSource,
       }),
       configDir: settings.configDir,
+      // How edits reach a running sluice: a swap of the RUNTIME_ROOT symlink, or any change in the directory.
+      configReload: settings.watchRoot === undefined ? 'directory changes' : `RUNTIME_ROOT swap (${settings.watchRoot})`,
       domains: config.domains(),
       limits: config.rules().length,
       grpcTls: settings.grpcTls === undefined ? 'off' : settings.grpcTls.clientCa === undefined ? 'tls' : 'mtls',

@@ -76,12 +76,12 @@ export class ConfigWatcher {
     const { watchRoot, dir, logger } = this.options;
     this.syncWatches(true);
     if (watchRoot !== undefined) {
-      logger.info(
+      logger.debug(
         { watchRoot, configDir: dir },
         'config reloads when RUNTIME_ROOT is swapped (RUNTIME_WATCH_ROOT=true); set RUNTIME_WATCH_ROOT=false to reload on file changes',
       );
     } else {
-      logger.info({ configDir: dir, watching: [...this.watches.keys()] }, 'watching the config directory for changes');
+      logger.debug({ configDir: dir, watching: [...this.watches.keys()] }, 'watching the config directory for changes');
     }
   }
 

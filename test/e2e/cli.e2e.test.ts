@@ -68,6 +68,8 @@ describe('the sluice command', () => {
     for (let i = 0; i < 11; i++) codes.push(String((await client.shouldRateLimit(attempt)).overall_code));
     expect(codes).toEqual([...Array<string>(10).fill('OK'), 'OVER_LIMIT']);
     client.close();
+    // Startup is one log line; calls log nothing at the default level.
+    expect(served.lines).toHaveLength(1);
 
     served.child.kill('SIGTERM');
     expect(await served.exit).toBe(0);
