@@ -29,6 +29,8 @@ const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 1000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 64);
 /** HTTP/2 connections, like an Envoy with a few workers. */
 const CLIENTS = Number(process.env.BENCH_CONNECTIONS ?? 4);
+/** The open-loop rate (req/s) for the latency table: well below every target's capacity here. */
+const RATE = Number(process.env.BENCH_RATE ?? 2000);
 
 interface Target {
   readonly name: string;
@@ -85,10 +87,10 @@ async function requestResults(debugPort: number): Promise<Record<string, number>
 }
 
 /** Runs a load and, for sluice targets, counts the calls that got a gRPC error instead of a decision. */
-async function measure(port: number, debugPort: number | undefined, descriptors: 1 | 4, durationMs: number): Promise<Measurement> {
-  if (debugPort === undefined) return load(port, descriptors, durationMs);
+async function measure(port: number, debugPort: number | undefined, descriptors: 1 | 4, durationMs: number, ratePerSecond?: number): Promise<Measurement> {
+  if (debugPort === undefined) return load(port, descriptors, durationMs, ratePerSecond);
   const before = await requestResults(debugPort);
-  const m = await load(port, descriptors, durationMs);
+  const m = await load(port, descriptors, durationMs, ratePerSecond);
   const after = await requestResults(debugPort);
   let grpcErrors = 0;
   for (const result of ['invalid', 'unavailable', 'error']) grpcErrors += (after[result] ?? 0) - (before[result] ?? 0);
@@ -124,7 +126,7 @@ function request(descriptors: 1 | 4, i: number): WireRequestShape {
  * latency for the percentiles. h2load checks HTTP status only, so a gRPC error would count as
  * a success: `preflight` makes one real call first and fails the run if it errors.
  */
-async function load(port: number, descriptors: 1 | 4, durationMs: number): Promise<Measurement> {
+async function load(port: number, descriptors: 1 | 4, durationMs: number, ratePerSecond?: number): Promise<Measurement> {
   const message = shouldRateLimitMethod.serialize(request(descriptors, 1));
   const frame = Buffer.alloc(5 + message.length);
   frame.writeUInt32BE(message.length, 1);
@@ -138,6 +140,8 @@ async function load(port: number, descriptors: 1 | 4, durationMs: number): Promi
     [
       '-D', String(Math.max(1, Math.round(durationMs / 1000))),
       '-c', String(CLIENTS), '-m', String(Math.ceil(CONCURRENCY / CLIENTS)),
+      // Open loop at a fixed rate (latency without queueing), or closed loop at full speed.
+      ...(ratePerSecond === undefined ? [] : ['--rps', String(Math.ceil(ratePerSecond / CLIENTS))]),
       '-d', body, '-H', 'content-type: application/grpc', '-H', 'te: trailers',
       '--log-file', log,
       `http://127.0.0.1:${port}/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit`,
@@ -248,6 +252,7 @@ async function main(): Promise<void> {
       await preflight(port, 4);
       await load(port, 1, WARMUP_MS);
       for (const d of [1, 4] as const) record(`${target.name}|${d}`, await measure(port, debugPort, d, DURATION_MS));
+      for (const d of [1, 4] as const) record(`${target.name}|${d}|rate`, await measure(port, debugPort, d, DURATION_MS, RATE));
       await stop(child);
     }
     process.stderr.write(`round ${round}/${ROUNDS} done\n`);
@@ -275,6 +280,25 @@ async function main(): Promise<void> {
       lines.push(
         `| ${target.name} | ${d} | ${rps.toFixed(0)} | ${(rps / baseRps).toFixed(2)} | ${p50.toFixed(2)} | ${(p50 / baseP50).toFixed(2)} | ${p99.toFixed(2)} | ${(p99 / baseP99).toFixed(2)} | ${errors} | ${grpcErrors} |`,
       );
+    }
+  }
+
+  // Latency at a fixed rate every target sustains: what a call costs when nothing queues.
+  lines.push('');
+  lines.push(`At a fixed ${RATE} req/s (open loop):`);
+  lines.push('');
+  lines.push('| target | descriptors | p50 ms | × noop | p99 ms | × noop | gRPC errors |');
+  lines.push('|---|---|---|---|---|---|---|');
+  for (const d of [1, 4] as const) {
+    const base = results.get(`noop grpc-js|${d}|rate`)!;
+    const baseP50 = median(base.map((m) => m.p50Ms));
+    const baseP99 = median(base.map((m) => m.p99Ms));
+    for (const target of targets) {
+      const ms = results.get(`${target.name}|${d}|rate`)!;
+      const p50 = median(ms.map((m) => m.p50Ms));
+      const p99 = median(ms.map((m) => m.p99Ms));
+      const grpcErrors = ms.every((m) => m.grpcErrors === undefined) ? 'n/a' : String(ms.reduce((sum, m) => sum + (m.grpcErrors ?? 0), 0));
+      lines.push(`| ${target.name} | ${d} | ${p50.toFixed(2)} | ${(p50 / baseP50).toFixed(2)} | ${p99.toFixed(2)} | ${(p99 / baseP99).toFixed(2)} | ${grpcErrors} |`);
     }
   }
 
