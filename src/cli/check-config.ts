@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { errorText, parseConfigFiles, readConfigDirectory } from '../config/load';
+import { errorText, inspectConfigDirectory } from '../config/load';
 
 export interface CheckConfigIo {
   readonly out: (line: string) => void;
@@ -52,19 +52,17 @@ export function runCheckConfig(
     return 2;
   }
 
-  const read = readConfigDirectory(dir, { ignoreDotFiles });
-  const parsed = parseConfigFiles(read.files, { mergeDomainConfig });
-  const problems = [...read.problems, ...parsed.problems];
-  if (problems.length > 0 || parsed.config === undefined) {
+  const { config, problems, fileCount } = inspectConfigDirectory(dir, { ignoreDotFiles, mergeDomainConfig });
+  if (config === undefined) {
     problems.forEach((problem) => io.err(problem.message));
     return 1;
   }
 
-  const domains = parsed.config.domains();
+  const domains = config.domains();
   const domainList = domains.length > 0 ? ` (${domains.join(', ')})` : '';
   io.out(
-    `config OK: ${plural(read.files.length, 'file')}, ${plural(domains.length, 'domain')}${domainList}, ` +
-      plural(parsed.config.rules().length, 'limit'),
+    `config OK: ${plural(fileCount, 'file')}, ${plural(domains.length, 'domain')}${domainList}, ` +
+      plural(config.rules().length, 'limit'),
   );
   return 0;
 }

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { explainRequest, formatExplanation } from '../config/explain';
-import { errorText, parseConfigFiles, readConfigDirectory } from '../config/load';
+import { errorText, inspectConfigDirectory } from '../config/load';
 import { LoadedRateLimitConfig } from '../config/rate-limit-config';
 import type { DescriptorEntry } from '../config/types';
 import { UsageError, parseDescriptorEntries } from './client';
@@ -65,14 +65,11 @@ export function runExplain(args: readonly string[], io: ExplainIo): number {
     return 2;
   }
 
-  const read = readConfigDirectory(dir, { ignoreDotFiles });
-  const parsed = parseConfigFiles(read.files, { mergeDomainConfig });
-  const problems = [...read.problems, ...parsed.problems];
-  if (problems.length > 0 || parsed.config === undefined) {
+  const { config, problems } = inspectConfigDirectory(dir, { ignoreDotFiles, mergeDomainConfig });
+  if (config === undefined) {
     problems.forEach((problem) => io.err(problem.message));
     return 1;
   }
-  const config = parsed.config;
   if (!(config instanceof LoadedRateLimitConfig)) throw new Error('explain needs the loaded config tree');
 
   io.out(`domain ${domain}, config ${dir}`);

@@ -35,16 +35,35 @@ export function parseConfigFiles(
   return problems.length > 0 ? { config: undefined, problems } : { config: set.build(), problems };
 }
 
+export interface InspectedConfigDirectory extends ParsedConfigFiles {
+  /** Files read from the directory (for summaries). */
+  readonly fileCount: number;
+}
+
+/**
+ * Reads and validates `dir` without throwing: every read and parse problem together, and the
+ * config when there is none. What `loadConfigDirectory`, `check-config` and `explain` share.
+ */
+export function inspectConfigDirectory(
+  dir: string,
+  options: { ignoreDotFiles: boolean; mergeDomainConfig: boolean },
+): InspectedConfigDirectory {
+  const read = readConfigDirectory(dir, options);
+  const parsed = parseConfigFiles(read.files, options);
+  const problems = [...read.problems, ...parsed.problems];
+  return {
+    fileCount: read.files.length,
+    config: problems.length > 0 ? undefined : parsed.config,
+    problems,
+  };
+}
+
 /** Loads `dir` as one config; throws `ConfigError` listing every problem. No files ⇒ no domains. */
 export function loadConfigDirectory(
   dir: string,
   options: { ignoreDotFiles: boolean; mergeDomainConfig: boolean },
 ): RateLimitConfig {
-  const read = readConfigDirectory(dir, options);
-  const parsed = parseConfigFiles(read.files, options);
-  const problems = [...read.problems, ...parsed.problems];
-  if (problems.length > 0 || parsed.config === undefined) {
-    throw new ConfigError(problems);
-  }
-  return parsed.config;
+  const { config, problems } = inspectConfigDirectory(dir, options);
+  if (config === undefined) throw new ConfigError(problems);
+  return config;
 }
