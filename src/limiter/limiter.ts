@@ -133,7 +133,11 @@ export function mostConstraining(limits: readonly DecidedLimit[]): DecidedLimit 
 function replacedNames(plans: readonly DescriptorPlan[]): ReadonlySet<string> {
   const names = new Set<string>();
   for (const plan of plans) {
-    for (const name of plan.match?.rule.replaces ?? []) names.add(name);
+    if (plan.match === undefined) continue;
+    // Every item of a `rate_limits:` node may replace names, not only the first.
+    for (const rule of plan.match.rules ?? [plan.match.rule]) {
+      for (const name of rule.replaces) names.add(name);
+    }
   }
   return names;
 }

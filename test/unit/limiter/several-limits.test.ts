@@ -206,3 +206,33 @@ describe('mostConstraining', () => {
     expect(mostConstraining([only])).toBe(only);
   });
 });
+
+describe('replaces on an item of a rate_limits list', () => {
+  it('drops the named limit whichever item of the list names it', async () => {
+    const config = loadConfig(`
+domain: api
+descriptors:
+  - key: client_id
+    rate_limit: { name: per_client, unit: minute, requests_per_unit: 1 }
+  - key: route
+    rate_limits:
+      - { name: route_burst, unit: second, requests_per_unit: 10 }
+      - { name: route_quota, unit: day, requests_per_unit: 1000, replaces: [{ name: per_client }] }
+`);
+    const configs = new ConfigHolder();
+    configs.set(config);
+    const store = new MemoryStore(new ManualClock(T0));
+    const service = new RlsService(configs, new Limiter(store, { chargeRejectedHits: false }), {
+      caps: DEFAULT_REQUEST_CAPS,
+      shadowMode: false,
+    });
+    const both = req([[['client_id', 'a']], [['route', 'r']]]);
+    for (let i = 0; i < 3; i++) {
+      const res = await service.shouldRateLimit(both);
+      // per_client (1/minute) would reject the second call; the second item of route replaces it.
+      expect(res.overallCode).toBe('OK');
+      expect(res.statuses[0]).toEqual({ code: 'OK', limitRemaining: 0 });
+    }
+    await store.close();
+  });
+});
