@@ -182,6 +182,8 @@ const ALGORITHMS: readonly AlgorithmName[] = ['fixed_window', 'sliding_window', 
 const LIGHT: Load = { identities: 2_000, rounds: 10, roundMs: 1_000 };
 const HEAVY: Load = { identities: 500, rounds: 150, roundMs: 100 };
 const FULL_LOG: Load = { identities: 500, rounds: 128, roundMs: 100 };
+/** One hit a second for 62 s: a window then reaches into 21 sub-windows of 3 s, the most it can. */
+const FULL_SUB_WINDOWS: Load = { identities: 500, rounds: 62, roundMs: 1_000 };
 
 export async function measureRedisCost(): Promise<RedisCost> {
   const { child, port, client } = await startRedis();
@@ -226,7 +228,8 @@ export async function measureRedisCost(): Promise<RedisCost> {
     for (const algorithm of ALGORITHMS) {
       const limit = limitOf(algorithm);
       const light = await run(`${algorithm}, light`, LIGHT, (id) => [check(id, limit)]);
-      const label = algorithm === 'sliding_log' ? 'sliding_log, 10 entries' : algorithm;
+      // Light traffic is 10 hits 1 s apart: 10 log entries, 4 sub-windows of 3 s.
+      const label = { sliding_log: 'sliding_log, 10 entries', sliding_window: 'sliding_window, 4 sub-windows' }[algorithm as string] ?? algorithm;
       memory.push({ label, keyBytes: lastKeyBytes, amortisedBytes: light.keysBytes / LIGHT.identities, identities: LIGHT.identities });
 
       const heavy = await run(`${algorithm}, heavy`, HEAVY, (id) => [check(id, limit)]);
@@ -249,6 +252,17 @@ export async function measureRedisCost(): Promise<RedisCost> {
         keyBytes: lastKeyBytes,
         amortisedBytes: full.keysBytes / FULL_LOG.identities,
         identities: FULL_LOG.identities,
+      });
+    }
+
+    // The largest sliding window state: 21 sub-windows.
+    {
+      const full = await run('sliding_window, 21 sub-windows', FULL_SUB_WINDOWS, (id) => [check(id, limitOf('sliding_window'))]);
+      memory.push({
+        label: 'sliding_window, 21 sub-windows',
+        keyBytes: lastKeyBytes,
+        amortisedBytes: full.keysBytes / FULL_SUB_WINDOWS.identities,
+        identities: FULL_SUB_WINDOWS.identities,
       });
     }
 

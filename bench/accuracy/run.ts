@@ -63,8 +63,9 @@ async function main(): Promise<void> {
     const rate = (100 * r.overAdmitted) / r.requests;
     console.log(`sliding_window over-admission on ${trace}: ${rate.toFixed(2)} % of decisions (target ≤ 1 %: ${rate <= 1 ? 'met' : 'missed'})`);
   }
-  const adversarial = of('sliding_window', 'boundary-adversarial');
-  console.log(`sliding_window worst window on boundary-adversarial: ${adversarial.worstWindow} of ${LIMIT.limit}`);
+  for (const trace of ['boundary-adversarial', 'sub-window-adversarial']) {
+    console.log(`sliding_window worst window on ${trace}: ${of('sliding_window', trace).worstWindow} of ${LIMIT.limit}`);
+  }
   if (logOver.length > 0) {
     console.error(`sliding_log over-admitted on ${logOver.map((r) => r.trace).join(', ')}: its guarantee is broken`);
     process.exitCode = 1;

@@ -1,3 +1,4 @@
+import { SUB_WINDOWS } from '../../src/limiter/algorithms/sliding-window';
 import { Random } from './prng';
 
 /** One limit, as every trace is replayed against it: `limit` hits per `windowMs`. */
@@ -104,6 +105,37 @@ export function adversarialTrace({ limit, windowMs }: TraceLimit, seed: number):
 }
 
 /**
+ * sub-window-adversarial: the worst case for sliding_window, built from its own grid. Each cycle
+ * of three windows, an identity sends 1 hit at the start of a sub-window and the rest of the
+ * limit in that sub-window's last millisecond, so the sub-window's span is as wide as it can be
+ * while nearly all of its hits sit at its end; then, as the window's start passes through that
+ * span, one request every 10 ms. The estimate spreads the hits evenly over the span, so it lets
+ * the stream in while they are all still inside. 10 cycles.
+ */
+export function subWindowAdversarialTrace({ limit, windowMs }: TraceLimit, seed: number): Trace {
+  const random = new Random(seed);
+  const identities = 10;
+  const subMs = windowMs / SUB_WINDOWS;
+  const arrivals: Arrival[] = [];
+  for (let id = 0; id < identities; id++) {
+    // A sub-window start somewhere inside the first window.
+    const offset = random.int(0, SUB_WINDOWS - 1) * subMs;
+    for (let cycle = 0; cycle < 10; cycle++) {
+      const start = START_MS + offset + 3 * cycle * windowMs;
+      arrivals.push({ t: start, id });
+      for (let i = 1; i < limit; i++) arrivals.push({ t: start + subMs - 1, id });
+      for (let t = start + windowMs; t < start + windowMs + subMs; t += 10) arrivals.push({ t, id });
+    }
+  }
+  return build(
+    'sub-window-adversarial',
+    `10 identities: 1 hit at a sub-window start (1/${SUB_WINDOWS} of the window) and the rest of the limit at its last millisecond, then a request every 10 ms as the window's start passes that sub-window; 10 cycles`,
+    identities,
+    arrivals,
+  );
+}
+
+/**
  * Poisson: many independent identities, each a Poisson process at a rate drawn log-uniformly
  * between 0.1 and 3 times the limit, for 10 windows. A population of clients and users, most
  * under their limit and some well over it.
@@ -123,5 +155,11 @@ export function poissonTrace({ limit, windowMs }: TraceLimit, seed: number): Tra
 }
 
 export function allTraces(limit: TraceLimit, seed: number): Trace[] {
-  return [steadyTrace(limit, seed + 1), burstyTrace(limit, seed + 2), adversarialTrace(limit, seed + 3), poissonTrace(limit, seed + 4)];
+  return [
+    steadyTrace(limit, seed + 1),
+    burstyTrace(limit, seed + 2),
+    adversarialTrace(limit, seed + 3),
+    subWindowAdversarialTrace(limit, seed + 5),
+    poissonTrace(limit, seed + 4),
+  ];
 }

@@ -54,9 +54,9 @@ export function describeCounterStore(
         for (let i = 0; i < 3; i++) remaining.push((await one(check('a', algorithm, 3, 1))).remaining);
         expect(remaining).toEqual([2, 1, 0]);
         const rejected = await one(check('a', algorithm, 3, 1));
-        // Fixed: the window ends. Sliding: next window, once 3 × (60 − e)/60 ≤ 2, at e = 20 s.
-        // Log: the three hits leave the window together. Bucket: one token refills every 20 s.
-        const retry = { fixed_window: MINUTE, sliding_window: MINUTE + 20_000, sliding_log: MINUTE, token_bucket: 20_000 }[algorithm];
+        // Fixed: the window ends. Log and sliding window: the three hits (one instant) leave the
+        // window together. Bucket: one token refills every 20 s.
+        const retry = { fixed_window: MINUTE, sliding_window: MINUTE, sliding_log: MINUTE, token_bucket: 20_000 }[algorithm];
         expect(rejected).toEqual({ admitted: false, remaining: 0, resetMs: retry });
       });
 
@@ -139,7 +139,7 @@ export function describeCounterStore(
         expect(outcomes).toEqual([
           { admitted: true, remaining: 5, resetMs: 0 },
           { admitted: true, remaining: 3, resetMs: 0 },
-          { admitted: false, remaining: 0, resetMs: algorithm === 'sliding_window' ? MINUTE + MINUTE : MINUTE },
+          { admitted: false, remaining: 0, resetMs: MINUTE },
         ]);
         expect(await one(check('a', algorithm, 5, 0))).toEqual({ admitted: true, remaining: 5, resetMs: 0 });
         expect(await one(check('b', algorithm, 3, 0))).toEqual({ admitted: true, remaining: 3, resetMs: 0 });
@@ -183,51 +183,68 @@ export function describeCounterStore(
     });
 
     describe('sliding_window', () => {
-      it('weighs the previous window by the part of it still inside the sliding window', async () => {
-        await one(check('a', 'sliding_window', 10, 10));
-        at(30_000);
-        expect(await one(check('a', 'sliding_window', 10, 1))).toMatchObject({ admitted: false, resetMs: 30_000 + 6_000 });
-        // 15 s into the next window, 45/60 of the previous 10 hits still count: 7.5 used.
-        at(MINUTE + 15_000);
-        expect(await one(check('a', 'sliding_window', 10, 1))).toEqual({
-          admitted: true,
-          remaining: 1,
-          resetMs: 2 * MINUTE - 15_000,
-        });
-        // 8.5 used; 2 more fit once usage is down to 8: at 18 s in, 3 s from now.
-        expect(await one(check('a', 'sliding_window', 10, 2))).toEqual({ admitted: false, remaining: 1, resetMs: 3_000 });
-        at(MINUTE + 18_000);
-        expect(await one(check('a', 'sliding_window', 10, 2))).toMatchObject({ admitted: true, remaining: 0 });
+      // A minute cut into 20 sub-windows of 3 s; T0 is a sub-window start.
+      const SW = 'sliding_window';
+
+      it('spreads the hits of the sub-window the window starts in evenly between its first and last hit', async () => {
+        await one(check('a', SW, 10, 1));
+        at(2_000);
+        expect(await one(check('a', SW, 10, 9))).toEqual({ admitted: true, remaining: 0, resetMs: MINUTE });
+        // The window now starts 1 s into that sub-window: 1 + 9 × (2 − 1)/2 = 5.5 hits still count.
+        at(MINUTE + 1_000);
+        expect(await one(check('a', SW, 10, 4))).toEqual({ admitted: true, remaining: 0, resetMs: MINUTE });
+        // 9.5 used; one more fits at 9: 5.5 must fall to 5, i.e. 1 + 9 × (2000 − c)/2000 ≤ 5 ⇒ c ≥ 1112 ms.
+        expect(await one(check('a', SW, 10, 1))).toEqual({ admitted: false, remaining: 0, resetMs: 112 });
+        at(MINUTE + 1_111);
+        expect(await one(check('a', SW, 10, 1))).toEqual({ admitted: false, remaining: 0, resetMs: 1 });
+        at(MINUTE + 1_112);
+        expect(await one(check('a', SW, 10, 1))).toMatchObject({ admitted: true, remaining: 0 });
       });
 
-      it('does not let a burst at a window boundary pass twice the limit', async () => {
+      it('charges hits into the sub-window now falls in, and opens a new one past its end', async () => {
+        await one(check('a', SW, 3, 1));
+        at(2_999);
+        await one(check('a', SW, 3, 1));
+        at(3_000);
+        await one(check('a', SW, 3, 1));
+        // The first sub-window holds 2 hits spread over 0–2999 ms, the second 1 hit at 3000 ms.
+        // 1.5 s in: 1 + 1 × 1499/2999 + 1 ≈ 2.5 used; its last hit keeps it above 1 until it leaves.
+        at(MINUTE + 1_500);
+        expect(await one(check('a', SW, 3, 1))).toEqual({ admitted: false, remaining: 0, resetMs: 1_499 });
+        at(MINUTE + 2_998);
+        expect(await one(check('a', SW, 3, 1))).toMatchObject({ admitted: false });
+        at(MINUTE + 2_999);
+        expect(await one(check('a', SW, 3, 1))).toEqual({ admitted: true, remaining: 1, resetMs: MINUTE });
+      });
+
+      it('does not let a burst at a window boundary pass twice the limit: hits of one instant leave together', async () => {
         at(MINUTE - 1);
-        expect(await one(check('a', 'sliding_window', 10, 10))).toMatchObject({ admitted: true });
+        expect(await one(check('a', SW, 10, 10))).toMatchObject({ admitted: true });
         at(MINUTE);
-        expect(await one(check('a', 'sliding_window', 10, 1))).toMatchObject({ admitted: false });
+        expect(await one(check('a', SW, 10, 1))).toEqual({ admitted: false, remaining: 0, resetMs: MINUTE - 1 });
+        at(2 * MINUTE - 2);
+        expect(await one(check('a', SW, 10, 1))).toMatchObject({ admitted: false });
+        at(2 * MINUTE - 1);
+        expect(await one(check('a', SW, 10, 10))).toMatchObject({ admitted: true, remaining: 0 });
       });
 
-      it('forgets a window two windows back', async () => {
-        await one(check('a', 'sliding_window', 10, 10));
+      it('makes a request of several hits wait for the sub-windows ahead of the one it can fit in', async () => {
+        await one(check('a', SW, 10, 4));
+        at(10_000);
+        await one(check('a', SW, 10, 6));
+        // 7 hits need the 4 of 0 s and 3 of the 6 of 10 s gone: the 6 leave together at 70 s.
+        at(MINUTE);
+        expect(await one(check('a', SW, 10, 7))).toEqual({ admitted: false, remaining: 4, resetMs: 10_000 });
+        at(MINUTE + 10_000);
+        expect(await one(check('a', SW, 10, 7))).toMatchObject({ admitted: true, remaining: 3 });
+      });
+
+      it('with chargeRejectedHits counts rejected hits until they leave the window', async () => {
+        expect(await one(check('a', SW, 2, 3), CHARGE_REJECTED)).toEqual({ admitted: false, remaining: 0, resetMs: MINUTE });
+        at(MINUTE - 1);
+        expect(await one(check('a', SW, 2, 1), CHARGE_REJECTED)).toMatchObject({ admitted: false, remaining: 0 });
         at(2 * MINUTE);
-        expect(await one(check('a', 'sliding_window', 10, 10))).toMatchObject({ admitted: true, remaining: 0 });
-      });
-
-      it('reports when a rejected request fits, solving into the next window when needed', async () => {
-        // 10 hits in this window; the next window starts at 60 s, where they weigh 10 and decay.
-        at(59_000);
-        await one(check('a', 'sliding_window', 10, 10));
-        // To fit 4 hits, usage must fall to 6: 10 × (60 − e)/60 ≤ 6 ⇒ e ≥ 24 s into the next window.
-        expect(await one(check('a', 'sliding_window', 10, 4))).toEqual({ admitted: false, remaining: 0, resetMs: 1_000 + 24_000 });
-        at(MINUTE + 24_000);
-        expect(await one(check('a', 'sliding_window', 10, 4))).toMatchObject({ admitted: true, remaining: 0 });
-      });
-
-      it('with chargeRejectedHits counts a rejected request in the current window', async () => {
-        await one(check('a', 'sliding_window', 2, 3), CHARGE_REJECTED);
-        at(MINUTE + 30_000);
-        // previous 3 weigh 1.5: over for one more hit (2.5 > 2).
-        expect(await one(check('a', 'sliding_window', 2, 1), CHARGE_REJECTED)).toMatchObject({ admitted: false, remaining: 0 });
+        expect(await one(check('a', SW, 2, 1), CHARGE_REJECTED)).toEqual({ admitted: true, remaining: 1, resetMs: MINUTE });
       });
     });
     it('decides limits of every algorithm in one request, all or nothing', async () => {

@@ -96,10 +96,10 @@ describe('sluice over gRPC (memory store)', () => {
           code: 'OK',
           current_limit: { name: 'per_client', requests_per_unit: 3, unit: 'MINUTE' },
           limit_remaining: 2,
-          duration_until_reset: { seconds: 110 },
+          duration_until_reset: { seconds: 60 },
         },
         { code: 'OK', limit_remaining: 0 },
-        { code: 'OK', current_limit: { requests_per_unit: 2, unit: 'MINUTE' }, limit_remaining: 1, duration_until_reset: { seconds: 110 } },
+        { code: 'OK', current_limit: { requests_per_unit: 2, unit: 'MINUTE' }, limit_remaining: 1, duration_until_reset: { seconds: 60 } },
       ],
     });
   });
@@ -171,13 +171,19 @@ describe('sluice over gRPC (memory store)', () => {
     expect((await sluice.client.shouldRateLimit(override)).overall_code).toBe('OVER_LIMIT');
   });
 
-  it('slides the window: the previous minute weighs by its part still inside the last 60 s', async () => {
-    await call([{ client_id: 'a' }], 3);
+  it('slides the window: the hits of a sub-window leave it spread between its first and last hit', async () => {
+    await call([{ client_id: 'a' }]);
+    clock.set(T0 + 1_000);
+    // 1 hit at 10 s and 2 at 11 s share one 3 s sub-window (9–12 s) of the minute.
+    await call([{ client_id: 'a' }], 2);
     clock.set(T0 + 30_000);
     const over = await call([{ client_id: 'a' }]);
-    // 3 hits at 10 s; at 40 s one more fits once 3 × (60 − e)/60 ≤ 2: e = 20 s into the next minute.
-    expect(over.statuses?.[0]?.duration_until_reset).toEqual({ seconds: 20 + 20 });
-    clock.set(T0 - 10_000 + MINUTE + 20_000);
+    // One more fits once that sub-window weighs 1 + 2 × (11 s − start)/1 s ≤ 2: a window starting at
+    // 10.5 s, i.e. at 70.5 s: 30.5 s from now (40 s), reported rounded up.
+    expect(over.statuses?.[0]?.duration_until_reset).toEqual({ seconds: 31 });
+    clock.set(T0 + MINUTE + 499);
+    expect(brief(await call([{ client_id: 'a' }]))).toEqual(['OVER_LIMIT', ['OVER_LIMIT', 0]]);
+    clock.set(T0 + MINUTE + 500);
     expect(brief(await call([{ client_id: 'a' }]))).toEqual(['OK', ['OK', 0]]);
   });
 

@@ -1,100 +1,163 @@
 import { type Algorithm, type Evaluation, hitsToAdmit, remainingAfter } from './algorithm';
 
-/** Two consecutive epoch-aligned window counts. */
-export interface SlidingWindowState {
-  /** floor(now / windowMs) of the window `current` belongs to. */
-  readonly window: number;
-  readonly current: number;
-  /** Hits of window `window - 1`. */
-  readonly previous: number;
+/**
+ * How many epoch-aligned sub-windows a window is cut into. Chosen by `npm run accuracy`: with 20,
+ * over-admission on the Poisson trace is about 0.5 % of decisions (10 gave 1.5 %, 16 gave 0.75 %),
+ * and the state stays bounded at 21 sub-windows (504 bytes in Redis).
+ */
+export const SUB_WINDOWS = 20;
+
+/** The hits charged in one sub-window: how many, and the instants of the first and last. */
+export interface SubWindow {
+  readonly hits: number;
+  readonly first: number;
+  readonly last: number;
 }
 
 /**
- * Sliding window counter (the weighted two-window estimate Cloudflare describes): the usage at
- * time t is `current + previous × (time left in the current window / window)`, i.e. the previous
- * window's hits are assumed spread evenly and age out linearly. O(1) state, no boundary burst of
- * 2× the limit as with fixed windows. Over-admission is bounded and measured in docs/algorithms.md.
+ * The sub-windows that still hold hits inside the window, oldest first. Their spans never
+ * overlap (each lies inside its own epoch-aligned sub-window), and at most SUB_WINDOWS + 1 of
+ * them can reach into a window.
+ */
+export type SlidingWindowState = readonly SubWindow[];
+
+/**
+ * sliding_window: the window is cut into SUB_WINDOWS sub-windows, each remembering its hit count
+ * and the instants of its first and last hit. A hit charged at s counts at time t while
+ * t − window < s, so at time t every sub-window lies wholly inside the window except the one the
+ * window's start (the cut, t − window) falls in; that one's hits are assumed spread evenly between
+ * its first and last hit:
  *
- * The Lua twin must compute `previous * (windowMs - elapsed) / windowMs` in this exact order so
- * that both stores round identically (both use IEEE doubles).
+ *   cut < first          → all its hits count
+ *   first ≤ cut < last   → 1 + (hits − 1) × (last − cut) / (last − first)   (its last hit is still in)
+ *   last ≤ cut           → none (it is dropped)
+ *
+ * So the estimate is exact except within one sub-window's span at the window's start, and exact
+ * there too for a burst at one instant. Measured error is in docs/algorithms.md.
+ *
+ * - reset: admitted, the time until the newest hit leaves the window; rejected, the first whole
+ *   millisecond at which the estimate leaves room (solved per sub-window, then checked with the
+ *   estimate itself so it is exact for the decision function); a cost above the limit reports
+ *   one window;
+ * - a clock that steps back is treated as standing still at the newest instant charged;
+ * - with chargeRejectedHits every hit is charged; sub-window counts grow past the limit, the
+ *   number of sub-windows does not.
+ *
+ * The Lua twin (lua/algorithms/sliding_window.lua) performs the same floating-point operations
+ * in the same order, so both stores decide identically (both use IEEE doubles).
  */
 export const slidingWindow: Algorithm<SlidingWindowState> = {
   name: 'sliding_window',
 
   evaluate(state, check, nowMs, chargeRejectedHits): Evaluation<SlidingWindowState> {
     const { limit, windowMs } = check;
-    let window = Math.floor(nowMs / windowMs);
-    let current = 0;
-    let previous = 0;
-    if (state !== undefined) {
-      if (state.window === window) {
-        current = state.current;
-        previous = state.previous;
-      } else if (state.window === window - 1) {
-        previous = state.current;
-      } else if (state.window > window) {
-        // The clock stepped back: keep the newer windows rather than forget their hits.
-        window = state.window;
-        current = state.current;
-        previous = state.previous;
-      }
-    }
-    const windowStartMs = window * windowMs;
-    const elapsed = Math.max(0, nowMs - windowStartMs);
-    const weightedPrevious = (previous * (windowMs - elapsed)) / windowMs;
-    const used = current + weightedPrevious;
-    const afterCurrent = current + check.hits;
-    const next = { window, current: afterCurrent, previous };
-    // The current window's hits weigh on decisions until the end of the following window.
-    const nextExpiresAtMs = windowStartMs + 2 * windowMs;
-
-    const drainMs = (cur: number): number =>
-      cur > 0 ? windowStartMs + 2 * windowMs - nowMs : previous > 0 ? windowStartMs + windowMs - nowMs : 0;
+    const stored = state ?? [];
+    let now = nowMs;
+    const newest = stored[stored.length - 1];
+    if (newest !== undefined && newest.last > now) now = newest.last;
+    const cut = now - windowMs;
+    // Sub-windows leave oldest first; keep the state itself when none has (nothing to rewrite).
+    let gone = 0;
+    while (gone < stored.length && stored[gone]!.last <= cut) gone++;
+    const live = gone > 0 ? stored.slice(gone) : stored;
+    const used = usage(live, cut);
+    const untilEmpty = (windows: SlidingWindowState): number => {
+      const last = windows[windows.length - 1];
+      return last !== undefined ? last.last + windowMs - nowMs : 0;
+    };
+    // Until the estimate is at most `room`, or one window for a cost that never fits.
+    const untilRoom = (windows: SlidingWindowState, room: number): number =>
+      room < 0 ? windowMs : fitsAtCut(windows, room, cut) + windowMs - nowMs;
 
     if (chargeRejectedHits) {
-      const usedAfter = afterCurrent + weightedPrevious;
+      const next = charge(live, now, check.hits, windowMs);
+      const usedAfter = usage(next, cut);
       const admitted = usedAfter <= limit;
       const outcome = {
         admitted,
         remaining: remainingAfter(limit, usedAfter),
-        resetMs: admitted ? drainMs(afterCurrent) : retryMs(limit - 1, afterCurrent, previous, elapsed, windowMs),
+        // Over: until one more hit fits.
+        resetMs: admitted ? untilEmpty(next) : untilRoom(next, limit - 1),
       };
-      return { admitted, next, nextExpiresAtMs, charged: outcome, uncharged: outcome };
+      return { admitted, next, nextExpiresAtMs: expiresAt(next, now, windowMs), charged: outcome, uncharged: outcome };
     }
 
     const need = hitsToAdmit(check);
     const admitted = used + need <= limit;
+    // A rejected request's state is never stored: no need to build it.
+    const next = admitted ? charge(live, now, check.hits, windowMs) : live;
     return {
       admitted,
       next,
-      nextExpiresAtMs,
-      charged: { admitted, remaining: remainingAfter(limit, afterCurrent + weightedPrevious), resetMs: drainMs(afterCurrent) },
+      nextExpiresAtMs: expiresAt(next, now, windowMs),
+      charged: { admitted, remaining: remainingAfter(limit, used + check.hits), resetMs: untilEmpty(next) },
       uncharged: {
         admitted,
         remaining: remainingAfter(limit, used),
-        resetMs: admitted ? drainMs(current) : retryMs(limit - need, current, previous, elapsed, windowMs),
+        resetMs: admitted ? untilEmpty(live) : untilRoom(live, limit - need),
       },
     };
   },
 };
 
+/** The hits of one sub-window still counted at `cut` (hits at or before the cut have left). */
+function weight(w: SubWindow, cut: number): number {
+  if (cut < w.first) return w.hits;
+  if (cut >= w.last) return 0;
+  return 1 + ((w.hits - 1) * (w.last - cut)) / (w.last - w.first);
+}
+
+/** The estimated hits in the window that starts after `cut`: summed oldest first. */
+function usage(windows: SlidingWindowState, cut: number): number {
+  let used = 0;
+  for (const w of windows) used += weight(w, cut);
+  return used;
+}
+
+/** `windows` with `hits` charged at `now`: into the newest sub-window if `now` falls in it. */
+function charge(windows: SlidingWindowState, now: number, hits: number, windowMs: number): SlidingWindowState {
+  if (hits === 0) return windows;
+  const subMs = windowMs / SUB_WINDOWS;
+  const newest = windows[windows.length - 1];
+  if (newest !== undefined && Math.floor(newest.first / subMs) === Math.floor(now / subMs)) {
+    return [...windows.slice(0, -1), { hits: newest.hits + hits, first: newest.first, last: now }];
+  }
+  return [...windows, { hits, first: now, last: now }];
+}
+
+/** When a state can no longer affect a decision: its newest hit leaves the window. */
+function expiresAt(windows: SlidingWindowState, now: number, windowMs: number): number {
+  const newest = windows[windows.length - 1];
+  return newest !== undefined ? newest.last + windowMs : now;
+}
+
 /**
- * Milliseconds from `elapsed` (into the current window) until usage has fallen to `room` or
- * below, so that a request needing `limit - room` hits fits. Rounded up to a whole millisecond,
- * so the estimate at the returned instant is never above `room`.
+ * The smallest whole-millisecond cut ≥ `from` at which `usage(windows, cut) ≤ room` (room ≥ 0).
+ * Sub-windows leave in order, so the answer lies in the first one whose departure brings the
+ * hits after it within reach: solve its linear piece, then step to the exact millisecond with
+ * `usage` itself, which is non-increasing in the cut (IEEE rounding is monotonic), so the
+ * reported retry time and the decision can never disagree.
  */
-function retryMs(room: number, current: number, previous: number, elapsed: number, windowMs: number): number {
-  if (room < 0) {
-    // The cost exceeds the limit: it can never pass. One window is the honest "not soon".
-    return windowMs;
+function fitsAtCut(windows: SlidingWindowState, room: number, from: number): number {
+  let after = 0;
+  for (const w of windows) after += w.hits;
+  let lower = from;
+  for (const w of windows) {
+    after -= w.hits;
+    const target = room - after;
+    if (target < 0) {
+      // This sub-window must leave whole before the rest can fit.
+      lower = Math.max(lower, w.last);
+      continue;
+    }
+    let cut: number;
+    if (target >= w.hits) cut = lower;
+    else if (target < 1) cut = w.last;
+    else cut = Math.ceil(w.last - ((target - 1) * (w.last - w.first)) / (w.hits - 1));
+    cut = Math.min(Math.max(cut, lower), w.last);
+    while (cut < w.last && usage(windows, cut) > room) cut++;
+    while (cut > lower && usage(windows, cut - 1) <= room) cut--;
+    return cut;
   }
-  if (current <= room) {
-    // Inside this window, once enough of the previous window's weight has aged out.
-    if (previous === 0) return 0;
-    const at = Math.ceil(windowMs - ((room - current) * windowMs) / previous);
-    return Math.max(0, at - elapsed);
-  }
-  // Only in the next window, where today's count becomes the decaying previous one.
-  const at = Math.ceil(windowMs - (room * windowMs) / current);
-  return windowMs - elapsed + at;
+  return lower;
 }

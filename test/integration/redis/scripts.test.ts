@@ -67,94 +67,124 @@ const log = (...entries: Array<[number, number]>): Buffer => {
   return buffer;
 };
 
+/** A sliding_window string: per sub-window [hits, first, last], three 8-byte big-endian doubles, oldest first. */
+const sw = (...windows: Array<[number, number, number]>): Buffer => {
+  const buffer = Buffer.alloc(24 * windows.length);
+  windows.forEach(([hits, first, last], i) => {
+    buffer.writeDoubleBE(hits, 24 * i);
+    buffer.writeDoubleBE(first, 24 * i + 8);
+    buffer.writeDoubleBE(last, 24 * i + 16);
+  });
+  return buffer;
+};
+
 const decideCases: ScriptCase[] = [
   {
-    name: 'sliding: a first hit on an empty counter is admitted and stored with the window index',
+    name: 'sliding: a first hit on an empty counter opens a sub-window and expires a window after it',
     keys: ['a'],
     argv: [T0 + 10_000, 0, ...chk(S, 3, 1)],
     //        now          charged admitted remaining reset    uncharged: remaining reset window
-    expected: [T0 + 10_000, 1, 1, 2, 110_000, 3, 0, 1000],
-    state: { a: { w: '1000', c: '1', p: '0' } },
-    pttl: { a: 110_000 },
+    expected: [T0 + 10_000, 1, 1, 2, W, 3, 0, T0 + 10_000],
+    state: { a: sw([1, T0 + 10_000, T0 + 10_000]) },
+    pttl: { a: W },
   },
   {
-    name: 'sliding: at the limit one more hit is rejected, with the retry in the next window, and nothing is written',
-    setup: { a: { w: '1000', c: '3', p: '0' } },
+    name: 'sliding: at the limit one more hit is rejected, with the retry when the spread estimate leaves room, and nothing is written',
+    setup: { a: sw([3, T0 - 30_000, T0 - 28_000]) },
     keys: ['a'],
     argv: [T0, 0, ...chk(S, 3, 1)],
-    expected: [T0, 0, 0, 0, 80_000, 0, 80_000, 1000],
-    state: { a: { w: '1000', c: '3', p: '0' } },
+    // Room for 1 once 1 + 2 × (last − cut)/2000 ≤ 2: cut = T0 − 29000, so T0 + 31000.
+    expected: [T0, 0, 0, 0, 31_000, 0, 31_000, T0],
+    state: { a: sw([3, T0 - 30_000, T0 - 28_000]) },
   },
   {
     name: 'sliding: hits > 1 that would cross the limit are rejected and report what is left',
-    setup: { a: { w: '1000', c: '8', p: '0' } },
+    setup: { a: sw([8, T0 - 30_000, T0 - 28_000]) },
     keys: ['a'],
     argv: [T0, 0, ...chk(S, 10, 5)],
-    expected: [T0, 0, 0, 2, 82_500, 2, 82_500, 1000],
-    state: { a: { w: '1000', c: '8', p: '0' } },
+    // 1 + 7 × (last − cut)/2000 ≤ 5 ⇒ last − cut ≤ 1142.86: cut = T0 − 29142.
+    expected: [T0, 0, 0, 2, 30_858, 2, 30_858, T0],
+    state: { a: sw([8, T0 - 30_000, T0 - 28_000]) },
   },
   {
-    name: 'sliding: hits that exactly reach the limit are admitted',
-    setup: { a: { w: '1000', c: '8', p: '0' } },
+    name: 'sliding: hits that exactly reach the limit are admitted, in a new sub-window',
+    setup: { a: sw([8, T0 - 30_000, T0 - 28_000]) },
     keys: ['a'],
     argv: [T0 + 1_000, 0, ...chk(S, 10, 2)],
-    expected: [T0 + 1_000, 1, 1, 0, 119_000, 2, 119_000, 1000],
-    state: { a: { w: '1000', c: '10', p: '0' } },
+    expected: [T0 + 1_000, 1, 1, 0, W, 2, 31_000, T0 + 1_000],
+    state: { a: sw([8, T0 - 30_000, T0 - 28_000], [2, T0 + 1_000, T0 + 1_000]) },
   },
   {
-    name: 'sliding: a check-only call (0 hits) charges nothing',
-    setup: { a: { w: '1000', c: '1', p: '0' } },
+    name: 'sliding: hits in the newest sub-window join it',
+    setup: { a: sw([2, T0 - 30_000, T0 - 30_000], [1, T0, T0]) },
+    keys: ['a'],
+    argv: [T0 + 2_999, 0, ...chk(S, 10, 2)],
+    expected: [T0 + 2_999, 1, 1, 5, W, 7, W - 2_999, T0 + 2_999],
+    state: { a: sw([2, T0 - 30_000, T0 - 30_000], [3, T0, T0 + 2_999]) },
+  },
+  {
+    name: 'sliding: a check-only call (0 hits) charges nothing and writes nothing',
+    setup: { a: sw([1, T0 - 30_000, T0 - 30_000]) },
     keys: ['a'],
     argv: [T0, 0, ...chk(S, 2, 0)],
-    expected: [T0, 1, 1, 1, 120_000, 1, 120_000, 1000],
-    state: { a: { w: '1000', c: '1', p: '0' } },
+    expected: [T0, 1, 1, 1, 30_000, 1, 30_000, T0],
+    state: { a: sw([1, T0 - 30_000, T0 - 30_000]) },
   },
   {
-    name: 'sliding: a check-only call is rejected once the limit is used up',
-    setup: { a: { w: '1000', c: '2', p: '0' } },
+    name: 'sliding: a check-only call is rejected once the limit is used up, until the last hit of the span leaves',
+    setup: { a: sw([2, T0 - 30_000, T0 - 28_000]) },
     keys: ['a'],
     argv: [T0, 0, ...chk(S, 2, 0)],
-    expected: [T0, 0, 0, 0, 90_000, 0, 90_000, 1000],
+    expected: [T0, 0, 0, 0, 32_000, 0, 32_000, T0],
   },
   {
-    name: 'sliding: the previous window weighs by the part of it still inside the sliding window',
-    setup: { a: { w: '999', c: '10', p: '0' } },
+    name: 'sliding: the sub-window the window starts in counts the part of its span still inside',
+    setup: { a: sw([10, T0 - W, T0 - W + 2_000]) },
     keys: ['a'],
-    argv: [T0 + 15_000, 0, ...chk(S, 10, 1)],
-    expected: [T0 + 15_000, 1, 1, 1, 105_000, 2, 45_000, 1000],
-    state: { a: { w: '1000', c: '1', p: '10' } },
-    pttl: { a: 105_000 },
+    argv: [T0 + 1_000, 0, ...chk(S, 10, 1)],
+    // cut = T0 − 59000: 1 + 9 × 1000/2000 = 5.5 of its 10 hits still count.
+    expected: [T0 + 1_000, 1, 1, 3, W, 4, 1_000, T0 + 1_000],
+    state: { a: sw([10, T0 - W, T0 - W + 2_000], [1, T0 + 1_000, T0 + 1_000]) },
+    pttl: { a: W },
   },
   {
-    name: 'sliding: a window two back is forgotten',
-    setup: { a: { w: '998', c: '10', p: '5' } },
+    name: 'sliding: sub-windows that left the window are dropped as the new state is written',
+    setup: { a: sw([5, T0 - W - 3_000, T0 - W - 1_000], [3, T0 - 30_000, T0 - 30_000]) },
     keys: ['a'],
-    argv: [T0, 0, ...chk(S, 10, 10)],
-    expected: [T0, 1, 1, 0, 120_000, 10, 0, 1000],
-    state: { a: { w: '1000', c: '10', p: '0' } },
+    argv: [T0, 0, ...chk(S, 10, 2)],
+    expected: [T0, 1, 1, 5, W, 7, 30_000, T0],
+    state: { a: sw([3, T0 - 30_000, T0 - 30_000], [2, T0, T0]) },
   },
   {
-    name: 'sliding: when the clock steps back the newer window is kept, not forgotten',
-    setup: { a: { w: '1001', c: '2', p: '0' } },
+    name: 'sliding: when the clock steps back it stands still at the newest hit: nothing is forgotten',
+    setup: { a: sw([2, T0 + 5_000, T0 + 5_000]) },
     keys: ['a'],
-    argv: [T0 + 59_000, 0, ...chk(S, 2, 1)],
-    expected: [T0 + 59_000, 0, 0, 0, 90_000, 0, 90_000, 1001],
-    state: { a: { w: '1001', c: '2', p: '0' } },
+    argv: [T0, 0, ...chk(S, 2, 1)],
+    expected: [T0, 0, 0, 0, 65_000, 0, 65_000, T0 + 5_000],
+    state: { a: sw([2, T0 + 5_000, T0 + 5_000]) },
+  },
+  {
+    name: 'sliding: when the clock steps back hits are charged at the newest instant',
+    setup: { a: sw([1, T0 + 5_000, T0 + 5_000]) },
+    keys: ['a'],
+    argv: [T0, 0, ...chk(S, 3, 1)],
+    expected: [T0, 1, 1, 1, 65_000, 2, 65_000, T0 + 5_000],
+    state: { a: sw([2, T0 + 5_000, T0 + 5_000]) },
   },
   {
     name: 'sliding: a limit of 0 rejects with a one-window retry',
     keys: ['a'],
     argv: [T0, 0, ...chk(S, 0, 1)],
-    expected: [T0, 0, 0, 0, W, 0, W, 1000],
+    expected: [T0, 0, 0, 0, W, 0, W, T0],
     state: { a: null },
   },
   {
     name: 'two checks on one key in one request see each other: the second rejects, nothing is written',
-    setup: { a: { w: '1000', c: '2', p: '0' } },
+    setup: { a: sw([2, T0 - 30_000, T0 - 30_000]) },
     keys: ['a', 'a'],
     argv: [T0, 0, ...chk(S, 3, 1), ...chk(S, 3, 1)],
-    expected: [T0, 0, 1, 1, 120_000, 1, 120_000, 1000, 0, 0, 80_000, 0, 80_000, 1000],
-    state: { a: { w: '1000', c: '2', p: '0' } },
+    expected: [T0, 0, 1, 1, 30_000, 1, 30_000, T0, 0, 0, 30_000, 0, 30_000, T0],
+    state: { a: sw([2, T0 - 30_000, T0 - 30_000]) },
   },
   {
     name: 'two checks on one key that both fit are charged together',
@@ -191,8 +221,8 @@ const decideCases: ScriptCase[] = [
     name: 'chargeRejectedHits on a sliding window reports the retry for one more hit',
     keys: ['a'],
     argv: [T0, 1, ...chk(S, 2, 3)],
-    expected: [T0, 1, 0, 0, 100_000, 0, 100_000, 1000],
-    state: { a: { w: '1000', c: '3', p: '0' } },
+    expected: [T0, 1, 0, 0, W, 0, W, T0],
+    state: { a: sw([3, T0, T0]) },
   },
   {
     name: 'fixed: the first hits of a window are stored with expiry at the window end',
@@ -373,7 +403,7 @@ const decideCases: ScriptCase[] = [
     setup: { d: { t: String(T0), d: '60000' } },
     keys: ['a', 'b', 'c', 'd'],
     argv: [T0, 0, ...chk(S, 5, 1), ...chk(F, 5, 1), ...chk(L, 5, 1), ...chk(G, 1, 1)],
-    expected: [T0, 0, 1, 5, 0, 5, 0, 1000, 1, 5, 0, 5, 0, 1000, 1, 5, 0, 5, 0, T0, 0, 0, W, 0, W, T0],
+    expected: [T0, 0, 1, 5, 0, 5, 0, T0, 1, 5, 0, 5, 0, 1000, 1, 5, 0, 5, 0, T0, 0, 0, W, 0, W, T0],
     state: { a: null, b: null, c: null, d: { t: String(T0), d: '60000' } },
   },
   { name: 'a wrong argument count is an error', keys: ['a'], argv: [T0, 0, S, 1], expected: { error: /sluice decide: 1 keys need 8 arguments, got 4/ } },
@@ -383,36 +413,36 @@ const decideCases: ScriptCase[] = [
 
 const refundCases: ScriptCase[] = [
   {
-    name: 'takes back hits from the window they were charged to',
-    setup: { a: { w: '1000', c: '5', p: '2' } },
+    name: 'sliding: takes back hits from the sub-window the instant they were charged at falls in',
+    setup: { a: sw([2, T0 - 30_000, T0 - 30_000], [5, T0, T0 + 2_000]) },
     keys: ['a'],
-    argv: ref(S, 1000, 3),
+    argv: ref(S, T0 + 1_000, 3),
     expected: 1,
-    state: { a: { w: '1000', c: '2', p: '2' } },
+    state: { a: sw([2, T0 - 30_000, T0 - 30_000], [2, T0, T0 + 2_000]) },
   },
   {
-    name: 'after the window rolled, takes them from the previous window',
-    setup: { a: { w: '1001', c: '1', p: '5' } },
+    name: 'sliding: an emptied sub-window is dropped',
+    setup: { a: sw([2, T0 - 30_000, T0 - 30_000], [3, T0, T0]) },
     keys: ['a'],
-    argv: ref(S, 1000, 3),
+    argv: ref(S, T0, 3),
     expected: 1,
-    state: { a: { w: '1001', c: '1', p: '2' } },
+    state: { a: sw([2, T0 - 30_000, T0 - 30_000]) },
   },
   {
-    name: 'two windows later there is nothing to take back',
-    setup: { a: { w: '1002', c: '1', p: '5' } },
+    name: 'sliding: once their sub-window has left the state there is nothing to take back',
+    setup: { a: sw([1, T0 + W, T0 + W]) },
     keys: ['a'],
-    argv: ref(S, 1000, 3),
+    argv: ref(S, T0, 3),
     expected: 0,
-    state: { a: { w: '1002', c: '1', p: '5' } },
+    state: { a: sw([1, T0 + W, T0 + W]) },
   },
   {
-    name: 'never goes below zero',
-    setup: { a: { w: '1000', c: '1', p: '0' } },
+    name: 'sliding: never goes below zero, and an emptied state is deleted',
+    setup: { a: sw([1, T0, T0]) },
     keys: ['a'],
-    argv: ref(S, 1000, 3),
+    argv: ref(S, T0, 3),
     expected: 1,
-    state: { a: { w: '1000', c: '0', p: '0' } },
+    state: { a: null },
   },
   {
     name: 'fixed: takes back from the same window',
@@ -543,9 +573,9 @@ describe('Lua scripts on a real Redis', () => {
       const now = reply[0]!;
       expect(now).toBeGreaterThanOrEqual(before - 1_000);
       expect(now).toBeLessThanOrEqual(Date.now() + 1_000);
-      const windowStart = Math.floor(now / W) * W;
-      expect(reply.slice(1)).toEqual([1, 1, 4, windowStart + 2 * W - now, 5, 0, windowStart / W]);
-      expect(await redis.call('PEXPIRETIME', key)).toBe(windowStart + 2 * W);
+      expect(reply.slice(1)).toEqual([1, 1, 4, W, 5, 0, now]);
+      expect(await redis.call('PEXPIRETIME', key)).toBe(now + W);
+      expect(await redis.getBuffer(key)).toEqual(sw([1, now, now]));
 
       const fixedKey = `${uniquePrefix()}f`;
       const fixed = (await redis.eval(scripts.decide.text, 1, fixedKey, '', 0, ...chk(F, 5, 1))) as number[];
@@ -595,8 +625,8 @@ describe('Lua scripts on a real Redis', () => {
     // the key version in counter-key.ts if the stored state changes shape.
     it('pins the SHA1 of each assembled script', () => {
       expect({ decide: scripts.decide.sha1, refund: scripts.refund.sha1 }).toEqual({
-        decide: '238fd344a8878440b379dc999fec12d247e3dca2',
-        refund: '0345327fdd8dc6ec360cb550316da13bd8dae9bd',
+        decide: '1f60e257fc4a1fdcc8c3e9034cdc2a5c3ada820d',
+        refund: '98fbbd7d3072e866102d9a947a0ec42c7a7c17ef',
       });
       expect(createHash('sha1').update(scripts.decide.text).digest('hex')).toBe(scripts.decide.sha1);
     });

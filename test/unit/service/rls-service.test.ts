@@ -110,8 +110,8 @@ describe('RlsService', () => {
   it('reports the limit, its name, what remains and when it drains, in request order', async () => {
     const res = await env.service.shouldRateLimit(req([{ client_id: 'a' }, [['client_id', 'a'], ['user_id', 'u']]]));
     expect(res.statuses).toEqual([
-      { code: 'OK', currentLimit: { requestsPerUnit: 3, unit: 'MINUTE', name: 'per_client' }, limitRemaining: 2, durationUntilResetSeconds: 110 },
-      { code: 'OK', currentLimit: { requestsPerUnit: 2, unit: 'MINUTE' }, limitRemaining: 1, durationUntilResetSeconds: 110 },
+      { code: 'OK', currentLimit: { requestsPerUnit: 3, unit: 'MINUTE', name: 'per_client' }, limitRemaining: 2, durationUntilResetSeconds: 60 },
+      { code: 'OK', currentLimit: { requestsPerUnit: 2, unit: 'MINUTE' }, limitRemaining: 1, durationUntilResetSeconds: 60 },
     ]);
   });
 

@@ -18,11 +18,11 @@ describe('MemoryStore memory bound', () => {
     }));
     await store.decide(checks, { chargeRejectedHits: false });
     expect(store.size()).toBe(250);
-    // A sliding window's hits matter until the end of the following window.
-    clock.set(1_999);
+    // A sliding window's hits matter until they leave the window: one window after the newest.
+    clock.set(999);
     store.sweep();
     expect(store.size()).toBe(250);
-    clock.set(2_000);
+    clock.set(1_000);
     store.sweep();
     store.sweep();
     store.sweep();
