@@ -73,6 +73,15 @@ function expectAllAnsweredInTime(records: readonly CallRecord[]): void {
   expect(late.length).toBeLessThanOrEqual(Math.floor(records.length / 100));
 }
 
+/**
+ * A call answered otherwise than its policy says while the store is away. A call the client gave
+ * up on (DEADLINE_EXCEEDED) is not counted here: it is late, and lateness has its own bound in
+ * expectAllAnsweredInTime (a test-process stall under a full parallel run makes a few such calls).
+ */
+function answeredWrongly(record: CallRecord): boolean {
+  return record.answer !== 'DEADLINE_EXCEEDED' && !matchesDegraded(record);
+}
+
 /** The hits counted on Redis for `policy` and each worker id `<prefix>-<w>`, read with check-only calls. */
 async function countedHits(s: StartedSluice, policy: (typeof POLICIES)[number], prefix: string, workers: number): Promise<number> {
   let counted = 0;
@@ -123,7 +132,7 @@ describe('Redis killed (SIGKILL) mid-load', () => {
     // Started clearly after the kill: the policy answers, for every call.
     const after = records.filter((r) => r.startedAt > killedAt + 20);
     expect(after.length).toBeGreaterThan(50);
-    const wrong = after.filter((r) => !matchesDegraded(r));
+    const wrong = after.filter(answeredWrongly);
     expect({ wrong: wrong.length, summary: summary(after) }).toEqual({ wrong: 0, summary: summary(after) });
 
     // `local` is a real limiter, not a blanket answer: a fresh id gets exactly its limit.
@@ -163,7 +172,7 @@ describe('Redis frozen (SIGSTOP)', () => {
     // While frozen: the policy answers (those in flight at the freeze may still get Redis' answer
     // if it came before; no call admitted by Redis can exist after the freeze).
     const frozen = records.filter((r) => r.startedAt > frozenAt + 5 && r.startedAt + r.latencyMs < resumedAt);
-    const wrong = frozen.filter((r) => !matchesDegraded(r));
+    const wrong = frozen.filter(answeredWrongly);
     expect({ wrong: wrong.length, summary: summary(frozen) }).toEqual({ wrong: 0, summary: summary(frozen) });
 
     // Only a handful of calls wait for the store timeout: those that open the breaker, and one
