@@ -7,11 +7,15 @@
   (e.g. 1 + ((hits - 1) * (last - cut)) / (last - first), sums oldest first), so that both
   stores round identically: Lua numbers and JS numbers are both IEEE doubles.
 
-  State (one string): per sub-window still inside the window, oldest first, three 8-byte
-  big-endian doubles (struct '>ddd': exact for integers): hits, first instant, last instant
-  (epoch ms). At most SUB_WINDOWS + 1 records (504 bytes). One GET to read, one SET to write,
-  instead of a hash field per number. Written with SET ... KEEPTTL so that a refund leaves the
-  expiry as it is (Redis >= 6.0).
+  Stored (one string): per sub-window still inside the window, oldest first, three 8-byte
+  big-endian doubles (struct 'ddd': exact for integers): hits, first instant, last instant
+  (epoch ms). At most SUB_WINDOWS + 1 records (504 bytes). One GET to read, one SET ... KEEPTTL
+  to write (a refund leaves the expiry as it is, Redis >= 6.0; decide.lua sets it).
+
+  In this script a state is { v = { hits_1, first_1, last_1, hits_2, ... }, n = sub-windows }:
+  one struct.unpack reads all of it and one struct.pack writes it, with no table per sub-window
+  (that took a third of the script's time at 21 sub-windows). Writing only the changed record
+  with SETRANGE saved under 1 µs more and left strings with growth slack (+20 % memory).
 ]]
 
 local SUB_WINDOWS = 20
@@ -22,97 +26,104 @@ local function sliding_window_load(key)
   if not packed or packed == '' then
     return nil
   end
-  local windows = {}
-  for offset = 1, #packed, SLIDING_WINDOW_RECORD do
-    local hits, first, last = struct.unpack('>ddd', packed, offset)
-    windows[#windows + 1] = { hits = hits, first = first, last = last }
-  end
-  return windows
+  local n = #packed / SLIDING_WINDOW_RECORD
+  local v = { struct.unpack('>' .. string.rep('d', 3 * n), packed) }
+  -- struct.unpack's last value is the position after the data.
+  v[3 * n + 1] = nil
+  return { v = v, n = n }
 end
 
-local function sliding_window_store(key, before, windows)
-  if windows == before then
+local function sliding_window_store(key, before, state)
+  if state == before then
     return
   end
-  if #windows == 0 then
+  if state.n == 0 then
     redis.call('DEL', key)
-    return
+  else
+    redis.call('SET', key, struct.pack('>' .. string.rep('d', 3 * state.n), unpack(state.v, 1, 3 * state.n)), 'KEEPTTL')
   end
-  local parts = {}
-  for i, w in ipairs(windows) do
-    parts[i] = struct.pack('>ddd', w.hits, w.first, w.last)
-  end
-  redis.call('SET', key, table.concat(parts), 'KEEPTTL')
 end
 
--- The hits of one sub-window still counted at `cut` (hits at or before the cut have left).
-local function sliding_window_weight(w, cut)
-  if cut < w.first then
-    return w.hits
+-- The hits of sub-window i still counted at `cut` (hits at or before the cut have left).
+local function sliding_window_weight(v, i, cut)
+  local hits = v[3 * i - 2]
+  local first = v[3 * i - 1]
+  local last = v[3 * i]
+  if cut < first then
+    return hits
   end
-  if cut >= w.last then
+  if cut >= last then
     return 0
   end
-  return 1 + ((w.hits - 1) * (w.last - cut)) / (w.last - w.first)
+  return 1 + ((hits - 1) * (last - cut)) / (last - first)
 end
 
 -- The estimated hits in the window that starts after `cut`: summed oldest first.
-local function sliding_window_usage(windows, cut)
+local function sliding_window_usage(state, cut)
   local used = 0
-  for _, w in ipairs(windows) do
-    used = used + sliding_window_weight(w, cut)
+  for i = 1, state.n do
+    used = used + sliding_window_weight(state.v, i, cut)
   end
   return used
 end
 
--- `windows` with `hits` charged at `now`: into the newest sub-window if `now` falls in it.
-local function sliding_window_charge(windows, now, hits, window_ms)
+-- `state` with `hits` charged at `now`: into the newest sub-window if `now` falls in it. A new
+-- state; the one given is left as it is (it may be what the store holds).
+local function sliding_window_charge(state, now, hits, window_ms)
   if hits == 0 then
-    return windows
+    return state
   end
   local sub_ms = window_ms / SUB_WINDOWS
-  local next_windows = {}
-  for i, w in ipairs(windows) do
-    next_windows[i] = w
+  local n = state.n
+  local v = {}
+  for j = 1, 3 * n do
+    v[j] = state.v[j]
   end
-  local newest = windows[#windows]
-  if newest ~= nil and math.floor(newest.first / sub_ms) == math.floor(now / sub_ms) then
-    next_windows[#windows] = { hits = newest.hits + hits, first = newest.first, last = now }
+  if n > 0 and math.floor(v[3 * n - 1] / sub_ms) == math.floor(now / sub_ms) then
+    v[3 * n - 2] = v[3 * n - 2] + hits
+    v[3 * n] = now
   else
-    next_windows[#windows + 1] = { hits = hits, first = now, last = now }
+    n = n + 1
+    v[3 * n - 2] = hits
+    v[3 * n - 1] = now
+    v[3 * n] = now
   end
-  return next_windows
+  return { v = v, n = n }
 end
 
 -- The smallest whole-millisecond cut >= `from` at which the usage is at most `room` (room >= 0):
 -- solve the linear piece of the first sub-window whose departure brings the rest within reach,
 -- then step to the exact millisecond with the usage itself (fitsAtCut in the TS twin).
-local function sliding_window_fits_at_cut(windows, room, from)
+local function sliding_window_fits_at_cut(state, room, from)
+  local v = state.v
   local after = 0
-  for _, w in ipairs(windows) do
-    after = after + w.hits
+  for i = 1, state.n do
+    after = after + v[3 * i - 2]
   end
   local lower = from
-  for _, w in ipairs(windows) do
-    after = after - w.hits
+  for i = 1, state.n do
+    local hits = v[3 * i - 2]
+    local first = v[3 * i - 1]
+    local last = v[3 * i]
+    after = after - hits
     local target = room - after
     if target < 0 then
       -- This sub-window must leave whole before the rest can fit.
-      lower = math.max(lower, w.last)
+      lower = math.max(lower, last)
     else
       local cut
-      if target >= w.hits then
+      if target >= hits then
         cut = lower
       elseif target < 1 then
-        cut = w.last
+        cut = last
       else
-        cut = math.ceil(w.last - ((target - 1) * (w.last - w.first)) / (w.hits - 1))
+        cut = math.ceil(last - ((target - 1) * (last - first)) / (hits - 1))
       end
-      cut = math.min(math.max(cut, lower), w.last)
-      while cut < w.last and sliding_window_usage(windows, cut) > room do
+      cut = math.min(math.max(cut, lower), last)
+      while cut < last and sliding_window_usage(state, cut) > room do
         cut = cut + 1
       end
-      while cut > lower and sliding_window_usage(windows, cut - 1) <= room do
+      while cut > lower and sliding_window_usage(state, cut - 1) <= room do
         cut = cut - 1
       end
       return cut
@@ -124,63 +135,61 @@ end
 local function sliding_window_evaluate(state, check, now_ms, charge_rejected)
   local limit = check.limit
   local window_ms = check.window_ms
-  local stored = state or {}
+  local stored = state or { v = {}, n = 0 }
   local now = now_ms
-  local newest = stored[#stored]
-  if newest ~= nil and newest.last > now then
-    now = newest.last
+  if stored.n > 0 and stored.v[3 * stored.n] > now then
+    now = stored.v[3 * stored.n]
   end
   local cut = now - window_ms
   -- Sub-windows leave oldest first; keep the state itself when none has (nothing to rewrite).
   local gone = 0
-  while gone < #stored and stored[gone + 1].last <= cut do
+  while gone < stored.n and stored.v[3 * (gone + 1)] <= cut do
     gone = gone + 1
   end
   local live = stored
   if gone > 0 then
-    live = {}
-    for i = gone + 1, #stored do
-      live[#live + 1] = stored[i]
+    local v = {}
+    for j = 3 * gone + 1, 3 * stored.n do
+      v[j - 3 * gone] = stored.v[j]
     end
+    live = { v = v, n = stored.n - gone }
   end
   local used = sliding_window_usage(live, cut)
 
   -- Until the newest hit has left the window (0 when nothing is stored).
-  local function until_empty(windows)
-    local last = windows[#windows]
-    if last ~= nil then
-      return last.last + window_ms - now_ms
+  local function until_empty(s)
+    if s.n > 0 then
+      return s.v[3 * s.n] + window_ms - now_ms
     end
     return 0
   end
   -- Until the estimate is at most `room`, or one window for a cost that never fits.
-  local function until_room(windows, room)
+  local function until_room(s, room)
     if room < 0 then
       return window_ms
     end
-    return sliding_window_fits_at_cut(windows, room, cut) + window_ms - now_ms
+    return sliding_window_fits_at_cut(s, room, cut) + window_ms - now_ms
   end
-  local function expires_at(windows)
-    local last = windows[#windows]
-    if last ~= nil then
-      return last.last + window_ms
+  local function expires_at(s)
+    if s.n > 0 then
+      return s.v[3 * s.n] + window_ms
     end
     return now
   end
 
   local ev = { window = now }
   if charge_rejected then
-    local next_windows = sliding_window_charge(live, now, check.hits, window_ms)
-    local used_after = sliding_window_usage(next_windows, cut)
+    local next_state = sliding_window_charge(live, now, check.hits, window_ms)
+    local used_after = sliding_window_usage(next_state, cut)
     ev.admitted = used_after <= limit
-    ev.next = next_windows
-    ev.expires_at = expires_at(next_windows)
+    ev.next = next_state
+    ev.expires_at = expires_at(next_state)
     ev.charged_remaining = remaining_after(limit, used_after)
     if ev.admitted then
-      ev.charged_reset = until_empty(next_windows)
+      ev.charged_reset = until_empty(next_state)
     else
       -- Over: until one more hit fits.
-      ev.charged_reset = until_room(next_windows, limit - 1)
+      ev.charged_reset = until_room(next_state, limit - 1)
     end
     ev.uncharged_remaining = ev.charged_remaining
     ev.uncharged_reset = ev.charged_reset
@@ -190,14 +199,14 @@ local function sliding_window_evaluate(state, check, now_ms, charge_rejected)
   local need = hits_to_admit(check.hits)
   ev.admitted = used + need <= limit
   -- A rejected request's state is never stored: no need to build it.
-  local next_windows = live
+  local next_state = live
   if ev.admitted then
-    next_windows = sliding_window_charge(live, now, check.hits, window_ms)
+    next_state = sliding_window_charge(live, now, check.hits, window_ms)
   end
-  ev.next = next_windows
-  ev.expires_at = expires_at(next_windows)
+  ev.next = next_state
+  ev.expires_at = expires_at(next_state)
   ev.charged_remaining = remaining_after(limit, used + check.hits)
-  ev.charged_reset = until_empty(next_windows)
+  ev.charged_reset = until_empty(next_state)
   ev.uncharged_remaining = remaining_after(limit, used)
   if ev.admitted then
     ev.uncharged_reset = until_empty(live)
@@ -219,19 +228,21 @@ local function sliding_window_refund(state, window, hits, check)
   end
   local sub_ms = check.window_ms / SUB_WINDOWS
   local index = math.floor(window / sub_ms)
-  for i, w in ipairs(state) do
-    if math.floor(w.first / sub_ms) == index then
-      local next_windows = {}
-      for j, other in ipairs(state) do
-        next_windows[j] = other
+  for i = 1, state.n do
+    if math.floor(state.v[3 * i - 1] / sub_ms) == index then
+      local v = {}
+      for j = 1, state.n do
+        local kept = state.v[3 * j - 2]
+        if j == i then
+          kept = math.max(0, kept - hits)
+        end
+        if kept > 0 then
+          v[#v + 1] = kept
+          v[#v + 1] = state.v[3 * j - 1]
+          v[#v + 1] = state.v[3 * j]
+        end
       end
-      local left = math.max(0, w.hits - hits)
-      if left == 0 then
-        table.remove(next_windows, i)
-      else
-        next_windows[i] = { hits = left, first = w.first, last = w.last }
-      end
-      return next_windows
+      return { v = v, n = #v / 3 }
     end
   end
   return nil
