@@ -86,11 +86,19 @@ async function requestResults(debugPort: number): Promise<Record<string, number>
   return results;
 }
 
+/**
+ * How h2load drives a target: as fast as it answers (closed loop, CONCURRENCY calls in flight), at
+ * a fixed rate (open loop), or one call at a time (a call's own cost, nothing queued anywhere).
+ */
+type LoadShape = { readonly kind: 'saturate' } | { readonly kind: 'rate'; readonly perSecond: number } | { readonly kind: 'serial' };
+
+const SATURATE: LoadShape = { kind: 'saturate' };
+
 /** Runs a load and, for sluice targets, counts the calls that got a gRPC error instead of a decision. */
-async function measure(port: number, debugPort: number | undefined, descriptors: 1 | 4, durationMs: number, ratePerSecond?: number): Promise<Measurement> {
-  if (debugPort === undefined) return load(port, descriptors, durationMs, ratePerSecond);
+async function measure(port: number, debugPort: number | undefined, descriptors: 1 | 4, durationMs: number, shape: LoadShape = SATURATE): Promise<Measurement> {
+  if (debugPort === undefined) return load(port, descriptors, durationMs, shape);
   const before = await requestResults(debugPort);
-  const m = await load(port, descriptors, durationMs, ratePerSecond);
+  const m = await load(port, descriptors, durationMs, shape);
   const after = await requestResults(debugPort);
   let grpcErrors = 0;
   for (const result of ['invalid', 'unavailable', 'error']) grpcErrors += (after[result] ?? 0) - (before[result] ?? 0);
@@ -126,7 +134,7 @@ function request(descriptors: 1 | 4, i: number): WireRequestShape {
  * latency for the percentiles. h2load checks HTTP status only, so a gRPC error would count as
  * a success: `preflight` makes one real call first and fails the run if it errors.
  */
-async function load(port: number, descriptors: 1 | 4, durationMs: number, ratePerSecond?: number): Promise<Measurement> {
+async function load(port: number, descriptors: 1 | 4, durationMs: number, shape: LoadShape = SATURATE): Promise<Measurement> {
   const message = shouldRateLimitMethod.serialize(request(descriptors, 1));
   const frame = Buffer.alloc(5 + message.length);
   frame.writeUInt32BE(message.length, 1);
@@ -139,9 +147,8 @@ async function load(port: number, descriptors: 1 | 4, durationMs: number, ratePe
     'h2load',
     [
       '-D', String(Math.max(1, Math.round(durationMs / 1000))),
-      '-c', String(CLIENTS), '-m', String(Math.ceil(CONCURRENCY / CLIENTS)),
-      // Open loop at a fixed rate (latency without queueing), or closed loop at full speed.
-      ...(ratePerSecond === undefined ? [] : ['--rps', String(Math.ceil(ratePerSecond / CLIENTS))]),
+      ...(shape.kind === 'serial' ? ['-c', '1', '-m', '1'] : ['-c', String(CLIENTS), '-m', String(Math.ceil(CONCURRENCY / CLIENTS))]),
+      ...(shape.kind === 'rate' ? ['--rps', String(Math.ceil(shape.perSecond / CLIENTS))] : []),
       '-d', body, '-H', 'content-type: application/grpc', '-H', 'te: trailers',
       '--log-file', log,
       `http://127.0.0.1:${port}/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit`,
@@ -252,7 +259,8 @@ async function main(): Promise<void> {
       await preflight(port, 4);
       await load(port, 1, WARMUP_MS);
       for (const d of [1, 4] as const) record(`${target.name}|${d}`, await measure(port, debugPort, d, DURATION_MS));
-      for (const d of [1, 4] as const) record(`${target.name}|${d}|rate`, await measure(port, debugPort, d, DURATION_MS, RATE));
+      for (const d of [1, 4] as const) record(`${target.name}|${d}|rate`, await measure(port, debugPort, d, DURATION_MS, { kind: 'rate', perSecond: RATE }));
+      for (const d of [1, 4] as const) record(`${target.name}|${d}|serial`, await measure(port, debugPort, d, DURATION_MS, { kind: 'serial' }));
       await stop(child);
     }
     process.stderr.write(`round ${round}/${ROUNDS} done\n`);
@@ -299,6 +307,28 @@ async function main(): Promise<void> {
       const p99 = median(ms.map((m) => m.p99Ms));
       const grpcErrors = ms.every((m) => m.grpcErrors === undefined) ? 'n/a' : String(ms.reduce((sum, m) => sum + (m.grpcErrors ?? 0), 0));
       lines.push(`| ${target.name} | ${d} | ${p50.toFixed(2)} | ${(p50 / baseP50).toFixed(2)} | ${p99.toFixed(2)} | ${(p99 / baseP99).toFixed(2)} | ${grpcErrors} |`);
+    }
+  }
+
+  // One call at a time: what a call itself costs. h2load's --rps sends each tick's calls together,
+  // so the fixed-rate table above still queues a little, and per-call CPU shows up multiplied there.
+  lines.push('');
+  lines.push('One call at a time (h2load -c 1 -m 1):');
+  lines.push('');
+  lines.push('| target | descriptors | p50 ms | × noop | + noop µs | p99 ms | × noop | gRPC errors |');
+  lines.push('|---|---|---|---|---|---|---|---|');
+  for (const d of [1, 4] as const) {
+    const base = results.get(`noop grpc-js|${d}|serial`)!;
+    const baseP50 = median(base.map((m) => m.p50Ms));
+    const baseP99 = median(base.map((m) => m.p99Ms));
+    for (const target of targets) {
+      const ms = results.get(`${target.name}|${d}|serial`)!;
+      const p50 = median(ms.map((m) => m.p50Ms));
+      const p99 = median(ms.map((m) => m.p99Ms));
+      const grpcErrors = ms.every((m) => m.grpcErrors === undefined) ? 'n/a' : String(ms.reduce((sum, m) => sum + (m.grpcErrors ?? 0), 0));
+      lines.push(
+        `| ${target.name} | ${d} | ${p50.toFixed(3)} | ${(p50 / baseP50).toFixed(2)} | ${((p50 - baseP50) * 1000).toFixed(0)} | ${p99.toFixed(3)} | ${(p99 / baseP99).toFixed(2)} | ${grpcErrors} |`,
+      );
     }
   }
 
