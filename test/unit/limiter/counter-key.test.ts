@@ -23,6 +23,17 @@ const keyOf = (id: Identity, prefix = ''): string => counterKey(prefix, id.domai
 const TAG = /\{([^}]*)\}/;
 
 describe('counterKey', () => {
+  it('builds the same key whether its hash tag was remembered or computed afresh', () => {
+    const id = entries(['client_id', 'app-1'], ['user_id', 'u1']);
+    const first = counterKey('', 'oauth2', id, limit());
+    expect(counterKey('', 'oauth2', id, limit())).toBe(first);
+    // More distinct first entries than the tag cache holds: it is emptied and refilled on the way.
+    const tags = new Set<string>();
+    for (let i = 0; i < 25_000; i++) tags.add(TAG.exec(counterKey('', 'oauth2', entries(['client_id', `c${i}`]), limit()))![1]!);
+    expect(tags.size).toBe(25_000);
+    expect(counterKey('', 'oauth2', id, limit())).toBe(first);
+  });
+
   it('reads as prefix, version, hash tag, limit identity, domain and entries', () => {
     const key = counterKey('', 'oauth2', entries(['client_id', 'app-1'], ['user_id', 'u@x.org']), limit());
     expect(key).toMatch(/^sluice:v2:\{[A-Za-z0-9_-]{12}\}:sliding_window:60000:oauth2:client_id=app-1:user_id=u%40x\.org$/);
