@@ -140,9 +140,11 @@ export function explainRequest(
   const explained = descriptors.map((entries) => explainDescriptor(config, domain, entries));
   const replacers = new Map<string, number>();
   explained.forEach((e, i) => {
-    const matched = matchedRules(e);
-    // As the limiter: the `replaces` of a node's first rule (unlimited ones included).
-    for (const name of matched[0]?.replaces ?? []) if (!replacers.has(name)) replacers.set(name, i);
+    // As the limiter: the `replaces` of every rule of the matched node (each item of a
+    // `rate_limits:` list, unlimited ones included).
+    for (const rule of matchedRules(e)) {
+      for (const name of rule.replaces) if (!replacers.has(name)) replacers.set(name, i);
+    }
   });
   return explained.map((e) => {
     const replacedBy = matchedRules(e).flatMap((rule) =>

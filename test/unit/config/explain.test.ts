@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import { type DescriptorExplanation, explainDescriptor, explainRequest, formatExplanation } from '../../../src/config/explain';
-import { loadConfigDirectory } from '../../../src/config/load';
+import { loadConfigDirectory, parseConfigFiles } from '../../../src/config/load';
 import { LoadedRateLimitConfig } from '../../../src/config/rate-limit-config';
 import type { DescriptorEntry } from '../../../src/config/types';
 
@@ -144,5 +144,30 @@ describe('explainDescriptor on test/fixtures/config/valid/basic', () => {
     expect(formatExplanation(generic!, 0)).toContain(
       '  note: limit "generic" is replaced by descriptor [1] of this request ⇒ not applied with it',
     );
+  });
+
+  it('notes a limit replaced by any item of a rate_limits list, as the limiter drops it', () => {
+    const { config: listConfig } = parseConfigFiles(
+      [
+        {
+          name: 'list.yaml',
+          content: `
+domain: api
+descriptors:
+  - key: client_id
+    rate_limit: { name: per_client, unit: minute, requests_per_unit: 1 }
+  - key: route
+    rate_limits:
+      - { name: route_burst, unit: second, requests_per_unit: 10 }
+      - { name: route_quota, unit: day, requests_per_unit: 1000, replaces: [{ name: per_client }] }
+`,
+        },
+      ],
+      { mergeDomainConfig: false },
+    );
+    if (!(listConfig instanceof LoadedRateLimitConfig)) throw new Error('expected the loaded tree');
+    const [client, route] = explainRequest(listConfig, 'api', [entries('client_id=a'), entries('route=r')]);
+    expect(client!.replacedBy).toEqual([{ name: 'per_client', descriptor: 1 }]);
+    expect(route!.replacedBy).toEqual([]);
   });
 });
