@@ -9,6 +9,7 @@ import { metricsRoute, rlconfigRoute } from './server/debug-routes';
 import { HealthState } from './server/health';
 import { jsonRoute } from './server/json-route';
 import { startGrpcServer } from './server/grpc-server';
+import { TlsReloader } from './server/tls-reloader';
 import { healthcheckRoute, indexRoute, startHttpServer } from './server/http-server';
 import { RlsService } from './service/rate-limit-service';
 import { type Settings, describeStore } from './settings/settings';
@@ -98,6 +99,16 @@ export async function startSluice(settings: Settings, deps: AppDependencies): Pr
   // Whatever started is undone if a later step fails (a port in use): an open Redis connection
   // or a bound server would otherwise keep a process that failed to start alive.
   const undo: (() => Promise<void>)[] = [() => store.close(), () => watcher.close()];
+  const tlsReloader =
+    settings.grpcTls !== undefined && settings.grpcTls.reloadIntervalMs > 0
+      ? new TlsReloader({
+          files: settings.grpcTls.files,
+          initial: settings.grpcTls,
+          intervalMs: settings.grpcTls.reloadIntervalMs,
+          logger: logger.child({ module: 'grpc-tls' }),
+        })
+      : undefined;
+  if (tlsReloader !== undefined) undo.push(() => Promise.resolve(tlsReloader.close()));
   const started = async <T>(step: Promise<T>, close: (value: T) => Promise<void>): Promise<T> => {
     try {
       const value = await step;
@@ -117,6 +128,7 @@ export async function startSluice(settings: Settings, deps: AppDependencies): Pr
       logger,
       maxReceiveMessageLength: settings.grpcMaxReceiveMessageBytes,
       tls: settings.grpcTls,
+      tlsReloader,
       maxConnectionAgeMs: settings.grpcMaxConnectionAgeMs,
       maxConnectionAgeGraceMs: settings.grpcMaxConnectionAgeGraceMs,
     }),
@@ -180,6 +192,7 @@ export async function startSluice(settings: Settings, deps: AppDependencies): Pr
       health.setDraining(true);
       logger.info('sluice draining');
       await watcher.close();
+      tlsReloader?.close();
       await grpc.shutdown(settings.shutdownGraceMs);
       await Promise.all([http.close(), debug.close()]);
       await store.close();

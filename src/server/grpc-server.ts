@@ -7,6 +7,7 @@ import type { HealthState } from './health';
 import { packageDefinition, rateLimitServiceDefinition } from './proto';
 import { linkForReflection } from './reflection';
 import { type GrpcServerTls, serverCredentials } from './tls';
+import type { TlsReloader } from './tls-reloader';
 import type { WireResponseShape } from './proto';
 import { fromWireRequest, toWireResponse } from './wire';
 
@@ -21,6 +22,8 @@ export interface GrpcServerOptions {
   readonly maxReceiveMessageLength?: number;
   /** TLS or mutual TLS; plaintext (h2c) when unset. */
   readonly tls?: GrpcServerTls | undefined;
+  /** Serves `tls` and follows its files (GRPC_SERVER_TLS_RELOAD_INTERVAL); without it, `tls` as read at start. */
+  readonly tlsReloader?: TlsReloader | undefined;
   /**
    * GOAWAY after this long (grpc-js adds ±10% jitter), so that Envoy's long-lived HTTP/2
    * connections are re-established and spread over replicas. Unlimited when unset.
@@ -115,7 +118,7 @@ export function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServerH
 
   const address = bindAddress(host, port);
   return new Promise<GrpcServerHandle>((resolve, reject) => {
-    server.bindAsync(address, serverCredentials(options.tls), (error, boundPort) => {
+    server.bindAsync(address, serverCredentials(options.tls, options.tlsReloader), (error, boundPort) => {
       if (error) {
         server.forceShutdown();
         reject(new Error(`gRPC: cannot listen on ${address}: ${error.message}`, { cause: error }));

@@ -1,5 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import type { PeerCertificate } from 'node:tls';
+import type { TlsReloader } from './tls-reloader';
 
 /** The gRPC server's TLS material (see `GrpcTlsSettings`). */
 export interface GrpcServerTls {
@@ -11,14 +12,21 @@ export interface GrpcServerTls {
   readonly clientSan?: string;
 }
 
-/** Plaintext, TLS, or mutual TLS; with a client SAN, calls from other certificates fail UNAUTHENTICATED. */
-export function serverCredentials(tls: GrpcServerTls | undefined): grpc.ServerCredentials {
+/**
+ * Plaintext, TLS, or mutual TLS; with a client SAN, calls from other certificates fail
+ * UNAUTHENTICATED. With a `reloader`, the material comes from it (and follows the files) instead
+ * of staying as read at start.
+ */
+export function serverCredentials(tls: GrpcServerTls | undefined, reloader?: TlsReloader): grpc.ServerCredentials {
   if (tls === undefined) return grpc.ServerCredentials.createInsecure();
-  const credentials = grpc.ServerCredentials.createSsl(
-    tls.clientCa ?? null,
-    [{ cert_chain: tls.certChain, private_key: tls.privateKey }],
-    tls.clientCa !== undefined,
-  );
+  const mutual = tls.clientCa !== undefined;
+  const credentials =
+    reloader === undefined
+      ? grpc.ServerCredentials.createSsl(tls.clientCa ?? null, [{ cert_chain: tls.certChain, private_key: tls.privateKey }], mutual)
+      : // grpc-js 1.14 names these parameters (ca, identity) but uses the first as the identity
+        // provider and the second (nullable) as the CA provider; one reloader serves both, and for
+        // plain TLS the CA slot is null. The TLS e2e tests would fail if an upgrade changed this.
+        grpc.experimental.createCertificateProviderServerCredentials(reloader, mutual ? reloader : null, mutual);
   if (tls.clientSan === undefined) return credentials;
   return grpc.experimental.createServerCredentialsWithInterceptors(credentials, [clientSanInterceptor(tls.clientSan)]);
 }

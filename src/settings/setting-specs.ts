@@ -125,9 +125,17 @@ export const SETTING_SPECS = {
     help: 'over-limit cache budget in entries (with LOCAL_CACHE_SIZE_IN_BYTES too, both bounds apply). 0: no entry bound',
   },
   grpcServerUseTls: { env: 'GRPC_SERVER_USE_TLS', kind: 'bool', default: 'false', help: 'serve gRPC over TLS (needs GRPC_SERVER_TLS_CERT and GRPC_SERVER_TLS_KEY)' },
-  grpcServerTlsCert: { env: 'GRPC_SERVER_TLS_CERT', kind: 'string', default: '', help: 'PEM certificate chain file of the gRPC server (read at start)' },
-  grpcServerTlsKey: { env: 'GRPC_SERVER_TLS_KEY', kind: 'string', default: '', help: 'PEM private key file of the gRPC server (read at start)' },
-  grpcClientTlsCacert: { env: 'GRPC_CLIENT_TLS_CACERT', kind: 'string', default: '', help: 'PEM CA file; when set, clients must present a certificate it signed (mutual TLS)' },
+  grpcServerTlsCert: { env: 'GRPC_SERVER_TLS_CERT', kind: 'string', default: '', help: 'PEM certificate chain file of the gRPC server (read at start, then re-read, see GRPC_SERVER_TLS_RELOAD_INTERVAL)' },
+  grpcServerTlsKey: { env: 'GRPC_SERVER_TLS_KEY', kind: 'string', default: '', help: 'PEM private key file of the gRPC server (read at start, then re-read)' },
+  grpcClientTlsCacert: { env: 'GRPC_CLIENT_TLS_CACERT', kind: 'string', default: '', help: 'PEM CA file; when set, clients must present a certificate it signed (mutual TLS; re-read too)' },
+  grpcServerTlsReloadInterval: {
+    env: 'GRPC_SERVER_TLS_RELOAD_INTERVAL',
+    kind: 'duration',
+    default: '1m',
+    help:
+      'how often the gRPC TLS files are re-read; new connections get new material once it checks out (certificate and key ' +
+      'match, CA parses), and material that does not keeps the last good one serving. 0: read once at start',
+  },
   grpcClientTlsSan: { env: 'GRPC_CLIENT_TLS_SAN', kind: 'string', default: '', help: 'when set, the client certificate must carry this subject alt name (DNS or URI); needs GRPC_CLIENT_TLS_CACERT' },
   grpcMaxConnectionAge: {
     env: 'GRPC_MAX_CONNECTION_AGE',

@@ -228,6 +228,7 @@ export function loadSettings(env: NodeJS.ProcessEnv, argv: readonly string[]): S
       key: { value: str('grpcServerTlsKey'), source: sourceOf('grpcServerTlsKey') },
       clientCa: { value: str('grpcClientTlsCacert'), source: sourceOf('grpcClientTlsCacert') },
       clientSan: { value: str('grpcClientTlsSan'), source: sourceOf('grpcClientTlsSan') },
+      reloadIntervalMs: num('grpcServerTlsReloadInterval'),
     },
     { readFile: (file) => fs.readFileSync(file) },
     problems,

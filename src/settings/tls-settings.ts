@@ -3,14 +3,28 @@ import type { Sourced } from './values';
 
 // gRPC server TLS: GRPC_SERVER_USE_TLS and its companions → certificates for the server.
 
-/** The gRPC server's TLS material, read from the files at start. */
-export interface GrpcTlsSettings {
+/** Certificate chain, private key and (mutual TLS) client CA, as PEM. */
+export interface TlsMaterial {
   readonly certChain: Buffer;
   readonly privateKey: Buffer;
   /** GRPC_CLIENT_TLS_CACERT: when set, clients must present a certificate signed by this CA (mTLS). */
   readonly clientCa?: Buffer;
+}
+
+/** Where the material lives, so it can be read again. */
+export interface TlsFiles {
+  readonly certChain: string;
+  readonly privateKey: string;
+  readonly clientCa?: string;
+}
+
+/** The gRPC server's TLS material as read at start, and where to re-read it. */
+export interface GrpcTlsSettings extends TlsMaterial {
+  readonly files: TlsFiles;
   /** GRPC_CLIENT_TLS_SAN: when set, the client certificate must carry this DNS or URI subject alt name. */
   readonly clientSan?: string;
+  /** GRPC_SERVER_TLS_RELOAD_INTERVAL; 0: never re-read. */
+  readonly reloadIntervalMs: number;
 }
 
 export interface GrpcTlsSettingsInput {
@@ -19,6 +33,25 @@ export interface GrpcTlsSettingsInput {
   readonly key: Sourced;
   readonly clientCa: Sourced;
   readonly clientSan: Sourced;
+  readonly reloadIntervalMs: number;
+}
+
+/**
+ * Why TLS material cannot serve (the key does not match the certificate, a PEM does not parse),
+ * or undefined when it can. The one check for material read at start and re-read later.
+ */
+export function tlsMaterialProblem(material: TlsMaterial): string | undefined {
+  try {
+    tls.createSecureContext({
+      cert: material.certChain,
+      key: material.privateKey,
+      ...(material.clientCa !== undefined && { ca: material.clientCa }),
+    });
+    return undefined;
+  } catch (err) {
+    const { message } = err as { message?: unknown };
+    return String(message ?? err);
+  }
 }
 
 /**
@@ -59,20 +92,23 @@ export function parseGrpcTlsSettings(
     problems.push(`${input.clientSan.source}: needs GRPC_CLIENT_TLS_CACERT (client certificates are only asked for with a CA)`);
   }
   if (problems.length > before || certChain === undefined || privateKey === undefined) return undefined;
-  try {
-    tls.createSecureContext({ cert: certChain, key: privateKey, ...(clientCa !== undefined && { ca: clientCa }) });
-  } catch (err) {
-    const { message } = err as { message?: unknown };
+  const material = { certChain, privateKey, ...(clientCa !== undefined && { clientCa }) };
+  const problem = tlsMaterialProblem(material);
+  if (problem !== undefined) {
     problems.push(
       `${input.cert.source}/${input.key.source}${clientCa !== undefined ? `/${input.clientCa.source}` : ''}: ` +
-        `unusable TLS material: ${String(message ?? err)}`,
+        `unusable TLS material: ${problem}`,
     );
     return undefined;
   }
   return {
-    certChain,
-    privateKey,
-    ...(clientCa !== undefined && { clientCa }),
+    ...material,
+    files: {
+      certChain: input.cert.value,
+      privateKey: input.key.value,
+      ...(clientCa !== undefined && { clientCa: input.clientCa.value }),
+    },
     ...(input.clientSan.value !== '' && { clientSan: input.clientSan.value }),
+    reloadIntervalMs: input.reloadIntervalMs,
   };
 }

@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as http2 from 'node:http2';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as tls from 'node:tls';
 import { createGrpcClient, shouldRateLimitMethod, unaryCall } from '../../src/server/proto';
 import { SettingsError, loadSettings } from '../../src/settings/settings';
 import { subjectAltNames } from '../../src/server/tls';
@@ -21,6 +22,7 @@ class TestPki {
     this.ca('ca');
     this.ca('rogue-ca');
     this.leaf('server', 'ca', 'DNS:localhost,IP:127.0.0.1');
+    this.leaf('renewed-server', 'ca', 'DNS:localhost,IP:127.0.0.1');
     this.leaf('client', 'ca', 'DNS:envoy.client,URI:spiffe://cluster.local/ns/edge/sa/envoy');
     this.leaf('other-client', 'ca', 'DNS:someone.else');
     this.leaf('rogue-client', 'rogue-ca', 'DNS:envoy.client');
@@ -147,6 +149,99 @@ describe('gRPC server TLS', () => {
         code: grpc.status.UNAUTHENTICATED,
         details: "client certificate does not name 'envoy.client' (GRPC_CLIENT_TLS_SAN)",
       });
+    });
+  });
+
+  describe('certificate rotation (GRPC_SERVER_TLS_RELOAD_INTERVAL)', () => {
+    // The files sluice reads, in a directory of their own, rewritten as a rotation would.
+    const live = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-live-tls-'));
+    const install = (cert: string, key: string): void => {
+      fs.copyFileSync(pki.file(cert), path.join(live, 'tls.crt'));
+      fs.copyFileSync(pki.file(key), path.join(live, 'tls.key'));
+    };
+    let sluice: StartedSluice;
+    beforeAll(async () => {
+      install('server.crt', 'server.key');
+      sluice = await startTestSluice({
+        files: { 'api.yaml': CONFIG },
+        env: tlsEnv({
+          GRPC_SERVER_TLS_CERT: path.join(live, 'tls.crt'),
+          GRPC_SERVER_TLS_KEY: path.join(live, 'tls.key'),
+          GRPC_SERVER_TLS_RELOAD_INTERVAL: '50ms',
+        }),
+      });
+    });
+    afterAll(async () => {
+      await sluice.stop();
+      fs.rmSync(live, { recursive: true, force: true });
+    });
+
+    /** The common name of the certificate a new connection is handed. */
+    const servedName = (): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const socket = tls.connect({ host: '127.0.0.1', port: sluice.app.grpcPort, servername: 'localhost', ca: pki.read('ca.crt'), ALPNProtocols: ['h2'] }, () => {
+          const name = socket.getPeerCertificate().subject.CN;
+          socket.destroy();
+          resolve(String(name));
+        });
+        socket.on('error', reject);
+      });
+    const eventually = async (want: string): Promise<void> => {
+      for (let i = 0; i < 100 && (await servedName()) !== want; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(await servedName()).toBe(want);
+    };
+
+    it('hands new connections the renewed certificate, keeps the last good one while the files do not check out, and keeps answering', async () => {
+      expect(await servedName()).toBe('server');
+      install('renewed-server.crt', 'renewed-server.key');
+      await eventually('renewed-server');
+      expect(await call(tlsClient(pki, sluice.app.grpcPort, undefined))).toEqual({ ok: true });
+
+      // Halfway through a rotation the certificate is new and the key still old: refused whole.
+      install('server.crt', 'renewed-server.key');
+      await new Promise((r) => setTimeout(r, 300));
+      expect(await servedName()).toBe('renewed-server');
+      // Unreadable, then garbage: the same.
+      fs.rmSync(path.join(live, 'tls.key'));
+      await new Promise((r) => setTimeout(r, 200));
+      fs.writeFileSync(path.join(live, 'tls.key'), 'not a key');
+      await new Promise((r) => setTimeout(r, 200));
+      expect(await servedName()).toBe('renewed-server');
+      expect(await call(tlsClient(pki, sluice.app.grpcPort, undefined))).toEqual({ ok: true });
+
+      // The rotation completes.
+      install('server.crt', 'server.key');
+      await eventually('server');
+      expect(await call(tlsClient(pki, sluice.app.grpcPort, undefined))).toEqual({ ok: true });
+    });
+  });
+
+  describe('client CA rotation (mutual TLS)', () => {
+    const live = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-live-ca-'));
+    let sluice: StartedSluice;
+    beforeAll(async () => {
+      fs.copyFileSync(pki.file('ca.crt'), path.join(live, 'client-ca.crt'));
+      sluice = await startTestSluice({
+        files: { 'api.yaml': CONFIG },
+        env: tlsEnv({ GRPC_CLIENT_TLS_CACERT: path.join(live, 'client-ca.crt'), GRPC_SERVER_TLS_RELOAD_INTERVAL: '50ms' }),
+      });
+    });
+    afterAll(async () => {
+      await sluice.stop();
+      fs.rmSync(live, { recursive: true, force: true });
+    });
+
+    it('trusts client certificates of the new CA once the CA file changes', async () => {
+      expect(await call(tlsClient(pki, sluice.app.grpcPort, 'client'))).toEqual({ ok: true });
+      expect(await call(tlsClient(pki, sluice.app.grpcPort, 'rogue-client'))).toMatchObject({ ok: false });
+      fs.copyFileSync(pki.file('rogue-ca.crt'), path.join(live, 'client-ca.crt'));
+      let rogue = await call(tlsClient(pki, sluice.app.grpcPort, 'rogue-client'));
+      for (let i = 0; i < 100 && !rogue.ok; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+        rogue = await call(tlsClient(pki, sluice.app.grpcPort, 'rogue-client'));
+      }
+      expect(rogue).toEqual({ ok: true });
+      expect(await call(tlsClient(pki, sluice.app.grpcPort, 'client'))).toMatchObject({ ok: false });
     });
   });
 
