@@ -69,14 +69,22 @@ function rateLimitHeaders(
   names: RateLimitHeaderNames,
 ): HeaderValue[] {
   let chosen: number | undefined;
+  // The remaining to beat. As the reference, an OVER_LIMIT pick sets it to 0, so no later status
+  // displaces it but another OVER_LIMIT one (a rejected hits_addend can leave remaining above 0).
+  let minRemaining = Infinity;
   let soonestQuotaReset: number | undefined;
   decisions.forEach((decision, i) => {
     if (decision.kind !== 'limited') return;
     const status = statuses[i]!;
-    if (chosen === undefined || status.limitRemaining < statuses[chosen]!.limitRemaining) chosen = i;
+    if (status.limitRemaining < minRemaining) {
+      chosen = i;
+      minRemaining = status.limitRemaining;
+    }
     if (status.code !== 'OVER_LIMIT') return;
-    if (!decision.rule.quotaMode) chosen = i;
-    else soonestQuotaReset = Math.min(soonestQuotaReset ?? Infinity, status.durationUntilResetSeconds ?? 0);
+    if (!decision.rule.quotaMode) {
+      chosen = i;
+      minRemaining = 0;
+    } else soonestQuotaReset = Math.min(soonestQuotaReset ?? Infinity, status.durationUntilResetSeconds ?? 0);
   });
   if (chosen === undefined) return [];
   const decision = decisions[chosen] as Extract<DescriptorDecision, { kind: 'limited' }>;

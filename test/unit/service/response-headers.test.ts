@@ -103,6 +103,12 @@ describe('rate-limit response headers', () => {
       H(4, 0, 5, 5),
     ],
     [
+      // hits_addend 5 with 2 left is rejected with remaining 2; the reference's over-limit pick still holds.
+      'an over-limit descriptor is not displaced by a later admitted one with less remaining',
+      [limited({ remaining: 2, admitted: false, limit: 10, resetS: 9 }), limited({ remaining: 1, limit: 5, resetS: 3 })],
+      H(10, 2, 9, 9),
+    ],
+    [
       'the only quota descriptor over: the request fails, and it has the smallest remaining',
       [limited({ remaining: 0, admitted: false, quota: true, limit: 2, resetS: 40 }), limited({ remaining: 5, resetS: 3 })],
       H(2, 0, 40, 40),
