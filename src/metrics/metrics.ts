@@ -15,6 +15,8 @@ import { DetailedLabelCap, type RuleLabels, detailedLabels, staticLabels } from 
  *   answered by the over-limit cache (LOCAL_CACHE_SIZE_IN_BYTES), also counted in `over_limit`
  * - `ratelimit_service_config_load_success`, `ratelimit_service_config_load_error`
  * - `ratelimit_service_global_shadow_mode`
+ * - `ratelimit_service_rate_limit_domain_not_found{domain}` (the reference's `<domain>.domain_not_found`;
+ *   at most DETAILED_METRIC_MAX_VALUES domains, the rest as `_other_`)
  * - `ratelimit_service_should_rate_limit_error{err_type}`: `redis_error` (store), `service_error` (the rest)
  * - `ratelimit_service_total_requests{grpc_method}`, `ratelimit_service_response_time_seconds{grpc_method}`
  *   (the decision latency histogram)
@@ -87,6 +89,7 @@ export class SluiceMetrics {
   private readonly configLoadSuccess: Counter;
   private readonly configLoadError: Counter;
   private readonly globalShadowModeHits: Counter;
+  private readonly domainNotFoundHits: Counter<'domain'>;
   private readonly shouldRateLimitError: Counter<'err_type'>;
   private readonly totalRequests: Counter<'grpc_method'>;
   private readonly responseTime: Histogram<'grpc_method'>;
@@ -139,6 +142,12 @@ export class SluiceMetrics {
     this.globalShadowModeHits = new Counter({
       name: 'ratelimit_service_global_shadow_mode',
       help: 'Requests answered OK only because of SHADOW_MODE',
+      registers,
+    });
+    this.domainNotFoundHits = new Counter({
+      name: 'ratelimit_service_rate_limit_domain_not_found',
+      help: 'Requests for a domain no config file defines (answered OK, no limits)',
+      labelNames: ['domain'],
       registers,
     });
     this.shouldRateLimitError = new Counter({
@@ -253,6 +262,14 @@ export class SluiceMetrics {
   /** SHADOW_MODE turned an over-limit request into OK. */
   globalShadowMode(): void {
     this.globalShadowModeHits.inc();
+  }
+
+  /**
+   * A request named a domain the config does not have. Callers choose the domain, so its label
+   * takes at most DETAILED_METRIC_MAX_VALUES distinct values, the rest counted as `_other_`.
+   */
+  domainNotFound(domain: string): void {
+    this.domainNotFoundHits.inc({ domain: this.cap.overCap('domain_not_found', domain) ? '_other_' : domain });
   }
 
   // --- config ------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ export interface ServiceMetrics {
   recordDescriptors(descriptors: readonly DecidedDescriptor[]): void;
   requestFinished(result: RequestResult, seconds: number, storeFailure?: boolean): void;
   globalShadowMode(): void;
+  domainNotFound(domain: string): void;
 }
 
 /** The RLS v3 decision: validate, match every descriptor, decide them in one store call, answer. */
@@ -56,6 +57,7 @@ export class RlsService implements RateLimitService {
     validateRequest(request, this.options.caps);
     const config = this.configs.current();
     if (config === undefined) throw new UnavailableError('no rate limit configuration loaded');
+    if (!config.hasDomain(request.domain)) this.options.metrics?.domainNotFound(request.domain);
 
     // Request level 0 (Envoy's default) means 1; a per-descriptor addend, when present, wins and may be 0.
     const requestHits = Math.max(1, request.hitsAddend);

@@ -120,6 +120,17 @@ describe('Prometheus metrics', () => {
     await store.close();
   });
 
+  it('counts requests for an unknown domain per domain, folding domains past the cap into _other_', async () => {
+    const { metrics, service, store } = setup({ detailedMetricMaxValues: 2 });
+    for (const domain of ['a', 'a', 'b', 'c', 'd', 'api']) await service.shouldRateLimit({ ...req([{ client_id: 'x' }]), domain });
+    const m = await scrape(metrics);
+    expect(m.get('ratelimit_service_rate_limit_domain_not_found{domain="a"}')).toBe(2);
+    expect(m.get('ratelimit_service_rate_limit_domain_not_found{domain="b"}')).toBe(1);
+    expect(m.get('ratelimit_service_rate_limit_domain_not_found{domain="_other_"}')).toBe(2);
+    expect(m.get('ratelimit_service_rate_limit_domain_not_found{domain="api"}')).toBeUndefined();
+    await store.close();
+  });
+
   it('records nothing per rule for unlimited and unmatched descriptors', async () => {
     const { metrics, service, store } = setup();
     await service.shouldRateLimit(req([{ vip: 'x' }, { nomatch: 'y' }]));
