@@ -59,8 +59,8 @@ export function buildResponse(decisions: readonly DescriptorDecision[], options:
  * Limit is the number the status reports (`current_limit.requests_per_unit`, so both header modes
  * agree; a `unit_multiplier` window says its length only through Reset), except a token_bucket
  * whose `burst` is larger: then the bucket size, so that Remaining never exceeds Limit.
- * Retry-After (sluice's, not the reference's) only when the overall code is OVER_LIMIT: the chosen
- * status's reset when it is the over one, else (only quota descriptors over) the soonest quota reset.
+ * Retry-After (sluice's, not the reference's) only when the overall code is OVER_LIMIT: when the
+ * request could pass (`secondsUntilAdmitted`), which may be later than the chosen status's Reset.
  */
 function rateLimitHeaders(
   decisions: readonly DescriptorDecision[],
@@ -72,7 +72,6 @@ function rateLimitHeaders(
   // The remaining to beat. As the reference, an OVER_LIMIT pick sets it to 0, so no later status
   // displaces it but another OVER_LIMIT one (a rejected hits_addend can leave remaining above 0).
   let minRemaining = Infinity;
-  let soonestQuotaReset: number | undefined;
   decisions.forEach((decision, i) => {
     if (decision.kind !== 'limited') return;
     const status = statuses[i]!;
@@ -84,7 +83,7 @@ function rateLimitHeaders(
     if (!decision.rule.quotaMode) {
       chosen = i;
       minRemaining = 0;
-    } else soonestQuotaReset = Math.min(soonestQuotaReset ?? Infinity, status.durationUntilResetSeconds ?? 0);
+    }
   });
   if (chosen === undefined) return [];
   const decision = decisions[chosen] as Extract<DescriptorDecision, { kind: 'limited' }>;
@@ -101,10 +100,38 @@ function rateLimitHeaders(
     { key: names.reset, value: String(reset) },
   ];
   if (overallCode === 'OVER_LIMIT') {
-    const retryAfter = status.code === 'OVER_LIMIT' ? reset : (soonestQuotaReset ?? reset);
-    headers.push({ key: RETRY_AFTER_HEADER, value: String(Math.max(1, retryAfter)) });
+    headers.push({ key: RETRY_AFTER_HEADER, value: String(secondsUntilAdmitted(decisions, statuses)) });
   }
   return headers;
+}
+
+/**
+ * When an OVER_LIMIT request could pass if nothing else were charged, in whole seconds (≥ 1):
+ * every enforced descriptor that is over must free, each when the last of its rejected limits
+ * does (a `rate_limits` descriptor reports only its first rejected one); and when every quota
+ * descriptor is over, the soonest of them must free too. A client that honours Retry-After is
+ * then not rejected again by a limit the headers did not name.
+ */
+function secondsUntilAdmitted(decisions: readonly DescriptorDecision[], statuses: readonly DescriptorStatus[]): number {
+  let waitMs = 0;
+  let quotaDescriptors = 0;
+  let quotaOver = 0;
+  let soonestQuotaMs = Infinity;
+  decisions.forEach((decision, i) => {
+    if (decision.kind !== 'limited') return;
+    if (decision.rule.quotaMode) quotaDescriptors++;
+    if (statuses[i]!.code !== 'OVER_LIMIT') return;
+    let freesMs = 0;
+    for (const { outcome } of decision.limits) if (!outcome.admitted) freesMs = Math.max(freesMs, outcome.resetMs);
+    if (decision.rule.quotaMode) {
+      quotaOver++;
+      soonestQuotaMs = Math.min(soonestQuotaMs, freesMs);
+    } else {
+      waitMs = Math.max(waitMs, freesMs);
+    }
+  });
+  if (quotaDescriptors > 0 && quotaOver === quotaDescriptors) waitMs = Math.max(waitMs, soonestQuotaMs);
+  return Math.max(1, Math.ceil(waitMs / 1000));
 }
 
 function toStatus(decision: DescriptorDecision): DescriptorStatus {

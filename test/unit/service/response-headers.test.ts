@@ -98,15 +98,21 @@ describe('rate-limit response headers', () => {
       H(10, 2, 9, 9),
     ],
     [
-      'several over: the LAST one, not the longest reset',
+      // RateLimit-* as the reference; Retry-After is when the request can pass: when the last one frees.
+      'several over: the LAST one, not the longest reset (but Retry-After waits for both)',
       [limited({ remaining: 0, admitted: false, limit: 3, resetS: 50 }), limited({ remaining: 0, admitted: false, limit: 4, resetS: 5 }), limited({ remaining: 1 })],
-      H(4, 0, 5, 5),
+      H(4, 0, 5, 50),
     ],
     [
       // hits_addend 5 with 2 left is rejected with remaining 2; the reference's over-limit pick still holds.
       'an over-limit descriptor is not displaced by a later admitted one with less remaining',
       [limited({ remaining: 2, admitted: false, limit: 10, resetS: 9 }), limited({ remaining: 1, limit: 5, resetS: 3 })],
       H(10, 2, 9, 9),
+    ],
+    [
+      'every quota descriptor over and a regular one over: Retry-After waits for the regular one and the soonest quota',
+      [limited({ remaining: 0, admitted: false, resetS: 4 }), limited({ remaining: 0, admitted: false, quota: true, resetS: 40 }), limited({ remaining: 0, admitted: false, quota: true, resetS: 20 })],
+      H(10, 0, 4, 20),
     ],
     [
       'the only quota descriptor over: the request fails, and it has the smallest remaining',
@@ -138,6 +144,16 @@ describe('rate-limit response headers', () => {
     ['token_bucket with a smaller burst: Limit is requests_per_unit', [limited({ remaining: 1, limit: 10, algorithm: 'token_bucket', burst: 2 })], H(10, 1, 30)],
   ])('%s', (_name, decisions, expected) => {
     expect(headers(decisions)).toEqual(expected);
+  });
+
+  it('Retry-After waits for every rejected limit of a rate_limits descriptor, not only the reported one', () => {
+    // A per-second burst and a per-day quota, both over: the status reports the burst (first
+    // rejected), but a retry after one second is rejected by the day limit.
+    const burst = limited({ remaining: 0, admitted: false, limit: 10, resetS: 1 });
+    const day = limited({ remaining: 0, admitted: false, limit: 1000, resetS: 3_600 });
+    if (burst.kind !== 'limited' || day.kind !== 'limited') throw new Error('unreachable');
+    const both: DescriptorDecision = { ...burst, limits: [...burst.limits, ...day.limits] };
+    expect(headers([both])).toEqual(H(10, 0, 1, 3_600));
   });
 
   it('global shadow mode: the headers still tell the truth, but no Retry-After (the request passes)', () => {
