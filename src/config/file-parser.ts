@@ -3,46 +3,51 @@ import { BOTH_RATE_LIMITS, CHECK_FAILED, DESCRIPTOR_KEYS, EMPTY_DOMAIN, EMPTY_KE
 import type { FileSetBuilder } from './file-set-builder';
 import { DescriptorLevel, DescriptorNode, WildcardPattern } from './rate-limit-config';
 import { RateLimitReader, type RuleContext } from './rate-limit-reader';
+import { YamlFieldReader } from './yaml-field-reader';
 import type { ConfigProblem } from './types';
 import { INVALID, YAML_OPTIONS, describeNode, describeYamlError, isEmpty, type Field } from './yaml-nodes';
 
 /** Validates one file into the shared set, appending problems; never throws on bad input. */
-export class FileParser extends RateLimitReader {
+export class FileParser {
+  private readonly yaml: YamlFieldReader;
+  private readonly rateLimits: RateLimitReader;
+
   constructor(
     file: string,
     private readonly set: FileSetBuilder,
     problems: ConfigProblem[],
   ) {
-    super(file, problems);
+    this.yaml = new YamlFieldReader(file, problems);
+    this.rateLimits = new RateLimitReader(this.yaml);
   }
 
   parse(content: string): void {
     const doc = parseDocument(content, YAML_OPTIONS);
     const syntaxError = doc.errors[0];
     if (syntaxError !== undefined) {
-      this.report('', `error loading config file: ${describeYamlError(syntaxError)}`);
+      this.yaml.report('', `error loading config file: ${describeYamlError(syntaxError)}`);
       return;
     }
-    this.doc = doc;
-    const root = this.resolve(doc.contents);
+    this.yaml.doc = doc;
+    const root = this.yaml.resolve(doc.contents);
     // An empty or comments-only file has no domain, like the reference's zero-value struct.
     if (isEmpty(root)) {
-      this.report('domain', EMPTY_DOMAIN);
+      this.yaml.report('domain', EMPTY_DOMAIN);
       return;
     }
     if (!isMap(root)) {
-      this.report('', CHECK_FAILED);
+      this.yaml.report('', CHECK_FAILED);
       return;
     }
-    const fields = this.readMap(root, '', TOP_LEVEL_KEYS);
-    const domain = this.readString(fields.get('domain'));
+    const fields = this.yaml.readMap(root, '', TOP_LEVEL_KEYS);
+    const domain = this.yaml.readString(fields.get('domain'));
     let level: DescriptorLevel | undefined;
     if (domain === undefined || domain === '') {
-      this.report('domain', EMPTY_DOMAIN);
+      this.yaml.report('domain', EMPTY_DOMAIN);
     } else if (domain !== INVALID) {
       level = this.set.claimDomain(domain);
       if (level === undefined) {
-        this.report('domain', `duplicate domain '${domain}' in config file`);
+        this.yaml.report('domain', `duplicate domain '${domain}' in config file`);
       }
     }
     // A rejected domain still gets its descriptors checked, in a detached tree, so all problems show.
@@ -60,17 +65,17 @@ export class FileParser extends RateLimitReader {
       return;
     }
     if (!isSeq(field.node)) {
-      this.report(field.path, CHECK_FAILED);
+      this.yaml.report(field.path, CHECK_FAILED);
       return;
     }
     field.node.items.forEach((item, index) => {
       const itemPath = `${field.path}[${index}]`;
-      const node = this.resolve(item);
+      const node = this.yaml.resolve(item);
       if (!isMap(node)) {
-        this.report(itemPath, `config error, yaml file contains list of type other than map: ${describeNode(node)}`);
+        this.yaml.report(itemPath, `config error, yaml file contains list of type other than map: ${describeNode(node)}`);
       } else if (ancestors.has(node)) {
         // An alias to an enclosing descriptor would describe an infinitely deep tree.
-        this.report(itemPath, CHECK_FAILED);
+        this.yaml.report(itemPath, CHECK_FAILED);
       } else {
         ancestors.add(node);
         this.readDescriptor(node, itemPath, level, parentId, domain, ancestors);
@@ -87,22 +92,22 @@ export class FileParser extends RateLimitReader {
     domain: string,
     ancestors: Set<YAMLMap>,
   ): void {
-    const fields = this.readMap(map, nodePath, DESCRIPTOR_KEYS);
-    const key = this.readString(fields.get('key'));
-    const rawValue = this.readString(fields.get('value'));
-    const shadowMode = this.readBool(fields.get('shadow_mode')) === true;
-    const quotaMode = this.readBool(fields.get('quota_mode')) === true;
-    const detailedMetric = this.readBool(fields.get('detailed_metric')) === true;
-    this.readBool(fields.get('value_to_metric'));
+    const fields = this.yaml.readMap(map, nodePath, DESCRIPTOR_KEYS);
+    const key = this.yaml.readString(fields.get('key'));
+    const rawValue = this.yaml.readString(fields.get('value'));
+    const shadowMode = this.yaml.readBool(fields.get('shadow_mode')) === true;
+    const quotaMode = this.yaml.readBool(fields.get('quota_mode')) === true;
+    const detailedMetric = this.yaml.readBool(fields.get('detailed_metric')) === true;
+    this.yaml.readBool(fields.get('value_to_metric'));
     const shareField = fields.get('share_threshold');
-    const shareThreshold = this.readBool(shareField) === true;
+    const shareThreshold = this.yaml.readBool(shareField) === true;
     const metadata = fields.get('metadata');
     if (metadata !== undefined && !isEmpty(metadata.node) && !isMap(metadata.node)) {
-      this.report(metadata.path, CHECK_FAILED);
+      this.yaml.report(metadata.path, CHECK_FAILED);
     }
 
     if (key === undefined || key === '') {
-      this.report(nodePath, EMPTY_KEY);
+      this.yaml.report(nodePath, EMPTY_KEY);
     }
     const keyText = typeof key === 'string' ? key : '';
     // An empty value is no value, as in the reference (its finalKey is then just the key).
@@ -111,7 +116,7 @@ export class FileParser extends RateLimitReader {
     const id = `${parentId}.${finalKey}`;
 
     if (shareThreshold && shareField !== undefined && (value === undefined || !WildcardPattern.isPattern(value))) {
-      this.report(
+      this.yaml.report(
         shareField.path,
         `share_threshold can only be used with wildcard values (containing '*'), but found key '${finalKey}'`,
       );
@@ -121,14 +126,14 @@ export class FileParser extends RateLimitReader {
     const single = fields.get('rate_limit');
     const list = fields.get('rate_limits');
     if (single !== undefined && !isEmpty(single.node) && list !== undefined && !isEmpty(list.node)) {
-      this.report(nodePath, BOTH_RATE_LIMITS);
+      this.yaml.report(nodePath, BOTH_RATE_LIMITS);
     }
-    const rule = this.readRateLimit(single, context);
-    const listed = this.readRateLimits(list, context);
+    const rule = this.rateLimits.readRateLimit(single, context);
+    const listed = this.rateLimits.readRateLimits(list, context);
     const rules = rule === undefined ? listed : [rule];
     const node = new DescriptorNode(keyText, value, rules, shareThreshold);
     if (keyText !== '' && !level.add(node)) {
-      this.report(nodePath, `duplicate descriptor composite key '${id}'`);
+      this.yaml.report(nodePath, `duplicate descriptor composite key '${id}'`);
     }
     for (const each of rules) {
       this.set.addRule(each);

@@ -25,7 +25,7 @@ import {
   WINDOW_TOO_LONG,
 } from './config-schema';
 import { SLIDING_LOG_MAX_REQUESTS, UNIT_SECONDS, type AlgorithmName, type LimitRule, type LimitSpec, type Unit } from './types';
-import { YamlFieldReader } from './yaml-field-reader';
+import type { YamlFieldReader } from './yaml-field-reader';
 import { INVALID, childPath, describeNode, isEmpty, type Field } from './yaml-nodes';
 
 /** What a `rate_limit` block's node inherits from its descriptor. */
@@ -38,18 +38,20 @@ export interface RuleContext {
 }
 
 /** Reads `rate_limit` and `rate_limits` blocks into LimitRules, reporting problems; never throws on bad input. */
-export class RateLimitReader extends YamlFieldReader {
-  protected readRateLimit(field: Field | undefined, context: RuleContext): LimitRule | undefined {
+export class RateLimitReader {
+  constructor(private readonly yaml: YamlFieldReader) {}
+
+  readRateLimit(field: Field | undefined, context: RuleContext): LimitRule | undefined {
     if (field === undefined || isEmpty(field.node)) {
       return undefined;
     }
     if (!isMap(field.node)) {
-      this.report(field.path, CHECK_FAILED);
+      this.yaml.report(field.path, CHECK_FAILED);
       return undefined;
     }
-    const fields = this.readMap(field.node, field.path, RATE_LIMIT_KEYS);
-    const unlimited = this.readBool(fields.get('unlimited')) === true;
-    const name = this.readString(fields.get('name'));
+    const fields = this.yaml.readMap(field.node, field.path, RATE_LIMIT_KEYS);
+    const unlimited = this.yaml.readBool(fields.get('unlimited')) === true;
+    const name = this.yaml.readString(fields.get('name'));
     const ownName = typeof name === 'string' && name !== '' ? name : undefined;
     const replaces = this.readReplaces(fields.get('replaces'), new Set(ownName === undefined ? [] : [ownName]));
     const storeFailure = this.readStoreFailure(fields.get('store_failure'));
@@ -58,16 +60,16 @@ export class RateLimitReader extends YamlFieldReader {
     if (unlimited) {
       const isSet = (key: string): boolean => !isEmpty(fields.get(key)?.node);
       if (isSet('unit')) {
-        this.report(field.path, UNLIMITED_WITH_UNIT);
+        this.yaml.report(field.path, UNLIMITED_WITH_UNIT);
       }
       if (isSet('unit_multiplier') || isSet('algorithm')) {
-        this.report(field.path, UNLIMITED_WITH_WINDOW);
+        this.yaml.report(field.path, UNLIMITED_WITH_WINDOW);
       }
       if (isSet('burst')) {
-        this.report(field.path, UNLIMITED_WITH_BURST);
+        this.yaml.report(field.path, UNLIMITED_WITH_BURST);
       }
       // Ignored when unlimited (as in the reference), but a wrong type is still a mistake worth naming.
-      this.readNumber(fields.get('requests_per_unit'));
+      this.yaml.readNumber(fields.get('requests_per_unit'));
     } else {
       limit = this.readLimitSpec(fields, field.path);
       if (limit === undefined) {
@@ -96,34 +98,34 @@ export class RateLimitReader extends YamlFieldReader {
    * name of its own node. Items with the same algorithm and window get distinct counters
    * (`counterVariant`).
    */
-  protected readRateLimits(field: Field | undefined, context: RuleContext): LimitRule[] {
+  readRateLimits(field: Field | undefined, context: RuleContext): LimitRule[] {
     if (field === undefined || isEmpty(field.node)) {
       return [];
     }
     if (!isSeq(field.node)) {
-      this.report(field.path, CHECK_FAILED);
+      this.yaml.report(field.path, CHECK_FAILED);
       return [];
     }
     if (field.node.items.length === 0) {
-      this.report(field.path, RATE_LIMITS_EMPTY);
+      this.yaml.report(field.path, RATE_LIMITS_EMPTY);
       return [];
     }
     const items: { readonly fields: Map<string, Field>; readonly path: string; readonly index: number; readonly name: string | undefined }[] = [];
     const names = new Set<string>();
     field.node.items.forEach((item, index) => {
       const itemPath = `${field.path}[${index}]`;
-      const node = this.resolve(item);
+      const node = this.yaml.resolve(item);
       if (!isMap(node)) {
-        this.report(itemPath, `config error, yaml file contains list of type other than map: ${describeNode(node)}`);
+        this.yaml.report(itemPath, `config error, yaml file contains list of type other than map: ${describeNode(node)}`);
         return;
       }
-      const fields = this.readMap(node, itemPath, RATE_LIMIT_KEYS);
+      const fields = this.yaml.readMap(node, itemPath, RATE_LIMIT_KEYS);
       const nameField = fields.get('name');
-      const name = this.readString(nameField);
+      const name = this.yaml.readString(nameField);
       const ownName = typeof name === 'string' && name !== '' ? name : undefined;
       if (ownName !== undefined) {
         if (names.has(ownName)) {
-          this.report(nameField!.path, `duplicate rate limit name '${ownName}' in rate_limits`);
+          this.yaml.report(nameField!.path, `duplicate rate limit name '${ownName}' in rate_limits`);
         }
         names.add(ownName);
       }
@@ -135,7 +137,7 @@ export class RateLimitReader extends YamlFieldReader {
     for (const item of items) {
       const unlimitedField = item.fields.get('unlimited');
       if (unlimitedField !== undefined && !isEmpty(unlimitedField.node)) {
-        this.report(unlimitedField.path, UNLIMITED_IN_LIST);
+        this.yaml.report(unlimitedField.path, UNLIMITED_IN_LIST);
       }
       const replaces = this.readReplaces(item.fields.get('replaces'), names);
       const storeFailure = this.readStoreFailure(item.fields.get('store_failure'));
@@ -172,12 +174,12 @@ export class RateLimitReader extends YamlFieldReader {
    * typo is still caught.
    */
   private readStoreFailure(field: Field | undefined): StoreFailureMode | undefined {
-    const text = this.readString(field);
+    const text = this.yaml.readString(field);
     if (text === undefined || text === INVALID) {
       return undefined;
     }
     if (!STORE_FAILURE_MODES.has(text)) {
-      this.report(field!.path, `invalid store_failure '${text}'`);
+      this.yaml.report(field!.path, `invalid store_failure '${text}'`);
       return undefined;
     }
     return text as StoreFailureMode;
@@ -188,14 +190,14 @@ export class RateLimitReader extends YamlFieldReader {
     let valid = true;
 
     const unitField = fields.get('unit');
-    const unitText = this.readString(unitField);
+    const unitText = this.yaml.readString(unitField);
     let unit: Unit | undefined;
     if (unitText === INVALID) {
       valid = false;
     } else {
       unit = UNITS_BY_NAME.get((unitText ?? '').toUpperCase());
       if (unit === undefined) {
-        this.report(unitField?.path ?? childPath(rateLimitPath, 'unit'), `invalid rate limit unit '${unitText ?? ''}'`);
+        this.yaml.report(unitField?.path ?? childPath(rateLimitPath, 'unit'), `invalid rate limit unit '${unitText ?? ''}'`);
         valid = false;
       }
     }
@@ -203,15 +205,15 @@ export class RateLimitReader extends YamlFieldReader {
     // Omitted means 0, which blocks every request (reference behaviour, used for "block" rules).
     let requestsPerUnit = 0;
     const requestsField = fields.get('requests_per_unit');
-    const requests = this.readNumber(requestsField);
+    const requests = this.yaml.readNumber(requestsField);
     if (requests === INVALID) {
       valid = false;
     } else if (typeof requests === 'number') {
-      this.report(requestsField?.path ?? rateLimitPath, CHECK_FAILED);
+      this.yaml.report(requestsField?.path ?? rateLimitPath, CHECK_FAILED);
       valid = false;
     } else if (typeof requests === 'bigint') {
       if (requests < 0n || requests > MAX_REQUESTS_PER_UNIT) {
-        this.report(requestsField?.path ?? rateLimitPath, REQUESTS_RANGE);
+        this.yaml.report(requestsField?.path ?? rateLimitPath, REQUESTS_RANGE);
         valid = false;
       } else {
         requestsPerUnit = Number(requests);
@@ -220,36 +222,36 @@ export class RateLimitReader extends YamlFieldReader {
 
     let algorithm: AlgorithmName = DEFAULT_ALGORITHM;
     const algorithmField = fields.get('algorithm');
-    const algorithmText = this.readString(algorithmField);
+    const algorithmText = this.yaml.readString(algorithmField);
     if (algorithmText === INVALID) {
       valid = false;
     } else if (algorithmText !== undefined) {
       if (ALGORITHMS.has(algorithmText)) {
         algorithm = algorithmText as AlgorithmName;
       } else {
-        this.report(algorithmField?.path ?? rateLimitPath, `invalid rate limit algorithm '${algorithmText}'`);
+        this.yaml.report(algorithmField?.path ?? rateLimitPath, `invalid rate limit algorithm '${algorithmText}'`);
         valid = false;
       }
     }
 
     if (algorithm === 'sliding_log' && requestsPerUnit > SLIDING_LOG_MAX_REQUESTS) {
-      this.report(requestsField?.path ?? rateLimitPath, SLIDING_LOG_TOO_LARGE);
+      this.yaml.report(requestsField?.path ?? rateLimitPath, SLIDING_LOG_TOO_LARGE);
       valid = false;
     }
 
     let burst: number | undefined;
     const burstField = fields.get('burst');
-    const burstValue = this.readNumber(burstField);
+    const burstValue = this.yaml.readNumber(burstField);
     if (burstValue === INVALID) {
       valid = false;
     } else if (burstValue !== undefined) {
       if (typeof burstValue !== 'bigint' || burstValue < 1n || burstValue > MAX_REQUESTS_PER_UNIT) {
-        this.report(burstField!.path, BURST_RANGE);
+        this.yaml.report(burstField!.path, BURST_RANGE);
         valid = false;
       } else if (algorithm !== 'token_bucket') {
         // Only reported once the algorithm itself is valid, so a typo there is the one message.
         if (algorithmText !== INVALID && (algorithmText === undefined || ALGORITHMS.has(algorithmText))) {
-          this.report(burstField!.path, BURST_WITHOUT_BUCKET);
+          this.yaml.report(burstField!.path, BURST_WITHOUT_BUCKET);
         }
         valid = false;
       } else {
@@ -259,14 +261,14 @@ export class RateLimitReader extends YamlFieldReader {
 
     let unitMultiplier = 1;
     const multiplierField = fields.get('unit_multiplier');
-    const multiplier = this.readNumber(multiplierField);
+    const multiplier = this.yaml.readNumber(multiplierField);
     if (multiplier === INVALID) {
       valid = false;
     } else if (multiplier !== undefined) {
       if (typeof multiplier === 'bigint' && multiplier >= 1n) {
         unitMultiplier = Number(multiplier);
       } else {
-        this.report(multiplierField?.path ?? rateLimitPath, MULTIPLIER_RANGE);
+        this.yaml.report(multiplierField?.path ?? rateLimitPath, MULTIPLIER_RANGE);
         valid = false;
       }
     }
@@ -277,12 +279,12 @@ export class RateLimitReader extends YamlFieldReader {
     const windowMs = unitMultiplier * UNIT_SECONDS[unit] * 1000;
     // Past 2^53 ms (~285,000 years) window arithmetic stops being exact; no real limit gets near it.
     if (!Number.isSafeInteger(windowMs)) {
-      this.report(multiplierField?.path ?? rateLimitPath, WINDOW_TOO_LONG);
+      this.yaml.report(multiplierField?.path ?? rateLimitPath, WINDOW_TOO_LONG);
       return undefined;
     }
     // A token bucket keeps its debt in units of hits × window ms: exact only below 2^53.
     if (algorithm === 'token_bucket' && ((burst ?? requestsPerUnit) + 1) * windowMs > Number.MAX_SAFE_INTEGER) {
-      this.report(burstField?.path ?? requestsField?.path ?? rateLimitPath, BUCKET_TOO_LARGE);
+      this.yaml.report(burstField?.path ?? requestsField?.path ?? rateLimitPath, BUCKET_TOO_LARGE);
       return undefined;
     }
     return Object.freeze({
@@ -302,24 +304,24 @@ export class RateLimitReader extends YamlFieldReader {
       return names;
     }
     if (!isSeq(field.node)) {
-      this.report(field.path, CHECK_FAILED);
+      this.yaml.report(field.path, CHECK_FAILED);
       return names;
     }
     field.node.items.forEach((item, index) => {
       const itemPath = `${field.path}[${index}]`;
-      const node = this.resolve(item);
+      const node = this.yaml.resolve(item);
       if (!isMap(node)) {
-        this.report(itemPath, `config error, yaml file contains list of type other than map: ${describeNode(node)}`);
+        this.yaml.report(itemPath, `config error, yaml file contains list of type other than map: ${describeNode(node)}`);
         return;
       }
-      const name = this.readString(this.readMap(node, itemPath, REPLACES_KEYS).get('name'));
+      const name = this.yaml.readString(this.yaml.readMap(node, itemPath, REPLACES_KEYS).get('name'));
       if (name === INVALID) {
         return;
       }
       if (name === undefined || name === '') {
-        this.report(itemPath, REPLACES_EMPTY);
+        this.yaml.report(itemPath, REPLACES_EMPTY);
       } else if (ownNames.has(name)) {
-        this.report(itemPath, REPLACES_SELF);
+        this.yaml.report(itemPath, REPLACES_SELF);
       } else {
         names.push(name);
       }

@@ -4,20 +4,25 @@ import { CHECK_FAILED } from './config-schema';
 import type { ConfigProblem } from './types';
 import { INVALID, childPath, describeNode, isEmpty, type Field, type Invalid } from './yaml-nodes';
 
-/** Reads one file's YAML map levels and leaves, reporting problems against the file; never throws on bad input. */
+/**
+ * Reads one file's YAML map levels and leaves, reporting problems against the file; never throws
+ * on bad input. The readers of each part of the format (rate-limit-reader.ts, file-parser.ts)
+ * share one per file.
+ */
 export class YamlFieldReader {
-  protected doc: Document.Parsed | undefined;
+  /** The parsed document, once there is one: aliases resolve against it. */
+  doc: Document.Parsed | undefined;
 
   constructor(
     private readonly file: string,
     private readonly problems: ConfigProblem[],
   ) {}
 
-  protected report(yamlPath: string, reason: string): void {
+  report(yamlPath: string, reason: string): void {
     this.problems.push(configProblem(this.file, yamlPath, reason));
   }
 
-  protected resolve(node: unknown): unknown {
+  resolve(node: unknown): unknown {
     return isAlias(node) && this.doc !== undefined ? node.resolve(this.doc) : node;
   }
 
@@ -25,7 +30,7 @@ export class YamlFieldReader {
    * The allowed keys of one map level. Unknown keys are rejected here, per level, so `unit` on a
    * descriptor is an error (the reference's flat allow-list lets it pass and silently whitelists).
    */
-  protected readMap(map: YAMLMap, mapPath: string, allowed: ReadonlySet<string>): Map<string, Field> {
+  readMap(map: YAMLMap, mapPath: string, allowed: ReadonlySet<string>): Map<string, Field> {
     const fields = new Map<string, Field>();
     const merged: YAMLMap[] = [];
     for (const pair of map.items) {
@@ -69,7 +74,7 @@ export class YamlFieldReader {
   }
 
   /** A string leaf. Numbers and booleans count as their source text, as go-yaml does for string fields. */
-  protected readString(field: Field | undefined): string | undefined | Invalid {
+  readString(field: Field | undefined): string | undefined | Invalid {
     if (field === undefined || isEmpty(field.node)) {
       return undefined;
     }
@@ -81,7 +86,7 @@ export class YamlFieldReader {
     return typeof value === 'string' ? value : (field.node.source ?? String(value));
   }
 
-  protected readBool(field: Field | undefined): boolean | undefined | Invalid {
+  readBool(field: Field | undefined): boolean | undefined | Invalid {
     if (field === undefined || isEmpty(field.node)) {
       return undefined;
     }
@@ -93,7 +98,7 @@ export class YamlFieldReader {
   }
 
   /** bigint for an integer, number for any other numeric (a float); wrong types are reported here. */
-  protected readNumber(field: Field | undefined): bigint | number | undefined | Invalid {
+  readNumber(field: Field | undefined): bigint | number | undefined | Invalid {
     if (field === undefined || isEmpty(field.node)) {
       return undefined;
     }
