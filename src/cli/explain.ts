@@ -18,12 +18,22 @@ export const EXPLAIN_USAGE = [
   '  --descriptor  entries split at "," (write "\\," for a comma in a value), key and value at the first "="',
 ].join('\n');
 
+// Same spellings as settings/settings.ts (and check-config), so a value that works for `serve` works here.
+const TRUE_WORDS: ReadonlySet<string> = new Set(['true', '1', 'yes', 'on']);
+const FALSE_WORDS: ReadonlySet<string> = new Set(['false', '0', 'no', 'off']);
+
 /**
  * `sluice explain`: traces descriptors through a config directory, without a server.
+ * MERGE_DOMAIN_CONFIG and RUNTIME_IGNOREDOTFILES in `env` apply as for `serve` and `check-config`
+ * (a flag turns each on too), so explain reads the same files into the same tree as the server.
  * Returns the exit code: 0 explained (whatever the verdicts), 1 the config does not load
  * (every problem printed), 2 usage error.
  */
-export function runExplain(args: readonly string[], io: ExplainIo): number {
+export function runExplain(
+  args: readonly string[],
+  io: ExplainIo,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): number {
   let dir: string;
   let domain: string;
   let descriptors: DescriptorEntry[][];
@@ -56,8 +66,8 @@ export function runExplain(args: readonly string[], io: ExplainIo): number {
     dir = values.config;
     domain = values.domain;
     descriptors = values.descriptor.map(parseDescriptorEntries);
-    mergeDomainConfig = values['merge-domain-config'] === true;
-    ignoreDotFiles = values['ignore-dotfiles'] === true;
+    mergeDomainConfig = values['merge-domain-config'] === true || envFlag(env, 'MERGE_DOMAIN_CONFIG');
+    ignoreDotFiles = values['ignore-dotfiles'] === true || envFlag(env, 'RUNTIME_IGNOREDOTFILES');
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
     io.err(`sluice explain: ${error.message}`);
@@ -77,4 +87,14 @@ export function runExplain(args: readonly string[], io: ExplainIo): number {
     formatExplanation(explanation, i).forEach(io.out);
   });
   return 0;
+}
+
+/** An environment flag as `serve` reads it: unset or empty is false; anything unrecognised is a usage error. */
+function envFlag(env: Readonly<Record<string, string | undefined>>, name: string): boolean {
+  const text = env[name];
+  if (text === undefined || text === '') return false;
+  const lower = text.toLowerCase();
+  if (TRUE_WORDS.has(lower)) return true;
+  if (FALSE_WORDS.has(lower)) return false;
+  throw new UsageError(`${name} must be true or false, got '${text}'`);
 }

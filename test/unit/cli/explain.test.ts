@@ -5,10 +5,10 @@ import { runExplain } from '../../../src/cli/explain';
 
 const BASIC = path.join(__dirname, '../../fixtures/config/valid/basic');
 
-function run(args: string[]): { code: number; out: string[]; err: string[] } {
+function run(args: string[], env: Record<string, string | undefined> = {}): { code: number; out: string[]; err: string[] } {
   const out: string[] = [];
   const err: string[] = [];
-  const code = runExplain(args, { out: (line) => out.push(line), err: (line) => err.push(line) });
+  const code = runExplain(args, { out: (line) => out.push(line), err: (line) => err.push(line) }, env);
   return { code, out, err };
 }
 
@@ -68,6 +68,27 @@ describe('sluice explain', () => {
     const merged = run(['--config', tmp, '--domain', 'd', '--descriptor', 'b=1', '--merge-domain-config', '--ignore-dotfiles']);
     expect(merged.code).toBe(0);
     expect(merged.out).toContain('  ⇒ rule d.b: 2 per second, sliding_window, name -, shadow off');
+  });
+
+  it('MERGE_DOMAIN_CONFIG and RUNTIME_IGNOREDOTFILES in the environment load as serve would (as check-config)', () => {
+    fs.writeFileSync(path.join(tmp, 'a.yaml'), 'domain: d\ndescriptors:\n  - key: a\n    rate_limit: { unit: second, requests_per_unit: 1 }\n');
+    fs.writeFileSync(path.join(tmp, 'b.yaml'), 'domain: d\ndescriptors:\n  - key: b\n    rate_limit: { unit: second, requests_per_unit: 2 }\n');
+    // A dotfile that serve skips with RUNTIME_IGNOREDOTFILES=true must not give explain another domain.
+    fs.writeFileSync(path.join(tmp, '.old.yaml'), 'domain: legacy\ndescriptors:\n  - key: a\n    rate_limit: { unit: second, requests_per_unit: 9 }\n');
+    const env = { MERGE_DOMAIN_CONFIG: 'true', RUNTIME_IGNOREDOTFILES: 'yes' };
+    const merged = run(['--config', tmp, '--domain', 'd', '--descriptor', 'b=1'], env);
+    expect(merged.code).toBe(0);
+    expect(merged.out).toContain('  ⇒ rule d.b: 2 per second, sliding_window, name -, shadow off');
+    const legacy = run(['--config', tmp, '--domain', 'legacy', '--descriptor', 'a=1'], env);
+    expect(legacy.out).toContain('  ⇒ no limit: unknown domain "legacy" (domains: d)');
+    // Without them, as serve without them: the duplicate domain is an error.
+    expect(run(['--config', tmp, '--domain', 'd', '--descriptor', 'b=1']).code).toBe(1);
+  });
+
+  it('exits 2 on an environment flag that is not true or false', () => {
+    const result = run(['--config', BASIC, '--domain', 'd', '--descriptor', 'k=v'], { MERGE_DOMAIN_CONFIG: 'maybe' });
+    expect(result.code).toBe(2);
+    expect(result.err[0]).toMatch(/MERGE_DOMAIN_CONFIG must be true or false, got 'maybe'/);
   });
 
   it.each<[string, string[], RegExp]>([
