@@ -5,7 +5,7 @@ import type { CounterStore, DecideOptions, LimitCheck, LimitOutcome } from './co
 /**
  * Estimated bytes one cache entry holds, for LOCAL_CACHE_SIZE_IN_BYTES: the key's characters
  * (UTF-16, 2 bytes each; the Map holds the key once) plus a fixed part for the Map slot and the
- * entry object (seven fields). An estimate, not a measurement: V8 does not expose object sizes,
+ * entry object (eight fields). An estimate, not a measurement: V8 does not expose object sizes,
  * and the figure errs high so that the budget is a ceiling.
  */
 export const ENTRY_OVERHEAD_BYTES = 96;
@@ -73,13 +73,20 @@ interface Entry {
  * the uncharged hits, so they always go to the store.)
  *
  * All-or-nothing: a request is answered locally only when EVERY one of its checks is cached as
- * rejected. Then the store would reject every check and, having admitted none, charge none (in
- * either counting mode, for the cases cached), so nothing is lost by not calling it; each check
+ * rejected. Then the store would reject every check: without CHARGE_REJECTED_HITS it would charge
+ * nothing; with it, it would charge fixed windows that are over until their end anyway, so the
+ * hits not charged change no decision. Nothing is lost by not calling it; each check
  * is reported rejected with `remaining` 0 (as the reference does) and `resetMs` until its cached
  * retry instant; shadow-mode checks are reported the same way and the service still lets them
  * through. A request with any check not cached goes to the store whole and unchanged, so the
  * outcomes it reports for its other checks are real (one store call, which a rejected request
  * makes charge-free by itself): no partial answers.
+ *
+ * The premise is a store that only takes hits back through its own windows. Two things break it,
+ * and then a cached rejection can outlive the store's: hits taken back early (a request spanning
+ * several cluster slots refunds its reservations, a late reply is refunded), which another
+ * request saw as a full counter; and a token_bucket counter whose store expiry was set while
+ * requests_per_unit was higher (its debt is dropped at the old drain rate).
  *
  * Bounded: an insertion-ordered Map used as an LRU (a hit or a new rejection moves the key to the
  * end), the oldest evicted when over either budget; expired entries are dropped when read.
