@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { errorText, inspectConfigDirectory } from '../config/load';
+import { envFlag } from './env-flag';
 
 export interface CheckConfigIo {
   readonly out: (line: string) => void;
@@ -7,10 +8,6 @@ export interface CheckConfigIo {
 }
 
 const USAGE = 'usage: sluice check-config <dir> [--merge-domain-config] [--ignore-dotfiles]';
-
-// Same spellings as settings/settings.ts, so a value that works for `serve` works here.
-const TRUE_WORDS: ReadonlySet<string> = new Set(['true', '1', 'yes', 'on']);
-const FALSE_WORDS: ReadonlySet<string> = new Set(['false', '0', 'no', 'off']);
 
 /**
  * `sluice check-config <dir>`: validates a config directory offline, like the reference's
@@ -45,8 +42,8 @@ export function runCheckConfig(
     return 2;
   }
 
-  const mergeDomainConfig = values['merge-domain-config'] === true || envFlag(env, 'MERGE_DOMAIN_CONFIG', io);
-  const ignoreDotFiles = values['ignore-dotfiles'] === true || envFlag(env, 'RUNTIME_IGNOREDOTFILES', io);
+  const mergeDomainConfig = values['merge-domain-config'] === true || reportedEnvFlag(env, 'MERGE_DOMAIN_CONFIG', io);
+  const ignoreDotFiles = values['ignore-dotfiles'] === true || reportedEnvFlag(env, 'RUNTIME_IGNOREDOTFILES', io);
   if (mergeDomainConfig === undefined || ignoreDotFiles === undefined) {
     io.err(USAGE);
     return 2;
@@ -68,24 +65,10 @@ export function runCheckConfig(
 }
 
 /** The env flag's value; undefined (after reporting) when it is set to something unrecognisable. */
-function envFlag(
-  env: Readonly<Record<string, string | undefined>>,
-  name: string,
-  io: CheckConfigIo,
-): boolean | undefined {
-  const text = env[name];
-  if (text === undefined || text === '') {
-    return false;
-  }
-  const lower = text.toLowerCase();
-  if (TRUE_WORDS.has(lower)) {
-    return true;
-  }
-  if (FALSE_WORDS.has(lower)) {
-    return false;
-  }
-  io.err(`sluice check-config: ${name} must be true or false, got '${text}'`);
-  return undefined;
+function reportedEnvFlag(env: Readonly<Record<string, string | undefined>>, name: string, io: CheckConfigIo): boolean | undefined {
+  const value = envFlag(env, name);
+  if (value === undefined) io.err(`sluice check-config: ${name} must be true or false, got '${env[name] ?? ''}'`);
+  return value;
 }
 
 function plural(count: number, noun: string): string {

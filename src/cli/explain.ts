@@ -4,6 +4,7 @@ import { errorText, inspectConfigDirectory } from '../config/load';
 import { LoadedRateLimitConfig } from '../config/rate-limit-config';
 import type { DescriptorEntry } from '../config/types';
 import { UsageError, parseDescriptorEntries } from './client';
+import { envFlag } from './env-flag';
 
 export interface ExplainIo {
   readonly out: (line: string) => void;
@@ -17,10 +18,6 @@ export const EXPLAIN_USAGE = [
   '  and why the others do not (each level tried, depth, whitelists, near misses).',
   '  --descriptor  entries split at "," (write "\\," for a comma in a value), key and value at the first "="',
 ].join('\n');
-
-// Same spellings as settings/settings.ts (and check-config), so a value that works for `serve` works here.
-const TRUE_WORDS: ReadonlySet<string> = new Set(['true', '1', 'yes', 'on']);
-const FALSE_WORDS: ReadonlySet<string> = new Set(['false', '0', 'no', 'off']);
 
 /**
  * `sluice explain`: traces descriptors through a config directory, without a server.
@@ -66,8 +63,8 @@ export function runExplain(
     dir = values.config;
     domain = values.domain;
     descriptors = values.descriptor.map(parseDescriptorEntries);
-    mergeDomainConfig = values['merge-domain-config'] === true || envFlag(env, 'MERGE_DOMAIN_CONFIG');
-    ignoreDotFiles = values['ignore-dotfiles'] === true || envFlag(env, 'RUNTIME_IGNOREDOTFILES');
+    mergeDomainConfig = values['merge-domain-config'] === true || flagFromEnv(env, 'MERGE_DOMAIN_CONFIG');
+    ignoreDotFiles = values['ignore-dotfiles'] === true || flagFromEnv(env, 'RUNTIME_IGNOREDOTFILES');
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
     io.err(`sluice explain: ${error.message}`);
@@ -89,12 +86,9 @@ export function runExplain(
   return 0;
 }
 
-/** An environment flag as `serve` reads it: unset or empty is false; anything unrecognised is a usage error. */
-function envFlag(env: Readonly<Record<string, string | undefined>>, name: string): boolean {
-  const text = env[name];
-  if (text === undefined || text === '') return false;
-  const lower = text.toLowerCase();
-  if (TRUE_WORDS.has(lower)) return true;
-  if (FALSE_WORDS.has(lower)) return false;
-  throw new UsageError(`${name} must be true or false, got '${text}'`);
+/** An environment flag as `serve` reads it; anything unrecognised is a usage error. */
+function flagFromEnv(env: Readonly<Record<string, string | undefined>>, name: string): boolean {
+  const value = envFlag(env, name);
+  if (value === undefined) throw new UsageError(`${name} must be true or false, got '${env[name] ?? ''}'`);
+  return value;
 }

@@ -23,17 +23,21 @@ export interface Sourced {
   readonly source: string;
 }
 
+/** true / 1 / yes / on, false / 0 / no / off, any case; undefined for anything else. */
+export function parseBool(text: string): boolean | undefined {
+  const lower = text.toLowerCase();
+  if (['true', '1', 'yes', 'on'].includes(lower)) return true;
+  if (['false', '0', 'no', 'off'].includes(lower)) return false;
+  return undefined;
+}
+
 export function parseValue(spec: SettingSpec, text: string): string | number | boolean | undefined {
   switch (spec.kind) {
     case 'string':
     case 'secret':
       return text;
-    case 'bool': {
-      const lower = text.toLowerCase();
-      if (['true', '1', 'yes', 'on'].includes(lower)) return true;
-      if (['false', '0', 'no', 'off'].includes(lower)) return false;
-      return undefined;
-    }
+    case 'bool':
+      return parseBool(text);
     case 'port': {
       const n = /^\d+$/.test(text) ? Number(text) : NaN;
       return n >= 0 && n <= 65535 ? n : undefined;
