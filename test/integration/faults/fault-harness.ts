@@ -1,6 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import type { ServiceError } from '@grpc/grpc-js';
 import type { RlsClient, WireRequestShape } from '../../support/rls-client';
+import type { StallLog } from '../../support/stall-log';
 
 /**
  * Shared pieces of the fault tests: a config with one rule per failure policy, a load generator
@@ -161,9 +162,17 @@ export function matchesDegraded(record: CallRecord): boolean {
   return want === 'OK or OVER_LIMIT' ? record.answer === 'OK' || record.answer === 'OVER_LIMIT' : record.answer === want;
 }
 
-/** Percentile (0–100) of latencies. */
-export function percentile(records: readonly CallRecord[], p: number): number {
+/**
+ * A call's latency less the stalls of this process during it: the time sluice, which runs in this
+ * process, was free to answer. See test/support/stall-log.ts.
+ */
+export function netLatencyMs(record: CallRecord, stalls: StallLog): number {
+  return record.latencyMs - stalls.stalledMs(record.startedAt, record.startedAt + record.latencyMs);
+}
+
+/** Percentile (0–100) of `latency` over `records`. */
+export function percentile(records: readonly CallRecord[], p: number, latency: (r: CallRecord) => number): number {
   if (records.length === 0) return 0;
-  const sorted = records.map((r) => r.latencyMs).sort((a, b) => a - b);
+  const sorted = records.map(latency).sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }

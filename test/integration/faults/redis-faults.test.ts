@@ -1,4 +1,5 @@
 import { type RedisServer, redisCommand, startRedisServer } from '../../support/redis-server';
+import { type StallLog, watchStalls } from '../../support/stall-log';
 import { type StartedSluice, startTestSluice } from '../../support/start-sluice';
 import {
   BIG_LIMIT,
@@ -8,6 +9,7 @@ import {
   POLICIES,
   call,
   matchesDegraded,
+  netLatencyMs,
   percentile,
   sleep,
   startLoad,
@@ -17,17 +19,37 @@ import {
 
 /**
  * The whole app, in this process, against a redis-server this file starts, while the server is
- * killed, frozen and restarted under load. Every call carries a 100 ms deadline (Envoy's default
- * is 20 ms; the margin absorbs a busy test machine) and must be answered within it, per the
- * rule's `store_failure` policy while Redis is away, and from Redis again once it is back.
+ * killed, frozen and restarted under load. Every call must be answered within 100 ms (Envoy's
+ * default timeout is 20 ms; the margin absorbs a busy test machine), per the rule's
+ * `store_failure` policy while Redis is away, and from Redis again once it is back.
+ *
+ * How "within 100 ms" is measured: the client runs in this same process, so a stall of the
+ * process (a major GC late in a long jest run, or the OS running other jest workers and
+ * redis-servers on the 2 cores) delays the answer's sending and its reading alike, and a call
+ * sluice answered at once looks late. A StallLog records those stalls, and a call's latency less
+ * the stalls during it (netLatencyMs) is what must stay under ANSWER_WITHIN_MS, with no call
+ * excused. This still catches the fault the bound is for, sluice waiting on a dead or frozen
+ * store: a wait on a socket or a timer leaves the event loop free, so it is never recorded as a
+ * stall and counts in full. (Timing calls inside sluice, or from a client in another process,
+ * would not help: sluice runs in this process, and a stall while it waits for Redis' reply lands
+ * in its own answer time as well.)
+ *
+ * The client's own deadline is only a coarse bound (CLIENT_DEADLINE_MS), far above the one
+ * asserted: a call the client gave up on has no answer to check against the policy nor a known
+ * latency, and one that sluice answered (and charged) but the client gave up on after a stall
+ * would make the exact counts below wrong. Sluice sees that deadline too; with REDIS_TIMEOUT well
+ * below it, it only matters if sluice waits on the store past REDIS_TIMEOUT, which then shows as
+ * a call far over ANSWER_WITHIN_MS. (Giving up on the store before a short gRPC deadline has its
+ * own tests in deadline.test.ts.)
  */
 
-const DEADLINE_MS = 100;
+const ANSWER_WITHIN_MS = 100;
+const CLIENT_DEADLINE_MS = 1_000;
 /** Short, so recovery after a fault shows within a test's time. */
 const COOLDOWN = '200ms';
 /**
  * Above the 10 ms default: this machine also runs the load generator and other test files, and a
- * store timeout here would be a test artefact, not a fault. Still well inside DEADLINE_MS.
+ * store timeout here would be a test artefact, not a fault. Still well inside ANSWER_WITHIN_MS.
  */
 const STORE_TIMEOUT = '40ms';
 
@@ -35,6 +57,11 @@ jest.setTimeout(60_000);
 
 let redis: RedisServer | undefined;
 let sluice: StartedSluice | undefined;
+let stalls: StallLog;
+
+beforeEach(() => {
+  stalls = watchStalls();
+});
 
 async function startBoth(env: NodeJS.ProcessEnv = {}, redisArgs: string[] = []): Promise<{ redis: RedisServer; sluice: StartedSluice }> {
   redis = await startRedisServer({ args: redisArgs });
@@ -47,6 +74,7 @@ async function startBoth(env: NodeJS.ProcessEnv = {}, redisArgs: string[] = []):
 }
 
 afterEach(async () => {
+  stalls.stop();
   // Resume a frozen server first, or killing it could wait on nothing.
   try {
     redis?.kill('SIGCONT');
@@ -59,27 +87,29 @@ afterEach(async () => {
   redis = undefined;
 });
 
-/**
- * No call may fail in an unexpected way, whatever Redis does, and calls must be answered within
- * their deadline. The deadline is measured by the client in this same process, so a stall of the
- * test process itself (a major GC late in a long jest run, seen twice in ~15 full runs) can make a
- * call that sluice answered at once look late: up to 1 % of the calls may be late on that account.
- * Waiting on a dead or frozen store would make many calls late, and fails this.
- */
-function expectAllAnsweredInTime(records: readonly CallRecord[]): void {
-  const late = records.filter((r) => r.answer === 'DEADLINE_EXCEEDED' || r.latencyMs >= DEADLINE_MS);
-  const odd = records.filter((r) => r.answer === 'OTHER');
-  expect(odd.map((r) => r.details)).toEqual([]);
-  expect(late.length).toBeLessThanOrEqual(Math.floor(records.length / 100));
+/** A call's latency less this process's stalls during it (see the comment at the top). */
+function net(record: CallRecord): number {
+  return netLatencyMs(record, stalls);
 }
 
 /**
- * A call answered otherwise than its policy says while the store is away. A call the client gave
- * up on (DEADLINE_EXCEEDED) is not counted here: it is late, and lateness has its own bound in
- * expectAllAnsweredInTime (a test-process stall under a full parallel run makes a few such calls).
+ * No call may fail in an unexpected way, whatever Redis does, and every call must be answered
+ * within ANSWER_WITHIN_MS of the time this process was free to answer it (the comment at the top
+ * says why that is the measure, and why it still fails on a wait for the store). A call the
+ * client gave up on is late: it took CLIENT_DEADLINE_MS.
  */
+function expectAllAnsweredInTime(records: readonly CallRecord[]): void {
+  const odd = records.filter((r) => r.answer === 'OTHER');
+  expect(odd.map((r) => r.details)).toEqual([]);
+  const late = records
+    .filter((r) => r.answer === 'DEADLINE_EXCEEDED' || net(r) >= ANSWER_WITHIN_MS)
+    .map((r) => ({ policy: r.policy, answer: r.answer, details: r.details, ms: Math.round(r.latencyMs), netMs: Math.round(net(r)) }));
+  expect({ late: late.length, first: late.slice(0, 5) }).toEqual({ late: 0, first: [] });
+}
+
+/** A call answered otherwise than its policy says while the store is away. */
 function answeredWrongly(record: CallRecord): boolean {
-  return record.answer !== 'DEADLINE_EXCEEDED' && !matchesDegraded(record);
+  return !matchesDegraded(record);
 }
 
 /** The hits counted on Redis for `policy` and each worker id `<prefix>-<w>`, read with check-only calls. */
@@ -110,14 +140,14 @@ async function countedHits(s: StartedSluice, policy: (typeof POLICIES)[number], 
 /** Sends `n` calls for one fresh id, one after the other. */
 async function sequence(s: StartedSluice, policy: (typeof POLICIES)[number], id: string, n: number): Promise<CallRecord[]> {
   const records: CallRecord[] = [];
-  for (let i = 0; i < n; i++) records.push(await call(s.client, policy, id, DEADLINE_MS));
+  for (let i = 0; i < n; i++) records.push(await call(s.client, policy, id, CLIENT_DEADLINE_MS));
   return records;
 }
 
 describe('Redis killed (SIGKILL) mid-load', () => {
-  it('answers every call within its deadline, per each rule policy, without crashing', async () => {
+  it('answers every call within 100 ms, per each rule policy, without crashing', async () => {
     const { redis: server, sluice: app } = await startBoth();
-    const load = startLoad(app.client, { policies: POLICIES, concurrency: 8, deadlineMs: DEADLINE_MS, idPrefix: 'kill' });
+    const load = startLoad(app.client, { policies: POLICIES, concurrency: 8, deadlineMs: CLIENT_DEADLINE_MS, idPrefix: 'kill' });
     await sleep(300);
     const killedAt = performance.now();
     server.kill('SIGKILL');
@@ -150,14 +180,14 @@ describe('Redis killed (SIGKILL) mid-load', () => {
     expect(records.every((r) => r.answer === 'UNAVAILABLE')).toBe(true);
     expect(records[0]!.details).toBe('14: store unavailable: not connected');
     // Far below REDIS_TIMEOUT per call: nothing waits on a dead store.
-    expect(percentile(records, 50)).toBeLessThan(5);
+    expect(percentile(records, 50, net)).toBeLessThan(5);
   });
 });
 
 describe('Redis frozen (SIGSTOP)', () => {
-  it('answers within the deadline, fails fast once the breaker opens, and recovers on SIGCONT', async () => {
+  it('answers within 100 ms, fails fast once the breaker opens, and recovers on SIGCONT', async () => {
     const { redis: server, sluice: app } = await startBoth();
-    const load = startLoad(app.client, { policies: POLICIES, concurrency: 8, deadlineMs: DEADLINE_MS, idPrefix: 'stop' });
+    const load = startLoad(app.client, { policies: POLICIES, concurrency: 8, deadlineMs: CLIENT_DEADLINE_MS, idPrefix: 'stop' });
     await sleep(200);
     const frozenAt = performance.now();
     server.kill('SIGSTOP');
@@ -182,9 +212,11 @@ describe('Redis frozen (SIGSTOP)', () => {
     expect(waited.length).toBeLessThanOrEqual(5 + 8 + cooldowns);
     const settled = frozen.filter((r) => r.startedAt > frozenAt + 100);
     expect(settled.length).toBeGreaterThan(100);
-    // Failing fast costs a gRPC round trip on this busy machine (a few ms), far from the 40 ms timeout.
-    expect(percentile(settled, 50)).toBeLessThan(10);
-    expect(settled.filter((r) => r.latencyMs >= 40).length).toBeLessThanOrEqual(cooldowns + 8);
+    // Failing fast costs a gRPC round trip on this busy machine (a few ms), far from the 40 ms
+    // timeout. Latencies less this process's stalls, as for ANSWER_WITHIN_MS: a wait for the store
+    // is never a stall, so each one still counts here in full.
+    expect(percentile(settled, 50, net)).toBeLessThan(10);
+    expect(settled.filter((r) => net(r) >= 40).length).toBeLessThanOrEqual(cooldowns + 8);
 
     // After SIGCONT and health SERVING: Redis decides again, every call.
     expect(recoveredIn).toBeLessThan(10_000);
@@ -206,7 +238,7 @@ describe('Redis frozen (SIGSTOP)', () => {
 describe('Redis restarted on the same port', () => {
   it('recovers, and no call fails once Redis is up and health says so', async () => {
     const { redis: server, sluice: app } = await startBoth();
-    const load = startLoad(app.client, { policies: ['error'], concurrency: 4, deadlineMs: DEADLINE_MS, idPrefix: 'restart' });
+    const load = startLoad(app.client, { policies: ['error'], concurrency: 4, deadlineMs: CLIENT_DEADLINE_MS, idPrefix: 'restart' });
     await sleep(200);
     server.kill('SIGKILL');
     await sleep(300);
@@ -241,8 +273,8 @@ describe('sluice started while Redis is down', () => {
     expect(performance.now() - started).toBeLessThan(2_000);
     expect(await app.client.health('')).toBe('NOT_SERVING');
     for (const policy of POLICIES) {
-      const record = await call(app.client, policy, 'down', DEADLINE_MS);
-      expect({ policy, ok: matchesDegraded(record), latencyOk: record.latencyMs < DEADLINE_MS }).toEqual({
+      const record = await call(app.client, policy, 'down', CLIENT_DEADLINE_MS);
+      expect({ policy, ok: matchesDegraded(record), latencyOk: net(record) < ANSWER_WITHIN_MS }).toEqual({
         policy,
         ok: true,
         latencyOk: true,
@@ -261,7 +293,7 @@ describe('counts across a kill and restart', () => {
     // Persist every write before it is acknowledged, so the counter survives the kill: whatever
     // Redis confirmed is still there after the restart.
     const { redis: server, sluice: app } = await startBoth({}, ['--appendonly', 'yes', '--appendfsync', 'always']);
-    const load = startLoad(app.client, { policies: ['error'], concurrency: 6, deadlineMs: DEADLINE_MS, idPrefix: 'count', pauseMs: 1 });
+    const load = startLoad(app.client, { policies: ['error'], concurrency: 6, deadlineMs: CLIENT_DEADLINE_MS, idPrefix: 'count', pauseMs: 1 });
     await sleep(400);
     server.kill('SIGKILL');
     await sleep(300);
