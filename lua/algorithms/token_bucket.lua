@@ -8,7 +8,8 @@
   `%`: Lua 5.1's `%` is a - floor(a/b)*b, which can round; fmod is exact, as JS `%` is.
 
   State (one hash): t = epoch ms of the last charge (never decreases); d = the debt at t, in units
-  (0 = full bucket).
+  (0 = full bucket); l = the limit d was charged under (missing in states from before: 0, taken
+  as the current limit).
 ]]
 
 -- ceil(x / divisor) for integers x >= 0, divisor > 0 (0 when x is 0).
@@ -50,9 +51,14 @@ local function token_bucket_evaluate(state, check, now_ms, charge_rejected)
     if state.t > now then
       now = state.t
     end
+    -- After a reload changed the limit: the lesser of the hits owed and the time left to drain.
+    local owed = state.d
+    if state.l > 0 and state.l ~= limit then
+      owed = math.min(state.d, token_bucket_ceil_div(state.d, state.l) * limit)
+    end
     local drained = (now - state.t) * limit
-    if drained < state.d then
-      debt = state.d - drained
+    if drained < owed then
+      debt = owed - drained
     end
   end
 
@@ -84,7 +90,7 @@ local function token_bucket_evaluate(state, check, now_ms, charge_rejected)
     if not ev.admitted then
       stored = math.min(after, ceiling)
     end
-    ev.next = { t = now, d = stored }
+    ev.next = { t = now, d = stored, l = limit }
     ev.expires_at = now + token_bucket_ceil_div(stored, limit)
     if ev.admitted then
       ev.charged_remaining = token_bucket_whole_tokens(capacity - stored, window_ms)
@@ -107,7 +113,7 @@ local function token_bucket_evaluate(state, check, now_ms, charge_rejected)
   ev.admitted = need <= burst and debt + need * window_ms <= capacity
   -- Only used when admitted (then hits <= burst and the product is exact).
   local after = debt + check.hits * window_ms
-  ev.next = { t = now, d = after }
+  ev.next = { t = now, d = after, l = limit }
   ev.expires_at = now + token_bucket_ceil_div(after, limit)
   ev.charged_remaining = token_bucket_whole_tokens(capacity - after, window_ms)
   ev.charged_reset = until_full(after)
@@ -137,10 +143,10 @@ local function token_bucket_refund(state, window, hits, check)
   if amount <= 0 then
     return nil
   end
-  return { t = state.t, d = math.max(0, state.d - amount) }
+  return { t = state.t, d = math.max(0, state.d - amount), l = state.l }
 end
 
-local token_bucket_load, token_bucket_store = hash_storage({ 't', 'd' })
+local token_bucket_load, token_bucket_store = hash_storage({ 't', 'd', 'l' })
 
 ALGORITHMS['token_bucket'] = {
   load = token_bucket_load,

@@ -82,11 +82,12 @@ interface Entry {
  * outcomes it reports for its other checks are real (one store call, which a rejected request
  * makes charge-free by itself): no partial answers.
  *
- * The premise is a store that only takes hits back through its own windows. Two things break it,
- * and then a cached rejection can outlive the store's: hits taken back early (a request spanning
- * several cluster slots refunds its reservations, a late reply is refunded), which another
- * request saw as a full counter; and a token_bucket counter whose store expiry was set while
- * requests_per_unit was higher (its debt is dropped at the old drain rate).
+ * The premise is a store that only takes hits back through its own windows. Hits taken back
+ * early break it, and then a cached rejection can outlive the store's: a request spanning several
+ * cluster slots refunds its reservations, a late reply is refunded, and another request saw the
+ * counter full meanwhile (an under-admission the cluster already accepts, stretched here to the
+ * cached retry time). A reload that lowers a token_bucket's limit does not: the bucket then owes
+ * at most the time it had left, which is also when its counter expires.
  *
  * Bounded: an insertion-ordered Map used as an LRU (a hit or a new rejection moves the key to the
  * end), the oldest evicted when over either budget; expired entries are dropped when read.

@@ -353,6 +353,22 @@ export function describeCounterStore(
         expect(await one(check('a', B, 6, 0))).toEqual({ admitted: true, remaining: 2, resetMs: 35_000 });
       });
 
+      it('after a reload changes the limit, counts the lesser of the hits owed and the time they had left to drain', async () => {
+        // 6 a minute, all 6 taken at 0 s: full again at 60 s.
+        await one(check('a', B, 6, 6));
+        await one(check('b', B, 6, 6));
+        at(10_000);
+        // Lowered to 2 a minute: the 50 s the bucket still needed, at the new rate (not 6 hits at 2 a
+        // minute, 3 minutes), so one hit fits at 30 s, within the time the counter lives anyway.
+        expect(await one(check('a', B, 2, 1))).toEqual({ admitted: false, remaining: 0, resetMs: 20_000 });
+        // Raised to 60 a minute: the 6 hits owed drained in 6 s; the bucket is full.
+        expect(await one(check('b', B, 60, 0))).toEqual({ admitted: true, remaining: 60, resetMs: 0 });
+        at(29_999);
+        expect(await one(check('a', B, 2, 1))).toEqual({ admitted: false, remaining: 0, resetMs: 1 });
+        at(30_000);
+        expect(await one(check('a', B, 2, 1))).toEqual({ admitted: true, remaining: 0, resetMs: MINUTE });
+      });
+
       it('holds at most burst hits, smaller or larger than the limit', async () => {
         const small = { burst: 2 };
         expect(await one(check('a', B, 6, 2, small))).toEqual({ admitted: true, remaining: 0, resetMs: 20_000 });

@@ -15,6 +15,8 @@ export interface TokenBucketState {
   readonly t: number;
   /** Debt at `t`, in units (0 = a full bucket). */
   readonly d: number;
+  /** The limit `d` was charged under (units drained per ms); 0 when not known (a state from before). */
+  readonly l: number;
 }
 
 /**
@@ -31,7 +33,11 @@ export interface TokenBucketState {
  *   never shrinks;
  * - with chargeRejectedHits every hit is charged, over-limit ones too (so a client that keeps
  *   sending at the refill rate while over stays over), but the debt never goes more than one hit
- *   past the bucket: a client that stops is back within (1 + hits) refill intervals.
+ *   past the bucket: a client that stops is back within (1 + hits) refill intervals;
+ * - after a reload changed requests_per_unit, the debt counts as the lesser of the hits it holds
+ *   and the time it had left to drain, both at the new rate: a lowered limit never makes a client
+ *   wait longer than its bucket needed under the old one (which is also when the stored counter
+ *   expires), and a raised one never takes tokens the client already had.
  *
  * The Lua twin (lua/algorithms/token_bucket.lua) performs the same operations in the same order.
  */
@@ -47,8 +53,9 @@ export const tokenBucket: Algorithm<TokenBucketState> = {
     let debt = 0;
     if (state !== undefined) {
       if (state.t > now) now = state.t;
+      const owed = state.l > 0 && state.l !== limit ? Math.min(state.d, ceilDiv(state.d, state.l) * limit) : state.d;
       const drained = (now - state.t) * limit;
-      debt = drained >= state.d ? 0 : state.d - drained;
+      debt = drained >= owed ? 0 : owed - drained;
     }
     // Until the bucket is full again, from the caller's clock.
     const untilFull = (d: number): number => (d > 0 ? now + ceilDiv(d, limit) - nowMs : 0);
@@ -68,7 +75,7 @@ export const tokenBucket: Algorithm<TokenBucketState> = {
         // Over: until one more hit fits.
         resetMs: admitted ? untilFull(stored) : burst < 1 ? windowMs : untilRoom(stored, capacity - windowMs),
       };
-      return { admitted, next: { t: now, d: stored }, nextExpiresAtMs: now + ceilDiv(stored, limit), charged: outcome, uncharged: outcome };
+      return { admitted, next: { t: now, d: stored, l: limit }, nextExpiresAtMs: now + ceilDiv(stored, limit), charged: outcome, uncharged: outcome };
     }
 
     const need = hitsToAdmit(check);
@@ -77,7 +84,7 @@ export const tokenBucket: Algorithm<TokenBucketState> = {
     const after = debt + check.hits * windowMs;
     return {
       admitted,
-      next: { t: now, d: after },
+      next: { t: now, d: after, l: limit },
       nextExpiresAtMs: now + ceilDiv(after, limit),
       charged: { admitted, remaining: tokens(after), resetMs: untilFull(after) },
       uncharged: admitted

@@ -350,7 +350,7 @@ const decideCases: ScriptCase[] = [
     argv: [T0, 0, ...chk(G, 6, 1)],
     //        now charged admitted remaining reset  uncharged: remaining reset window (the instant)
     expected: [T0, 1, 1, 5, 10_000, 6, 0, T0],
-    state: { a: { t: String(T0), d: '60000' } },
+    state: { a: { t: String(T0), d: '60000', l: '6' } },
     pttl: { a: 10_000 },
   },
   {
@@ -362,11 +362,21 @@ const decideCases: ScriptCase[] = [
     state: { a: { t: String(T0 - 5_000), d: '360000' } },
   },
   {
+    name: 'bucket: after a reload lowered the limit, the debt owes only the time it had left to drain',
+    setup: { a: { t: String(T0 - 10_000), d: '360000', l: '6' } },
+    keys: ['a'],
+    // 6 hits charged at 6 a minute, full at T0 + 50 s; now 2 a minute: 50 s × 2 = 100000 units owed,
+    // so one hit (60000 of a 120000 bucket) fits in 20 s, not after 6 hits at 2 a minute.
+    argv: [T0, 0, ...chk(G, 2, 1)],
+    expected: [T0, 0, 0, 0, 20_000, 0, 20_000, T0],
+    state: { a: { t: String(T0 - 10_000), d: '360000', l: '6' } },
+  },
+  {
     name: 'bucket: the burst comes from the sixth argument',
     keys: ['a'],
     argv: [T0, 0, ...chk(G, 6, 2, 1, W, 2)],
     expected: [T0, 1, 1, 0, 20_000, 2, 0, T0],
-    state: { a: { t: String(T0), d: '120000' } },
+    state: { a: { t: String(T0), d: '120000', l: '6' } },
   },
   {
     name: 'bucket: a cost above the burst is rejected with a one-window retry',
@@ -389,7 +399,7 @@ const decideCases: ScriptCase[] = [
     keys: ['a'],
     argv: [T0, 1, ...chk(G, 1, 3)],
     expected: [T0, 1, 0, 0, 2 * W, 0, 2 * W, T0],
-    state: { a: { t: String(T0), d: '120000' } },
+    state: { a: { t: String(T0), d: '120000', l: '1' } },
   },
   {
     name: 'bucket: a limit of 0 rejects everything, whatever the burst',
@@ -495,20 +505,20 @@ const refundCases: ScriptCase[] = [
   },
   {
     name: 'bucket: takes back the whole charge when nothing charged the bucket since',
-    setup: { a: { t: String(T0), d: '180000' } },
+    setup: { a: { t: String(T0), d: '180000', l: '6' } },
     keys: ['a'],
     argv: ref(G, T0, 2, 6),
     expected: 1,
-    state: { a: { t: String(T0), d: '60000' } },
+    state: { a: { t: String(T0), d: '60000', l: '6' } },
   },
   {
     name: 'bucket: takes back only what of the charge has not drained when the bucket was charged later',
-    setup: { a: { t: String(T0 + 5_000), d: '200000' } },
+    setup: { a: { t: String(T0 + 5_000), d: '200000', l: '6' } },
     keys: ['a'],
     // 2 hits = 120000 units, of which 5000 ms × 6 = 30000 have drained since.
     argv: ref(G, T0, 2, 6),
     expected: 1,
-    state: { a: { t: String(T0 + 5_000), d: '110000' } },
+    state: { a: { t: String(T0 + 5_000), d: '110000', l: '6' } },
   },
   {
     name: 'bucket: nothing once the charge has drained',
@@ -625,8 +635,8 @@ describe('Lua scripts on a real Redis', () => {
     // the key version in counter-key.ts if the stored state changes shape.
     it('pins the SHA1 of each assembled script', () => {
       expect({ decide: scripts.decide.sha1, refund: scripts.refund.sha1 }).toEqual({
-        decide: 'ae079b466ae993f3d531a96523a7250d92ec687a',
-        refund: 'fa538eb7bff332fff31b597800dc623dd1c7ebb0',
+        decide: 'd1f8577ca21277eecac6065f2ce1cb74ede9798d',
+        refund: 'a3ff8e2d5e79d2848df9b9fccde08dd87215e6b4',
       });
       expect(createHash('sha1').update(scripts.decide.text).digest('hex')).toBe(scripts.decide.sha1);
     });
