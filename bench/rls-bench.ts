@@ -291,46 +291,32 @@ async function main(): Promise<void> {
     }
   }
 
-  // Latency at a fixed rate every target sustains: what a call costs when nothing queues.
-  lines.push('');
-  lines.push(`At a fixed ${RATE} req/s (open loop):`);
-  lines.push('');
-  lines.push('| target | descriptors | p50 ms | × noop | p99 ms | × noop | gRPC errors |');
-  lines.push('|---|---|---|---|---|---|---|');
-  for (const d of [1, 4] as const) {
-    const base = results.get(`noop grpc-js|${d}|rate`)!;
-    const baseP50 = median(base.map((m) => m.p50Ms));
-    const baseP99 = median(base.map((m) => m.p99Ms));
-    for (const target of targets) {
-      const ms = results.get(`${target.name}|${d}|rate`)!;
-      const p50 = median(ms.map((m) => m.p50Ms));
-      const p99 = median(ms.map((m) => m.p99Ms));
-      const grpcErrors = ms.every((m) => m.grpcErrors === undefined) ? 'n/a' : String(ms.reduce((sum, m) => sum + (m.grpcErrors ?? 0), 0));
-      lines.push(`| ${target.name} | ${d} | ${p50.toFixed(2)} | ${(p50 / baseP50).toFixed(2)} | ${p99.toFixed(2)} | ${(p99 / baseP99).toFixed(2)} | ${grpcErrors} |`);
+  // p50 / p99 of one load shape, as ratios to noop and (µs) on top of it, per target.
+  const latencyTable = (title: string, shape: 'rate' | 'serial'): void => {
+    lines.push('', title, '');
+    lines.push('| target | descriptors | p50 ms | × noop | + noop µs | p99 ms | × noop | gRPC errors |');
+    lines.push('|---|---|---|---|---|---|---|---|');
+    for (const d of [1, 4] as const) {
+      const base = results.get(`noop grpc-js|${d}|${shape}`)!;
+      const baseP50 = median(base.map((m) => m.p50Ms));
+      const baseP99 = median(base.map((m) => m.p99Ms));
+      for (const target of targets) {
+        const ms = results.get(`${target.name}|${d}|${shape}`)!;
+        const p50 = median(ms.map((m) => m.p50Ms));
+        const p99 = median(ms.map((m) => m.p99Ms));
+        const grpcErrors = ms.every((m) => m.grpcErrors === undefined) ? 'n/a' : String(ms.reduce((sum, m) => sum + (m.grpcErrors ?? 0), 0));
+        lines.push(
+          `| ${target.name} | ${d} | ${p50.toFixed(3)} | ${(p50 / baseP50).toFixed(2)} | ${((p50 - baseP50) * 1000).toFixed(0)} | ` +
+            `${p99.toFixed(3)} | ${(p99 / baseP99).toFixed(2)} | ${grpcErrors} |`,
+        );
+      }
     }
-  }
-
-  // One call at a time: what a call itself costs. h2load's --rps sends each tick's calls together,
-  // so the fixed-rate table above still queues a little, and per-call CPU shows up multiplied there.
-  lines.push('');
-  lines.push('One call at a time (h2load -c 1 -m 1):');
-  lines.push('');
-  lines.push('| target | descriptors | p50 ms | × noop | + noop µs | p99 ms | × noop | gRPC errors |');
-  lines.push('|---|---|---|---|---|---|---|---|');
-  for (const d of [1, 4] as const) {
-    const base = results.get(`noop grpc-js|${d}|serial`)!;
-    const baseP50 = median(base.map((m) => m.p50Ms));
-    const baseP99 = median(base.map((m) => m.p99Ms));
-    for (const target of targets) {
-      const ms = results.get(`${target.name}|${d}|serial`)!;
-      const p50 = median(ms.map((m) => m.p50Ms));
-      const p99 = median(ms.map((m) => m.p99Ms));
-      const grpcErrors = ms.every((m) => m.grpcErrors === undefined) ? 'n/a' : String(ms.reduce((sum, m) => sum + (m.grpcErrors ?? 0), 0));
-      lines.push(
-        `| ${target.name} | ${d} | ${p50.toFixed(3)} | ${(p50 / baseP50).toFixed(2)} | ${((p50 - baseP50) * 1000).toFixed(0)} | ${p99.toFixed(3)} | ${(p99 / baseP99).toFixed(2)} | ${grpcErrors} |`,
-      );
-    }
-  }
+  };
+  // A fixed rate every target sustains. h2load's --rps sends each tick's calls together, so calls
+  // still queue behind their burst there, and per-call CPU shows up multiplied.
+  latencyTable(`At a fixed ${RATE} req/s (open loop):`, 'rate');
+  // One call at a time: what a call itself costs, nothing queued anywhere.
+  latencyTable('One call at a time (h2load -c 1 -m 1):', 'serial');
 
   // Redis CPU per decision: server-side script time from INFO commandstats, per algorithm.
   lines.push('');
