@@ -1,10 +1,10 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { createGrpcClient, healthCheckMethod, shouldRateLimitMethod, unaryCall, type WireRequestShape } from '../src/server/proto';
+import { startRedisServer } from '../test/support/redis-server';
 
 /**
  * `npm run bench`: requests/s and latency of sluice against a do-nothing grpc-js server measured
@@ -46,17 +46,6 @@ interface Measurement {
   readonly p99Ms: number;
   readonly errors: number;
   readonly calls: number;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
 }
 
 /** Starts a target and resolves with its gRPC and debug ports, read from its startup log line. */
@@ -229,16 +218,8 @@ async function main(): Promise<void> {
     '--debug-host', '127.0.0.1', '--grpc-port', '0', '--port', '0', '--debug-port', '0',
   ];
 
-  const redisPort = await freePort();
-  const redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-  for (let tries = 0; ; tries++) {
-    try {
-      if (redisCli(redisPort, 'PING').trim() === 'PONG') break;
-    } catch {
-      if (tries > 50) throw new Error('redis-server did not start');
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const redis = await startRedisServer();
+  const redisPort = redis.port;
 
   const targets: Target[] = [
     { name: 'noop grpc-js', command: [node, path.join(ROOT, 'dist/bench/noop-server.js')] },
@@ -341,7 +322,7 @@ async function main(): Promise<void> {
     }
     await stop(child);
   }
-  redis.kill('SIGTERM');
+  await redis.stop();
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 

@@ -1,12 +1,10 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import * as net from 'node:net';
 import { Redis } from 'ioredis';
 import type { AlgorithmName, LimitSpec } from '../../src/config/types';
 import { counterKey } from '../../src/limiter/counter-key';
-import { silentLogger } from '../../src/logging/logger';
 import type { CounterStore, LimitCheck } from '../../src/store/counter-store';
-import { createRedisStore } from '../../src/store/redis/redis-store';
-import { type Clock, ManualClock } from '../../src/util/clock';
+import { ManualClock } from '../../src/util/clock';
+import { availableStore, singleOptions } from '../../test/integration/redis/helpers';
+import { startRedisServer } from '../../test/support/redis-server';
 
 /**
  * Redis cost of each algorithm, measured on a redis-server this process starts (no persistence,
@@ -59,53 +57,6 @@ function keyOf(identity: number, limit: LimitSpec): string {
   const client = `client-${String(identity % 1000).padStart(5, '0')}`;
   const user = `user-${String(identity).padStart(6, '0')}`;
   return counterKey('', 'oauth2', [{ key: 'client_id', value: client }, { key: 'user_id', value: user }], limit);
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
-
-async function startRedis(): Promise<{ child: ChildProcess; port: number; client: Redis }> {
-  const port = await freePort();
-  const child = spawn(
-    process.env['REDIS_SERVER_BIN'] ?? 'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-    { stdio: 'ignore' },
-  );
-  const client = new Redis({ host: '127.0.0.1', port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => 50 });
-  // Refused connections while the server starts are expected; the loop below retries.
-  client.on('error', () => undefined);
-  for (let tries = 0; ; tries++) {
-    try {
-      await client.connect();
-      await client.ping();
-      return { child, port, client };
-    } catch (err) {
-      if (tries > 100) throw new Error(`redis-server did not start on port ${port}`, { cause: err });
-      client.disconnect();
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-}
-
-async function availableStore(port: number, clock: Clock | undefined): Promise<CounterStore> {
-  const store = createRedisStore(
-    { type: 'single', nodes: [{ host: '127.0.0.1', port }], commandTimeoutMs: 5_000, keyPrefix: '', ...(clock && { clock }) },
-    silentLogger(),
-  );
-  const started = Date.now();
-  while (!store.isAvailable()) {
-    if (Date.now() - started > 10_000) throw new Error('redis store not available');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return store;
 }
 
 /** usec per script call since the last CONFIG RESETSTAT (EVALSHA plus any EVAL after NOSCRIPT). */
@@ -186,7 +137,8 @@ const FULL_LOG: Load = { identities: 500, rounds: 128, roundMs: 100 };
 const FULL_SUB_WINDOWS: Load = { identities: 500, rounds: 62, roundMs: 1_000 };
 
 export async function measureRedisCost(): Promise<RedisCost> {
-  const { child, port, client } = await startRedis();
+  const server = await startRedisServer();
+  const client = new Redis({ host: server.host, port: server.port });
   try {
     const info = await client.info('server');
     const redisVersion = /^redis_version:(\S+)/m.exec(info)![1]!;
@@ -203,7 +155,7 @@ export async function measureRedisCost(): Promise<RedisCost> {
     ): Promise<{ keysBytes: number }> => {
       await client.flushall();
       const clock = useRedisTime ? undefined : new ManualClock(28_000_000 * WINDOW_MS);
-      const store = await availableStore(port, clock);
+      const store = await availableStore(singleOptions(server, { commandTimeoutMs: 5_000 }), clock);
       try {
         // Warm up: the script is loaded, connections are open.
         await store.decide(checksOf(load.identities + 1), { chargeRejectedHits: false });
@@ -277,6 +229,6 @@ export async function measureRedisCost(): Promise<RedisCost> {
     return { redisVersion, keyLength: keyOf(0, limitOf('sliding_window')).length, cpu, memory };
   } finally {
     client.disconnect();
-    child.kill('SIGTERM');
+    await server.stop();
   }
 }
