@@ -112,6 +112,14 @@ export interface MatchedLimit {
   readonly counterEntries: readonly DescriptorEntry[];
 }
 
+/**
+ * Every rule a match decides (and whose `replaces` count): all items of a `rate_limits:` node, or
+ * its one rule. Reading only `rule` would miss the later items.
+ */
+export function rulesOf(match: MatchedLimit): readonly LimitRule[] {
+  return match.rules ?? [match.rule];
+}
+
 /** A loaded, validated, immutable configuration. */
 export interface RateLimitConfig {
   hasDomain(domain: string): boolean;

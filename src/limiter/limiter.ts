@@ -1,4 +1,4 @@
-import type { LimitRule, LimitSpec, MatchedLimit } from '../config/types';
+import { type LimitRule, type LimitSpec, type MatchedLimit, rulesOf } from '../config/types';
 import type { CounterStore, LimitCheck, LimitOutcome } from '../store/counter-store';
 import { counterKey } from './counter-key';
 
@@ -67,7 +67,7 @@ export class Limiter {
     plans.forEach((plan, i) => {
       const match = plan.match;
       if (match === undefined) return;
-      for (const rule of match.rules ?? [match.rule]) {
+      for (const rule of rulesOf(match)) {
         if (rule.name !== undefined && replaced.has(rule.name)) continue;
         const limit = rule.limit;
         if (limit === undefined) {
@@ -134,8 +134,7 @@ function replacedNames(plans: readonly DescriptorPlan[]): ReadonlySet<string> {
   const names = new Set<string>();
   for (const plan of plans) {
     if (plan.match === undefined) continue;
-    // Every item of a `rate_limits:` node may replace names, not only the first.
-    for (const rule of plan.match.rules ?? [plan.match.rule]) {
+    for (const rule of rulesOf(plan.match)) {
       for (const name of rule.replaces) names.add(name);
     }
   }
