@@ -1,11 +1,11 @@
-import { isMap, isSeq, parseDocument, type YAMLMap } from 'yaml';
+import { isMap, parseDocument, type YAMLMap } from 'yaml';
 import { BOTH_RATE_LIMITS, CHECK_FAILED, DESCRIPTOR_KEYS, EMPTY_DOMAIN, EMPTY_KEY, TOP_LEVEL_KEYS } from './config-schema';
 import type { FileSetBuilder } from './file-set-builder';
 import { DescriptorLevel, DescriptorNode, WildcardPattern } from './rate-limit-config';
 import { RateLimitReader, type RuleContext } from './rate-limit-reader';
 import { YamlFieldReader } from './yaml-field-reader';
 import type { ConfigProblem } from './types';
-import { INVALID, YAML_OPTIONS, describeNode, describeYamlError, isEmpty, type Field } from './yaml-nodes';
+import { INVALID, YAML_OPTIONS, describeYamlError, isEmpty, type Field } from './yaml-nodes';
 
 /** Validates one file into the shared set, appending problems; never throws on bad input. */
 export class FileParser {
@@ -61,27 +61,16 @@ export class FileParser {
     domain: string,
     ancestors: Set<YAMLMap>,
   ): void {
-    if (field === undefined || isEmpty(field.node)) {
-      return;
-    }
-    if (!isSeq(field.node)) {
-      this.yaml.report(field.path, CHECK_FAILED);
-      return;
-    }
-    field.node.items.forEach((item, index) => {
-      const itemPath = `${field.path}[${index}]`;
-      const node = this.yaml.resolve(item);
-      if (!isMap(node)) {
-        this.yaml.report(itemPath, `config error, yaml file contains list of type other than map: ${describeNode(node)}`);
-      } else if (ancestors.has(node)) {
+    for (const { node, path } of this.yaml.mapItems(field)) {
+      if (ancestors.has(node)) {
         // An alias to an enclosing descriptor would describe an infinitely deep tree.
-        this.yaml.report(itemPath, CHECK_FAILED);
+        this.yaml.report(path, CHECK_FAILED);
       } else {
         ancestors.add(node);
-        this.readDescriptor(node, itemPath, level, parentId, domain, ancestors);
+        this.readDescriptor(node, path, level, parentId, domain, ancestors);
         ancestors.delete(node);
       }
-    });
+    }
   }
 
   private readDescriptor(

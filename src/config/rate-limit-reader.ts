@@ -26,7 +26,7 @@ import {
 } from './config-schema';
 import { SLIDING_LOG_MAX_REQUESTS, UNIT_SECONDS, type AlgorithmName, type LimitRule, type LimitSpec, type Unit } from './types';
 import type { YamlFieldReader } from './yaml-field-reader';
-import { INVALID, childPath, describeNode, isEmpty, type Field } from './yaml-nodes';
+import { INVALID, childPath, isEmpty, type Field } from './yaml-nodes';
 
 /** What a `rate_limit` block's node inherits from its descriptor. */
 export interface RuleContext {
@@ -99,27 +99,14 @@ export class RateLimitReader {
    * (`counterVariant`).
    */
   readRateLimits(field: Field | undefined, context: RuleContext): LimitRule[] {
-    if (field === undefined || isEmpty(field.node)) {
-      return [];
-    }
-    if (!isSeq(field.node)) {
-      this.yaml.report(field.path, CHECK_FAILED);
-      return [];
-    }
-    if (field.node.items.length === 0) {
+    if (field !== undefined && isSeq(field.node) && field.node.items.length === 0) {
       this.yaml.report(field.path, RATE_LIMITS_EMPTY);
       return [];
     }
     const items: { readonly fields: Map<string, Field>; readonly path: string; readonly index: number; readonly name: string | undefined }[] = [];
     const names = new Set<string>();
-    field.node.items.forEach((item, index) => {
-      const itemPath = `${field.path}[${index}]`;
-      const node = this.yaml.resolve(item);
-      if (!isMap(node)) {
-        this.yaml.report(itemPath, `config error, yaml file contains list of type other than map: ${describeNode(node)}`);
-        return;
-      }
-      const fields = this.yaml.readMap(node, itemPath, RATE_LIMIT_KEYS);
+    for (const { node, path, index } of this.yaml.mapItems(field)) {
+      const fields = this.yaml.readMap(node, path, RATE_LIMIT_KEYS);
       const nameField = fields.get('name');
       const name = this.yaml.readString(nameField);
       const ownName = typeof name === 'string' && name !== '' ? name : undefined;
@@ -129,8 +116,8 @@ export class RateLimitReader {
         }
         names.add(ownName);
       }
-      items.push({ fields, path: itemPath, index, name: ownName });
-    });
+      items.push({ fields, path, index, name: ownName });
+    }
 
     const rules: LimitRule[] = [];
     const sameCounter = new Map<string, number>();
@@ -300,32 +287,19 @@ export class RateLimitReader {
   /** `ownNames`: the names of the node's own limits, which it may not replace. */
   private readReplaces(field: Field | undefined, ownNames: ReadonlySet<string>): string[] {
     const names: string[] = [];
-    if (field === undefined || isEmpty(field.node)) {
-      return names;
-    }
-    if (!isSeq(field.node)) {
-      this.yaml.report(field.path, CHECK_FAILED);
-      return names;
-    }
-    field.node.items.forEach((item, index) => {
-      const itemPath = `${field.path}[${index}]`;
-      const node = this.yaml.resolve(item);
-      if (!isMap(node)) {
-        this.yaml.report(itemPath, `config error, yaml file contains list of type other than map: ${describeNode(node)}`);
-        return;
-      }
-      const name = this.yaml.readString(this.yaml.readMap(node, itemPath, REPLACES_KEYS).get('name'));
+    for (const { node, path } of this.yaml.mapItems(field)) {
+      const name = this.yaml.readString(this.yaml.readMap(node, path, REPLACES_KEYS).get('name'));
       if (name === INVALID) {
-        return;
+        continue;
       }
       if (name === undefined || name === '') {
-        this.yaml.report(itemPath, REPLACES_EMPTY);
+        this.yaml.report(path, REPLACES_EMPTY);
       } else if (ownNames.has(name)) {
-        this.yaml.report(itemPath, REPLACES_SELF);
+        this.yaml.report(path, REPLACES_SELF);
       } else {
         names.push(name);
       }
-    });
+    }
     return names;
   }
 }

@@ -73,6 +73,31 @@ export class YamlFieldReader {
     }
   }
 
+  /**
+   * The map items of a list field, each with its path and index: the reference's lists of
+   * descriptors, `rate_limits` and `replaces`. A field that is not a list is reported; an item that
+   * is not a map is reported when reached and skipped, so problems keep the file's order. Absent or
+   * null: no items.
+   */
+  *mapItems(field: Field | undefined): Generator<{ readonly node: YAMLMap; readonly path: string; readonly index: number }> {
+    if (field === undefined || isEmpty(field.node)) {
+      return;
+    }
+    if (!isSeq(field.node)) {
+      this.report(field.path, CHECK_FAILED);
+      return;
+    }
+    for (const [index, item] of field.node.items.entries()) {
+      const path = `${field.path}[${index}]`;
+      const node = this.resolve(item);
+      if (isMap(node)) {
+        yield { node, path, index };
+      } else {
+        this.report(path, `config error, yaml file contains list of type other than map: ${describeNode(node)}`);
+      }
+    }
+  }
+
   /** A string leaf. Numbers and booleans count as their source text, as go-yaml does for string fields. */
   readString(field: Field | undefined): string | undefined | Invalid {
     if (field === undefined || isEmpty(field.node)) {
