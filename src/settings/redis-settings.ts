@@ -1,5 +1,5 @@
 import type { RedisNode, RedisStoreOptions } from '../store/redis/options';
-import type { Sourced } from './values';
+import { type Sourced, readSettingFile } from './values';
 
 // Redis: REDIS_URL and its companions → the Redis store's connection options.
 
@@ -126,17 +126,7 @@ export function parseRedisSettings(
 
   let tls: RedisConnectionSettings['tls'];
   if (input.tls || fromUrl.tls) {
-    const read = (file: Sourced): string | undefined => {
-      if (file.value === '') return undefined;
-      try {
-        return io.readFile(file.value);
-      } catch (err) {
-        // The errno code says it all (ENOENT, EACCES); the message would repeat the path.
-        const { code, message } = err as { code?: unknown; message?: unknown };
-        report(file.source, `cannot read '${file.value}': ${String(code ?? message ?? err)}`);
-        return undefined;
-      }
-    };
+    const read = (file: Sourced): string | undefined => readSettingFile(file, (path) => io.readFile(path), problems);
     const ca = read(input.caFile);
     const cert = read(input.certFile);
     const key = read(input.keyFile);

@@ -1,5 +1,5 @@
 import * as tls from 'node:tls';
-import type { Sourced } from './values';
+import { type Sourced, readSettingFile } from './values';
 
 // gRPC server TLS: GRPC_SERVER_USE_TLS and its companions → certificates for the server.
 
@@ -73,17 +73,8 @@ export function parseGrpcTlsSettings(
     return undefined;
   }
   const read = (file: Sourced, required: boolean): Buffer | undefined => {
-    if (file.value === '') {
-      if (required) problems.push(`${file.source}: required when GRPC_SERVER_USE_TLS is true`);
-      return undefined;
-    }
-    try {
-      return io.readFile(file.value);
-    } catch (err) {
-      const { code, message } = err as { code?: unknown; message?: unknown };
-      problems.push(`${file.source}: cannot read '${file.value}': ${String(code ?? message ?? err)}`);
-      return undefined;
-    }
+    if (file.value === '' && required) problems.push(`${file.source}: required when GRPC_SERVER_USE_TLS is true`);
+    return readSettingFile(file, (path) => io.readFile(path), problems);
   };
   const certChain = read(input.cert, true);
   const privateKey = read(input.key, true);

@@ -23,6 +23,22 @@ export interface Sourced {
   readonly source: string;
 }
 
+/**
+ * The content of the file a setting names, or undefined when the setting is empty or the file
+ * cannot be read (reported as `<source>: cannot read '<path>': <errno code>`).
+ */
+export function readSettingFile<T>(file: Sourced, readFile: (path: string) => T, problems: string[]): T | undefined {
+  if (file.value === '') return undefined;
+  try {
+    return readFile(file.value);
+  } catch (err) {
+    // The errno code says it all (ENOENT, EACCES); the message would repeat the path.
+    const { code, message } = err as { code?: unknown; message?: unknown };
+    problems.push(`${file.source}: cannot read '${file.value}': ${String(code ?? message ?? err)}`);
+    return undefined;
+  }
+}
+
 /** true / 1 / yes / on, false / 0 / no / off, any case; undefined for anything else. */
 export function parseBool(text: string): boolean | undefined {
   const lower = text.toLowerCase();
