@@ -85,6 +85,7 @@ export async function startSluice(settings: Settings, deps: AppDependencies): Pr
     shadowMode: settings.shadowMode,
     ...(settings.responseHeaders !== undefined && { responseHeaders: settings.responseHeaders }),
     metrics,
+    maxDescriptorsInFlight: settings.maxDescriptorsInFlight,
     caps: {
       maxDescriptors: settings.maxDescriptors,
       maxEntries: settings.maxEntries,
@@ -212,17 +213,15 @@ export async function startSluice(settings: Settings, deps: AppDependencies): Pr
   };
 }
 
-/** How long the Redis client keeps waiting for a reply after the resilient layer gave up on it. */
-const LATE_REPLY_WINDOW_MS = 2_000;
-
 /**
  * The counter store the settings ask for, with health wired to it.
  *
  * No REDIS_URL: the memory store, always ready. REDIS_URL: the Redis store behind the resilient
- * layer (timeouts, circuit breaker, failure policy, a local limiter on the app's clock for
+ * layer (deadlines, circuit breaker, failure policy, a local limiter on the app's clock for
  * `local` rules). The Redis store connects in the background, so a Redis that is down at start
  * neither crashes nor blocks startup: health says NOT_SERVING and calls are answered per the
- * failure policy until it is up.
+ * failure policy until it is up. Calls that arrive before the first connection has a verdict
+ * wait for it (up to their deadline), so a healthy start answers none from the policy.
  */
 function buildStore(
   settings: Settings,
@@ -257,11 +256,6 @@ function buildStore(
   const redis = createRedisStore(
     {
       ...settings.redis,
-      // REDIS_TIMEOUT is enforced per call by the resilient layer, which then answers from the
-      // failure policy. The client's own command timeout is only a backstop, kept longer on
-      // purpose: a reply that arrives late is still read, so the Redis store can take back a
-      // charge nobody was told about (a frozen Redis that resumes runs every queued script).
-      commandTimeoutMs: Math.max(settings.redis.commandTimeoutMs, LATE_REPLY_WINDOW_MS),
       // CLOCK=redis (the default) leaves time to Redis TIME: one clock for every replica.
       ...(settings.clockSource === 'local' && { clock }),
     },
@@ -273,7 +267,6 @@ function buildStore(
     availability: redis,
     local: new MemoryStore(clock),
     defaultFailureMode: settings.storeFailureMode,
-    timeoutMs: settings.storeTimeoutMs,
     breaker: { failureThreshold: settings.storeBreakerFailures, cooldownMs: settings.storeBreakerCooldownMs },
     // Deadlines and cooldowns are real time, whatever clock the windows use.
     clock: systemClock,
@@ -282,6 +275,6 @@ function buildStore(
   health.setStoreOk(store.isAvailable());
   store.onAvailabilityChange((available) => health.setStoreOk(available));
   metrics.breaker(store.breakerState());
-  store.onStateChange((state) => metrics.breaker(state));
+  store.onStateChange((state) => metrics.breakerTransition(state));
   return { store, description: describeStore(settings.redis) };
 }

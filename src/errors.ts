@@ -4,7 +4,7 @@ import type { ConfigProblem } from './config/types';
  * sluice's typed errors. Each carries a kind that `server/grpc-status.ts` maps to a gRPC status
  * in one place; nothing else chooses a status code.
  */
-export type ErrorKind = 'invalid_argument' | 'unavailable' | 'internal';
+export type ErrorKind = 'invalid_argument' | 'unavailable' | 'deadline_exceeded' | 'resource_exhausted' | 'internal';
 
 export abstract class SluiceError extends Error {
   abstract readonly kind: ErrorKind;
@@ -23,6 +23,22 @@ export class InvalidArgumentError extends SluiceError {
 /** sluice cannot decide now: no config loaded, or the store is down. Envoy's `failure_mode_deny` decides. */
 export class UnavailableError extends SluiceError {
   readonly kind = 'unavailable';
+}
+
+/**
+ * The call's deadline passed before it could be decided. gRPC clients do not retry this (they do
+ * retry UNAVAILABLE), which is right: the caller has already stopped waiting.
+ */
+export class DeadlineExceededError extends SluiceError {
+  readonly kind = 'deadline_exceeded';
+}
+
+/**
+ * sluice is deciding as much as it can (the work-in-flight budget is spent): the call is refused
+ * at once instead of queueing behind work it cannot overtake, so it never times out a healthy store.
+ */
+export class OverloadedError extends SluiceError {
+  readonly kind = 'resource_exhausted';
 }
 
 /** The counter store failed. `transient` failures (timeouts, refused connections) may succeed later. */

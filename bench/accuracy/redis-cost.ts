@@ -155,7 +155,7 @@ export async function measureRedisCost(): Promise<RedisCost> {
     ): Promise<{ keysBytes: number }> => {
       await client.flushall();
       const clock = useRedisTime ? undefined : new ManualClock(28_000_000 * WINDOW_MS);
-      const store = await availableStore(singleOptions(server, { commandTimeoutMs: 5_000 }), clock);
+      const store = await availableStore(singleOptions(server, { replyTimeoutMs: 5_000 }), clock);
       try {
         // Warm up: the script is loaded, connections are open.
         await store.decide(checksOf(load.identities + 1), { chargeRejectedHits: false });

@@ -10,8 +10,8 @@ export interface StoreCallRecorder {
  * Times every call to the store it wraps and sorts failures by kind. Placed around the Redis store
  * *inside* the resilient layer, so it sees the real calls (not the answers the failure policy
  * gives while the breaker is open) and every late reply:
- * - `timeout`: no reply by the call's deadline — a late success (the resilient layer had already
- *   answered from its policy) or a transient failure at the deadline;
+ * - `timeout`: the reply came after the caller stopped waiting (its deadline passed, or the store
+ *   was declared down meanwhile) — the resilient layer had already answered from its policy;
  * - `unavailable`: a transient failure before it (connection refused, closed, cluster down);
  * - `error`: the store answered with an error (a script or permission problem), or a bug.
  */
@@ -19,13 +19,12 @@ export class InstrumentedStore implements CounterStore {
   constructor(
     private readonly inner: CounterStore,
     private readonly recorder: StoreCallRecorder,
-    private readonly nowMs: () => number = Date.now,
   ) {}
 
   async decide(checks: readonly LimitCheck[], options: DecideOptions): Promise<readonly LimitOutcome[]> {
     const started = performance.now();
     const seconds = (): number => (performance.now() - started) / 1000;
-    const late = (): boolean => options.deadlineMs !== undefined && this.nowMs() >= options.deadlineMs - 1;
+    const late = (): boolean => options.ticket?.abandoned === true;
     try {
       const outcomes = await this.inner.decide(checks, options);
       this.recorder.storeCall(seconds(), late() ? 'timeout' : undefined);

@@ -41,7 +41,7 @@ export interface MetricsOptions {
   readonly processMetrics?: boolean;
 }
 
-export type RequestResult = 'ok' | 'over_limit' | 'invalid' | 'unavailable' | 'error';
+export type RequestResult = 'ok' | 'over_limit' | 'invalid' | 'unavailable' | 'deadline_exceeded' | 'overloaded' | 'error';
 export type StoreErrorKind = 'timeout' | 'unavailable' | 'error';
 
 /** One decided descriptor, as the service hands it over. */
@@ -97,6 +97,8 @@ export class SluiceMetrics {
   private readonly storeDuration: Histogram<'result'>;
   private readonly storeErrors: Counter<'kind'>;
   private readonly breakerState: Gauge<'state'>;
+  private readonly breakerTransitions: Counter<'state'>;
+  private readonly descriptorsInFlight: Gauge;
   private readonly configRules: Gauge;
   private readonly configLoadedAt: Gauge;
 
@@ -171,7 +173,9 @@ export class SluiceMetrics {
     });
     this.requests = new Counter({
       name: 'sluice_requests_total',
-      help: 'Decisions by result: ok, over_limit, invalid (bad request), unavailable (no config or store), error (bug)',
+      help:
+        'Decisions by result: ok, over_limit, invalid (bad request), unavailable (no config or store), ' +
+        'deadline_exceeded (the caller deadline passed first), overloaded (shed: RESOURCE_EXHAUSTED), error (bug)',
       labelNames: ['result'],
       registers,
     });
@@ -194,13 +198,27 @@ export class SluiceMetrics {
       labelNames: ['state'],
       registers,
     });
+    this.breakerTransitions = new Counter({
+      name: 'sluice_store_circuit_breaker_transitions_total',
+      help: 'Store circuit breaker transitions, by the state entered',
+      labelNames: ['state'],
+      registers,
+    });
+    this.descriptorsInFlight = new Gauge({
+      name: 'sluice_descriptors_in_flight',
+      help: 'Descriptors of the calls being decided now (the work bound MAX_DESCRIPTORS_IN_FLIGHT applies to it)',
+      registers,
+    });
     this.configRules = new Gauge({ name: 'sluice_config_rules', help: 'Rules in the config serving now', registers });
     this.configLoadedAt = new Gauge({
       name: 'sluice_config_last_load_success_timestamp_seconds',
       help: 'When the config serving now was loaded (Unix seconds)',
       registers,
     });
-    for (const result of ['ok', 'over_limit', 'invalid', 'unavailable', 'error'] as const) this.requests.inc({ result }, 0);
+    for (const result of ['ok', 'over_limit', 'invalid', 'unavailable', 'deadline_exceeded', 'overloaded', 'error'] as const) {
+      this.requests.inc({ result }, 0);
+    }
+    for (const state of BREAKER_STATES) this.breakerTransitions.inc({ state }, 0);
     this.totalRequests.inc({ grpc_method: 'ShouldRateLimit' }, 0);
     this.cap = new DetailedLabelCap(options.detailedMetricMaxValues);
     if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
@@ -254,7 +272,7 @@ export class SluiceMetrics {
     this.requests.inc({ result });
     this.totalRequests.inc({ grpc_method: 'ShouldRateLimit' });
     this.responseTime.observe({ grpc_method: 'ShouldRateLimit' }, seconds);
-    if (result === 'unavailable' || result === 'invalid' || result === 'error') {
+    if (result !== 'ok' && result !== 'over_limit') {
       this.shouldRateLimitError.inc({ err_type: storeFailure ? 'redis_error' : 'service_error' });
     }
   }
@@ -304,6 +322,17 @@ export class SluiceMetrics {
   /** Publishes the breaker's state; call once at start and on every change. */
   breaker(state: BreakerState): void {
     for (const s of BREAKER_STATES) this.breakerState.set({ state: s }, s === state ? 1 : 0);
+  }
+
+  /** The breaker entered `state` (after the initial `breaker(state)`). */
+  breakerTransition(state: BreakerState): void {
+    this.breakerTransitions.inc({ state });
+    this.breaker(state);
+  }
+
+  /** The descriptors being decided now, after every change. */
+  descriptorsInFlightSet(descriptors: number): void {
+    this.descriptorsInFlight.set(descriptors);
   }
 
   // --- internals ---------------------------------------------------------------------------

@@ -27,6 +27,8 @@ function truncate(message: string): string {
  *   decide for them, and answering with `overall_code: UNKNOWN` is worse: release builds of Envoy
  *   treat anything but OVER_LIMIT as OK, so it would silently fail open whatever the setting says.
  *   UNAVAILABLE is also the code gRPC clients read as "transient, retry elsewhere".
+ * - `deadline_exceeded` → DEADLINE_EXCEEDED: the caller's deadline passed before a decision.
+ * - `resource_exhausted` → RESOURCE_EXHAUSTED: shed at once because sluice is at its work bound.
  * - anything else → INTERNAL, prefixed `internal error:` when it is not one of ours (a bug).
  */
 export function toGrpcStatus(err: unknown): GrpcErrorStatus {
@@ -36,6 +38,10 @@ export function toGrpcStatus(err: unknown): GrpcErrorStatus {
         return { code: status.INVALID_ARGUMENT, details: truncate(err.message) };
       case 'unavailable':
         return { code: status.UNAVAILABLE, details: truncate(err.message) };
+      case 'deadline_exceeded':
+        return { code: status.DEADLINE_EXCEEDED, details: truncate(err.message) };
+      case 'resource_exhausted':
+        return { code: status.RESOURCE_EXHAUSTED, details: truncate(err.message) };
       case 'internal':
         return { code: status.INTERNAL, details: truncate(err.message) };
     }

@@ -47,8 +47,10 @@ export function jsonRoute(service: RateLimitService, logger: Logger, maxBodyByte
     } catch (err) {
       if (err instanceof SluiceError && err.kind === 'invalid_argument') {
         sendText(res, 400, `Bad Request: ${err.message}\n`);
-      } else if (err instanceof SluiceError && err.kind === 'unavailable') {
+      } else if (err instanceof SluiceError && (err.kind === 'unavailable' || err.kind === 'resource_exhausted')) {
         sendText(res, 503, `Service Unavailable: ${err.message}\n`);
+      } else if (err instanceof SluiceError && err.kind === 'deadline_exceeded') {
+        sendText(res, 504, `Gateway Timeout: ${err.message}\n`);
       } else {
         logger.warn({ err }, 'POST /json failed');
         sendText(res, 500, 'Internal Server Error\n');

@@ -1,8 +1,9 @@
 import { type LimitRule, type MatchedLimit, type RateLimitConfig, type Unit, UNIT_NUMBERS, UNIT_SECONDS } from '../config/types';
-import { InvalidArgumentError, SluiceError, StoreError, UnavailableError } from '../errors';
+import { DeadlineExceededError, type ErrorKind, InvalidArgumentError, SluiceError, StoreError, UnavailableError } from '../errors';
 import type { DescriptorDecision, DescriptorPlan, Limiter } from '../limiter/limiter';
 import type { DecidedDescriptor, RequestResult } from '../metrics/metrics';
 import { type RequestCaps, validateRequest } from './request-validation';
+import { WorkBudget } from './work-budget';
 import { type RateLimitHeaderNames, buildResponse } from './response';
 import type { CallContext, RateLimitRequest, RateLimitResponse, RateLimitService, RequestDescriptor } from './types';
 
@@ -18,6 +19,8 @@ export interface ServiceOptions {
   readonly responseHeaders?: RateLimitHeaderNames;
   /** Per-rule stats, request results and decision latency (`SluiceMetrics`); none when undefined. */
   readonly metrics?: ServiceMetrics;
+  /** MAX_DESCRIPTORS_IN_FLIGHT: calls beyond it are refused at once (RESOURCE_EXHAUSTED). Unbounded when unset. */
+  readonly maxDescriptorsInFlight?: number;
 }
 
 /** What the service reports to metrics. */
@@ -26,15 +29,24 @@ export interface ServiceMetrics {
   requestFinished(result: RequestResult, seconds: number, storeFailure?: boolean): void;
   globalShadowMode(): void;
   domainNotFound(domain: string): void;
+  descriptorsInFlightSet(descriptors: number): void;
 }
 
 /** The RLS v3 decision: validate, match every descriptor, decide them in one store call, answer. */
 export class RlsService implements RateLimitService {
+  private readonly budget: WorkBudget | undefined;
+
   constructor(
     private readonly configs: ConfigSource,
     private readonly limiter: Limiter,
     private readonly options: ServiceOptions,
-  ) {}
+  ) {
+    const metrics = options.metrics;
+    this.budget =
+      options.maxDescriptorsInFlight === undefined
+        ? undefined
+        : new WorkBudget(options.maxDescriptorsInFlight, metrics === undefined ? undefined : (n) => metrics.descriptorsInFlightSet(n));
+  }
 
   async shouldRateLimit(request: RateLimitRequest, context: CallContext = {}): Promise<RateLimitResponse> {
     const metrics = this.options.metrics;
@@ -46,9 +58,7 @@ export class RlsService implements RateLimitService {
       metrics.requestFinished(response.overallCode === 'OVER_LIMIT' ? 'over_limit' : 'ok', seconds());
       return response;
     } catch (err) {
-      const kind = err instanceof SluiceError ? err.kind : 'internal';
-      const result: RequestResult = kind === 'invalid_argument' ? 'invalid' : kind === 'unavailable' ? 'unavailable' : 'error';
-      metrics.requestFinished(result, seconds(), err instanceof StoreError);
+      metrics.requestFinished(RESULT_BY_KIND[err instanceof SluiceError ? err.kind : 'internal'], seconds(), isStoreFailure(err));
       throw err;
     }
   }
@@ -65,11 +75,18 @@ export class RlsService implements RateLimitService {
       match: match(config, request.domain, descriptor, i),
       hits: descriptor.hitsAddend ?? requestHits,
     }));
-    const decisions = await this.limiter.decide(
-      request.domain,
-      plans,
-      context.deadlineMs === undefined ? {} : { deadlineMs: context.deadlineMs },
-    );
+    const units = request.descriptors.length;
+    this.budget?.acquire(units);
+    let decisions: DescriptorDecision[];
+    try {
+      decisions = await this.limiter.decide(
+        request.domain,
+        plans,
+        context.deadlineMs === undefined ? {} : { deadlineMs: context.deadlineMs },
+      );
+    } finally {
+      this.budget?.release(units);
+    }
     const response = buildResponse(decisions, {
       globalShadowMode: this.options.shadowMode,
       ...(this.options.responseHeaders !== undefined && { headers: this.options.responseHeaders }),
@@ -77,6 +94,19 @@ export class RlsService implements RateLimitService {
     if (this.options.metrics !== undefined) recordMetrics(this.options.metrics, request, plans, decisions, response);
     return response;
   }
+}
+
+const RESULT_BY_KIND: Readonly<Record<ErrorKind, RequestResult>> = {
+  invalid_argument: 'invalid',
+  unavailable: 'unavailable',
+  deadline_exceeded: 'deadline_exceeded',
+  resource_exhausted: 'overloaded',
+  internal: 'error',
+};
+
+/** The counter store did not decide (the reference's `redis_error`): it failed, or its time ran out. */
+function isStoreFailure(err: unknown): boolean {
+  return err instanceof StoreError || err instanceof DeadlineExceededError;
 }
 
 /** Hands the limited descriptors of one decided request to metrics. */

@@ -24,7 +24,7 @@ export interface RedisSettingsInput {
   readonly caFile: Sourced;
   readonly certFile: Sourced;
   readonly keyFile: Sourced;
-  readonly commandTimeoutMs: number;
+  readonly replyTimeoutMs: number;
   readonly keyPrefix: string;
 }
 
@@ -153,7 +153,7 @@ export function parseRedisSettings(
     ...(input.type === 'sentinel' && input.sentinelAuth !== '' && { sentinelPassword: input.sentinelAuth }),
     ...(tls !== undefined && { tls }),
     ...(fromUrl.db !== undefined && { db: fromUrl.db }),
-    commandTimeoutMs: input.commandTimeoutMs,
+    replyTimeoutMs: input.replyTimeoutMs,
     keyPrefix: input.keyPrefix,
   };
 }

@@ -34,6 +34,14 @@ export const SETTING_SPECS = {
   maxKeyLength: { env: 'MAX_KEY_LENGTH', kind: 'count', default: '256', help: 'longest entry key, in characters' },
   maxValueLength: { env: 'MAX_VALUE_LENGTH', kind: 'count', default: '1024', help: 'longest entry value (and domain), in characters' },
   maxHitsAddend: { env: 'MAX_HITS_ADDEND', kind: 'count', default: '1000000', help: 'largest hits_addend, request or descriptor level' },
+  maxDescriptorsInFlight: {
+    env: 'MAX_DESCRIPTORS_IN_FLIGHT',
+    kind: 'count',
+    default: '8192',
+    help:
+      'bound on the work being decided at once, in descriptors; a call that does not fit is refused at once with ' +
+      'RESOURCE_EXHAUSTED (counted in sluice_requests_total{result="overloaded"}) instead of queueing past its deadline',
+  },
   grpcMaxReceiveMessageBytes: { env: 'GRPC_MAX_RECV_MSG_SIZE', kind: 'count', default: '1048576', help: 'largest gRPC request, in bytes' },
   shutdownGraceMs: { env: 'SHUTDOWN_GRACE_MS', kind: 'count', default: '10000', help: 'on SIGTERM, how long in-flight calls may take before the server closes anyway' },
   redisUrl: {
@@ -70,11 +78,11 @@ export const SETTING_SPECS = {
   redisTimeout: {
     env: 'REDIS_TIMEOUT',
     kind: 'duration',
-    default: '10ms',
+    default: '500ms',
     help:
-      'longest wait for the store per call (10ms, 1s, or a bare number of ms), further capped by the caller\'s gRPC ' +
-      "deadline less 2 ms. 10ms keeps answers inside Envoy's default 20 ms timeout even when Redis hangs " +
-      '(the reference defaults to 10s)',
+      'a Redis connection with commands waiting that delivers no reply for this long is stalled: the store counts as down ' +
+      '(failure policy at once, health NOT_SERVING) until it delivers again. Not a per-call timeout: each call waits for ' +
+      "the store up to its own gRPC deadline (Envoy's timeout), and is answered by its failure policy if that comes first",
   },
   cacheKeyPrefix: { env: 'CACHE_KEY_PREFIX', kind: 'string', default: '', help: 'prefix of every counter key (several deployments sharing one Redis)' },
   storeFailureMode: {
@@ -94,7 +102,7 @@ export const SETTING_SPECS = {
     default: 'redis',
     help: 'time for windows on Redis: redis (Redis TIME: one clock for all replicas) or local (this process)',
   },
-  storeBreakerFailures: { env: 'STORE_BREAKER_FAILURES', kind: 'count', default: '5', help: 'store timeouts/errors within one second, at least half of the calls, that open the circuit breaker (calls then skip the store)' },
+  storeBreakerFailures: { env: 'STORE_BREAKER_FAILURES', kind: 'count', default: '5', help: 'consecutive transient error replies from the store (with no success for 100 ms) that open the circuit breaker (calls then skip the store)' },
   storeBreakerCooldown: { env: 'STORE_BREAKER_COOLDOWN', kind: 'duration', default: '1s', help: 'how long an open breaker skips the store before one call probes it' },
   runtimeWatchRoot: {
     env: 'RUNTIME_WATCH_ROOT',

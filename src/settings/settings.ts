@@ -47,6 +47,7 @@ export interface Settings {
   readonly maxKeyLength: number;
   readonly maxValueLength: number;
   readonly maxHitsAddend: number;
+  readonly maxDescriptorsInFlight: number;
   readonly grpcMaxReceiveMessageBytes: number;
   readonly shutdownGraceMs: number;
   /** Undefined when REDIS_URL is empty: counters live in process memory. Holds secrets: never log it. */
@@ -173,6 +174,7 @@ export function loadSettings(env: NodeJS.ProcessEnv, argv: readonly string[]): S
     maxKeyLength: num('maxKeyLength'),
     maxValueLength: num('maxValueLength'),
     maxHitsAddend: num('maxHitsAddend'),
+    maxDescriptorsInFlight: num('maxDescriptorsInFlight'),
     grpcMaxReceiveMessageBytes: num('grpcMaxReceiveMessageBytes'),
     shutdownGraceMs: num('shutdownGraceMs'),
     redis: undefined,
@@ -214,7 +216,7 @@ export function loadSettings(env: NodeJS.ProcessEnv, argv: readonly string[]): S
     caFile: { value: str('redisTlsCacert'), source: sourceOf('redisTlsCacert') },
     certFile: { value: str('redisTlsClientCert'), source: sourceOf('redisTlsClientCert') },
     keyFile: { value: str('redisTlsClientKey'), source: sourceOf('redisTlsClientKey') },
-    commandTimeoutMs: settings.storeTimeoutMs,
+    replyTimeoutMs: settings.storeTimeoutMs,
     keyPrefix: settings.cacheKeyPrefix,
   };
   const redis =

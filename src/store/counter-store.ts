@@ -48,10 +48,21 @@ export interface DecideOptions {
    */
   readonly chargeRejectedHits: boolean;
   /**
-   * Epoch milliseconds by which the caller needs an answer (the gRPC deadline). A store that
-   * cannot answer in time rejects with a transient StoreError instead of making the caller wait.
+   * Epoch milliseconds by which the caller needs an answer (the gRPC deadline). The resilient
+   * layer answers from the failure policy when the store has not answered by then.
    */
   readonly deadlineMs?: number;
+  /**
+   * Set by a caller that stops waiting for this decision (its deadline passed, or the store was
+   * declared sick): a store that answers afterwards takes back what it charged, because nobody
+   * was told about those hits.
+   */
+  readonly ticket?: DecisionTicket;
+}
+
+/** See `DecideOptions.ticket`. */
+export interface DecisionTicket {
+  readonly abandoned: boolean;
 }
 
 /**

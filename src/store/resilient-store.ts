@@ -1,16 +1,34 @@
-import { StoreError } from '../errors';
+import { DeadlineExceededError, StoreError } from '../errors';
 import type { Logger } from '../logging/logger';
 import type { Clock } from '../util/clock';
-import { setIoFairTimeout } from '../util/io-fair-timer';
+import { type DeadlineEntry, DeadlineQueue } from '../util/deadline-queue';
 import { type BreakerPermit, type BreakerState, CircuitBreaker } from './circuit-breaker';
-import type { CounterStore, DecideOptions, LimitCheck, LimitOutcome, StoreFailureMode } from './counter-store';
+import type {
+  CounterStore,
+  DecideOptions,
+  DecisionTicket,
+  LimitCheck,
+  LimitOutcome,
+  StoreFailureMode,
+} from './counter-store';
 
 export type { BreakerState };
 
-/** The part of the Redis store that reports its connection, so health and the breaker can follow it. */
+/**
+ * Whether the primary can answer, as the primary itself sees it:
+ * - `starting`: no verdict yet (the first connection is being made). Calls wait for one.
+ * - `up`: connected and answering.
+ * - `down`: not connected, or connected but sick (see the Redis store's stall watch); calls are
+ *   answered by their failure policy at once.
+ */
+export type StoreState = 'starting' | 'up' | 'down';
+
+/** The part of the Redis store that reports its health, so the breaker and health can follow it. */
 export interface StoreAvailability {
-  isAvailable(): boolean;
-  onAvailabilityChange(listener: (available: boolean) => void): void;
+  state(): StoreState;
+  /** Why the store is down, for the failure's message (e.g. `not connected`). */
+  downReason(): string;
+  onStateChange(listener: (state: StoreState) => void): void;
 }
 
 /** An in-process limiter that decides synchronously: the memory store's `decideNow`. */
@@ -22,17 +40,16 @@ export interface LocalDecider {
 export interface ResilientStoreOptions {
   /** The store that holds the real counters (Redis). */
   readonly primary: CounterStore;
-  /** When given, its connection state feeds the breaker and `isAvailable()`. */
+  /** When given, its health feeds the breaker, `isAvailable()` and the calls in flight. */
   readonly availability?: StoreAvailability;
   /** Decides the `local` checks while the primary cannot. */
   readonly local: LocalDecider;
   /** STORE_FAILURE_MODE: the policy of a check whose rule sets none. */
   readonly defaultFailureMode: StoreFailureMode;
-  /** REDIS_TIMEOUT: the longest a call waits for the primary. */
-  readonly timeoutMs: number;
   /**
-   * Kept free before the caller's deadline for answering after the store gave up (encode, write,
-   * network). Default 2 ms.
+   * Kept free before the caller's deadline for answering from the policy once the store has not
+   * answered (encode, write, network). Default 2 ms; a call with a long deadline keeps 5% of the
+   * time it had left when it arrived, up to 20 ms (see `marginFor`).
    */
   readonly deadlineMarginMs?: number;
   readonly breaker: { readonly failureThreshold: number; readonly cooldownMs: number };
@@ -45,48 +62,106 @@ export interface ResilientStoreOptions {
 }
 
 const DEFAULT_DEADLINE_MARGIN_MS = 2;
+const PROPORTIONAL_MARGIN = 0.05;
+const MAX_PROPORTIONAL_MARGIN_MS = 20;
 
-/** Why the primary gave no answer, and whether that tells the breaker the primary is unwell. */
+/** Why the primary gave no answer. */
 interface Failure {
   readonly reason: string;
-  /** False when the store is not to blame (the caller left no time), so the breaker ignores it. */
-  readonly countsAgainstStore: boolean;
+  /** The call ran out of time while the store looked healthy: its own deadline, not an outage. */
+  readonly deadline: boolean;
   readonly cause?: unknown;
 }
 
 type PrimaryResult =
   | { readonly ok: true; readonly outcomes: readonly LimitOutcome[] }
-  | { readonly ok: false; readonly failure: Failure };
+  | { readonly ok: false; readonly failure: Failure }
+  /** Not a store failure: a bug, rethrown as is. */
+  | { readonly ok: false; readonly failure?: undefined; readonly bug: unknown };
 
-function fail(failure: Failure): PrimaryResult {
-  return { ok: false, failure };
+function fail(reason: string, deadline = false, cause?: unknown): PrimaryResult {
+  return { ok: false, failure: { reason, deadline, ...(cause !== undefined && { cause }) } };
+}
+
+/**
+ * One call waiting for the primary. It is settled exactly once: by the primary's answer, by its
+ * deadline (from the shared DeadlineQueue), or by the store being declared down. Whichever comes
+ * second is ignored; a primary answer that comes after the call was abandoned is taken back by the
+ * primary itself (it sees `abandoned` on the ticket).
+ */
+class PendingDecision implements DeadlineEntry, DecisionTicket {
+  abandoned = false;
+  prev: DeadlineEntry | undefined = undefined;
+  next: DeadlineEntry | undefined = undefined;
+  queued = false;
+  /** Its links in the store's list of calls in flight. */
+  before: PendingDecision | undefined = undefined;
+  after: PendingDecision | undefined = undefined;
+  readonly result: Promise<PrimaryResult>;
+  private settleWith!: (result: PrimaryResult) => void;
+  private settled = false;
+
+  constructor(
+    readonly atMs: number,
+    readonly permit: BreakerPermit,
+    private readonly onExpire: (call: PendingDecision) => void,
+  ) {
+    this.result = new Promise<PrimaryResult>((resolve) => {
+      this.settleWith = resolve;
+    });
+  }
+
+  expire(): void {
+    this.onExpire(this);
+  }
+
+  /** False when already settled. */
+  settle(result: PrimaryResult): boolean {
+    if (this.settled) return false;
+    this.settled = true;
+    this.settleWith(result);
+    return true;
+  }
 }
 
 /**
  * Wraps the primary store with what a rate limiter in Envoy's path needs when Redis misbehaves
- * (DESIGN.md §2 "Degrades on purpose"):
+ * (DESIGN.md §2 "Degrades on purpose"), and only then:
  *
- * 1. A timeout per call: min(timeoutMs, deadline − now − margin). A slow store is worse than a dead
- *    one; sluice answers before Envoy gives up on it.
- * 2. A circuit breaker: once transient failures in the last second reach `failureThreshold` and
- *    are at least half of the calls, the primary is not called at all for `cooldownMs`, then one
- *    probe decides. A dead Redis then costs nothing per
- *    request instead of a timeout per request.
- * 3. The failure policy per check (`onStoreFailure ?? defaultFailureMode`): if any check says
- *    `error`, the call fails (UNAVAILABLE: Envoy's failure_mode_deny decides); otherwise `allow`
- *    checks admit, `deny` checks reject, and `local` checks are decided together by the in-process
- *    limiter, all-or-nothing among themselves as in the primary.
+ * 1. A call waits for the primary until its own deadline (less a small margin), however long it
+ *    queued in sluice before or after. There is no per-call store timeout: time a call spends in
+ *    sluice's event loop says nothing about the store. A call that runs out of time is answered
+ *    by its failure policy (`error`: DEADLINE_EXCEEDED), and that alone never opens the breaker.
+ *    A call whose deadline has passed before it is sent is not sent (DEADLINE_EXCEEDED).
+ * 2. The store is judged sick only by the store's own signals (`availability`): a lost
+ *    connection, or a connection that holds replies back (the Redis store's stall watch), and
+ *    by error replies (the circuit breaker). When it goes down, every call waiting on it is
+ *    answered by its policy at once, and new calls are until it is back. A call never waits on a
+ *    store known to be down.
+ * 3. Until the store's first verdict at start (`starting`), calls wait for it (up to their
+ *    deadline), so a healthy start answers no call from the policy.
+ * 4. The failure policy per check (`onStoreFailure ?? defaultFailureMode`): if any check says
+ *    `error`, the call fails (UNAVAILABLE, or DEADLINE_EXCEEDED when its time ran out: Envoy's
+ *    failure_mode_deny decides); otherwise `allow` checks admit, `deny` checks reject, and
+ *    `local` checks are decided together by the in-process limiter, all-or-nothing among
+ *    themselves as in the primary.
  */
 export class ResilientStore implements CounterStore {
   private readonly breaker: CircuitBreaker;
   private readonly margin: number;
+  private readonly deadlines: DeadlineQueue;
   private lastFailure = '';
   private readonly availabilityListeners: ((available: boolean) => void)[] = [];
   private lastAvailable: boolean;
+  /** Calls waiting on the primary, as a list so that a store going down can answer them all. */
+  private inFlight: PendingDecision | undefined;
+  /** Calls waiting for the store's first verdict. */
+  private readonly startWaiters = new Set<() => void>();
 
   constructor(private readonly options: ResilientStoreOptions) {
     this.margin = options.deadlineMarginMs ?? DEFAULT_DEADLINE_MARGIN_MS;
     this.breaker = new CircuitBreaker({ ...options.breaker, clock: options.clock });
+    this.deadlines = new DeadlineQueue(options.clock);
     this.lastAvailable = this.computeAvailable();
     let previous: BreakerState = 'closed';
     this.breaker.onStateChange((state) => {
@@ -103,14 +178,19 @@ export class ResilientStore implements CounterStore {
       previous = state;
       this.publishAvailability();
     });
-    options.availability?.onAvailabilityChange((available) => {
-      // The connection is the best evidence there is: a lost one needs no timeouts to be believed,
-      // and a re-established one should be used at once rather than after the cooldown.
-      if (available) {
+    options.availability?.onStateChange((state) => {
+      if (state !== 'starting') {
+        for (const wake of [...this.startWaiters]) wake();
+      }
+      // The store's own word is the best evidence there is: a lost or stalled connection needs no
+      // failed calls to be believed, and a recovered one is used at once rather than after the
+      // cooldown.
+      if (state === 'up') {
         this.breaker.reset();
-      } else {
-        this.lastFailure = 'connection lost';
+      } else if (state === 'down') {
+        this.lastFailure = options.availability?.downReason() ?? 'store down';
         this.breaker.forceOpen();
+        this.abandonInFlight(`store unavailable: ${this.lastFailure}`);
       }
       this.publishAvailability();
     });
@@ -125,9 +205,9 @@ export class ResilientStore implements CounterStore {
   }
 
   /**
-   * Whether the primary is expected to answer: connected (when that is known) and the breaker not
-   * open. Half-open counts as available, so that a replica that health checks took out of
-   * rotation gets the traffic whose first call probes the store.
+   * Whether the primary is expected to answer: up (when that is known) and the breaker not open.
+   * Half-open counts as available, so that a replica that health checks took out of rotation
+   * gets the traffic whose first call probes the store.
    */
   isAvailable(): boolean {
     return this.computeAvailable();
@@ -140,83 +220,154 @@ export class ResilientStore implements CounterStore {
   async decide(checks: readonly LimitCheck[], options: DecideOptions): Promise<readonly LimitOutcome[]> {
     if (checks.length === 0) return [];
     const result = await this.tryPrimary(checks, options);
-    return result.ok ? result.outcomes : this.applyPolicy(checks, options, result.failure);
+    if (!result.ok && result.failure === undefined) throw result.bug;
+    if (result.ok) return result.outcomes;
+    return this.applyPolicy(checks, options, result.failure);
   }
 
   async close(): Promise<void> {
     this.breaker.close();
+    this.deadlines.close();
+    for (const wake of [...this.startWaiters]) wake();
     await Promise.all([this.options.primary.close(), this.options.local.close()]);
   }
 
-  /** The primary's outcomes, or why there are none. Never rejects with a StoreError. */
+  /** The primary's outcomes, or why there are none. Never rejects. */
   private async tryPrimary(checks: readonly LimitCheck[], options: DecideOptions): Promise<PrimaryResult> {
-    const now = this.options.clock.nowMs();
-    const budget =
-      options.deadlineMs === undefined ? Infinity : options.deadlineMs - now - this.margin;
-    if (budget <= 0) {
-      // The caller will not read the answer; charging the primary for it would count hits nobody
-      // was told about.
-      return fail({ reason: 'deadline exceeded before the store was asked', countsAgainstStore: false });
+    const deadline = options.deadlineMs;
+    const clock = this.options.clock;
+    if (deadline !== undefined && deadline <= clock.nowMs()) {
+      throw new DeadlineExceededError('deadline exceeded before the store was asked');
     }
-    if (this.options.availability !== undefined && !this.options.availability.isAvailable()) {
-      return fail({ reason: 'not connected', countsAgainstStore: false });
+    const availability = this.options.availability;
+    if (availability !== undefined && availability.state() === 'starting') {
+      await this.firstVerdict(deadline === undefined ? undefined : deadline - this.margin);
+      if (availability.state() === 'starting') return fail('the store was still connecting at the deadline', true);
+    }
+    if (availability !== undefined && availability.state() === 'down') {
+      return fail(`store unavailable: ${availability.downReason()}`);
     }
     const permit = this.breaker.acquire();
     if (permit === undefined) {
-      return fail({
-        reason: `circuit breaker open (last failure: ${this.lastFailure || 'unknown'})`,
-        countsAgainstStore: false,
-      });
+      return fail(`store unavailable: circuit breaker open (last failure: ${this.lastFailure || 'unknown'})`);
+    }
+    const giveUpAt = deadline === undefined ? Number.POSITIVE_INFINITY : deadline - this.marginFor(deadline - clock.nowMs());
+    if (giveUpAt <= clock.nowMs()) {
+      this.breaker.release(permit);
+      return fail(`deadline too close to ask the store (${Math.max(0, Math.round(deadline! - clock.nowMs()))} ms left)`, true);
     }
 
-    const cappedByDeadline = budget < this.options.timeoutMs;
-    const waitMs = Math.max(1, Math.floor(Math.min(this.options.timeoutMs, budget)));
-    const timedOut: Failure = {
-      reason: cappedByDeadline ? `deadline reached after ${waitMs} ms` : `timed out after ${waitMs} ms`,
-      // A deadline shorter than our timeout is the caller's choice, not a sign of a sick store.
-      countsAgainstStore: !cappedByDeadline,
-    };
-    // The primary gets our give-up instant as its deadline, so that a charge which lands after we
-    // answered from the policy is taken back there: nobody was told about those hits.
-    const giveUpAtMs = now + waitMs;
+    const call = new PendingDecision(giveUpAt, permit, (expired) => this.expire(expired));
+    if (deadline !== undefined) this.deadlines.add(call);
+    this.track(call);
+    let answer: Promise<readonly LimitOutcome[]>;
     try {
-      const outcomes = await withTimeout(this.options.primary.decide(checks, { ...options, deadlineMs: giveUpAtMs }), waitMs);
-      if (outcomes === TIMED_OUT) return this.failed(permit, timedOut);
-      this.breaker.recordSuccess(permit);
-      return { ok: true, outcomes };
+      answer = this.options.primary.decide(checks, { ...options, ticket: call });
     } catch (err) {
-      if (!(err instanceof StoreError)) {
-        // A bug, not an outage: no policy hides it, and it says nothing about the store's health.
-        this.breaker.release(permit);
-        throw err;
-      }
-      if (!err.transient) {
-        // The store answered, with an error (a script or data problem): it is reachable, so the
-        // breaker stays closed, but this call still has no decision and the policy applies.
-        this.breaker.recordSuccess(permit);
-        return fail({ reason: err.message, countsAgainstStore: false, cause: err });
-      }
-      // The primary may enforce the same instant itself and lose the race to our timer by a hair:
-      // that is our timeout, reported as such.
-      if (this.options.clock.nowMs() >= giveUpAtMs - 1) return this.failed(permit, { ...timedOut, cause: err });
-      return this.failed(permit, { reason: err.message, countsAgainstStore: true, cause: err });
+      answer = Promise.reject(err);
+    }
+    answer.then(
+      (outcomes) => {
+        if (this.finish(call)) {
+          this.breaker.recordSuccess(permit);
+          call.settle({ ok: true, outcomes });
+        }
+      },
+      (err: unknown) => {
+        if (!this.finish(call)) return;
+        call.settle(this.classify(err, permit));
+      },
+    );
+    return call.result;
+  }
+
+  /**
+   * How long before its deadline a call stops waiting for the store. The caller's clock started
+   * when it sent the call, ours when we read it, and under load that read can be late: a call with
+   * time to spare keeps a share of it (5%, up to 20 ms) so its policy answer still arrives first.
+   * Envoy's 20 ms calls keep the plain margin.
+   */
+  private marginFor(leftMs: number): number {
+    return Math.max(this.margin, Math.min(MAX_PROPORTIONAL_MARGIN_MS, leftMs * PROPORTIONAL_MARGIN));
+  }
+
+  /** What a failed primary call says about the store; records it with the breaker. */
+  private classify(err: unknown, permit: BreakerPermit): PrimaryResult {
+    if (!(err instanceof StoreError)) {
+      // A bug, not an outage: no policy hides it, and it says nothing about the store's health.
+      this.breaker.release(permit);
+      return { ok: false, bug: err };
+    }
+    if (!err.transient) {
+      // The store answered, with an error (a script or data problem): it is reachable, so the
+      // breaker stays closed, but this call still has no decision and the policy applies.
+      this.breaker.recordSuccess(permit);
+      return fail(err.message, false, err);
+    }
+    this.lastFailure = err.message;
+    this.breaker.recordFailure(permit);
+    return fail(`store unavailable: ${err.message}`, false, err);
+  }
+
+  /** The call's time ran out while the store looked healthy: the policy answers, the breaker is not told. */
+  private expire(call: PendingDecision): void {
+    if (!this.finish(call)) return;
+    call.abandoned = true;
+    this.breaker.release(call.permit);
+    call.settle(fail("deadline exceeded: the store had not answered within the call's deadline", true));
+  }
+
+  /** The store went down: every call waiting on it is answered by its policy now. */
+  private abandonInFlight(reason: string): void {
+    for (let call = this.inFlight; call !== undefined; call = this.inFlight) {
+      this.finish(call);
+      call.abandoned = true;
+      this.breaker.release(call.permit);
+      call.settle(fail(reason));
     }
   }
 
-  private failed(permit: BreakerPermit, failure: Failure): PrimaryResult {
-    if (failure.countsAgainstStore) {
-      this.lastFailure = failure.reason;
-      this.breaker.recordFailure(permit);
+  private track(call: PendingDecision): void {
+    call.after = this.inFlight;
+    if (this.inFlight !== undefined) this.inFlight.before = call;
+    this.inFlight = call;
+  }
+
+  /** Takes the call off the deadline queue and the in-flight list; false if it was already settled. */
+  private finish(call: PendingDecision): boolean {
+    if (call.abandoned) return false;
+    this.deadlines.remove(call);
+    if (call.before === undefined) {
+      if (this.inFlight !== call) return false;
+      this.inFlight = call.after;
     } else {
-      this.breaker.release(permit);
+      call.before.after = call.after;
     }
-    return fail(failure);
+    if (call.after !== undefined) call.after.before = call.before;
+    call.before = undefined;
+    call.after = undefined;
+    return true;
+  }
+
+  /** Resolves when the store has its first verdict, or at `untilMs` (epoch ms), whichever is first. */
+  private firstVerdict(untilMs: number | undefined): Promise<void> {
+    return new Promise<void>((resolve) => {
+      let timer: NodeJS.Timeout | undefined;
+      const wake = (): void => {
+        this.startWaiters.delete(wake);
+        clearTimeout(timer);
+        resolve();
+      };
+      this.startWaiters.add(wake);
+      if (untilMs !== undefined) timer = setTimeout(wake, Math.max(0, untilMs - this.options.clock.nowMs()));
+    });
   }
 
   private applyPolicy(checks: readonly LimitCheck[], options: DecideOptions, failure: Failure): readonly LimitOutcome[] {
     const modes = checks.map((check) => check.onStoreFailure ?? this.options.defaultFailureMode);
     if (modes.includes('error')) {
-      throw new StoreError(`store unavailable: ${failure.reason}`, true, { cause: failure.cause });
+      if (failure.deadline) throw new DeadlineExceededError(failure.reason, { cause: failure.cause });
+      throw new StoreError(failure.reason, true, { cause: failure.cause });
     }
 
     const outcomes: LimitOutcome[] = new Array<LimitOutcome>(checks.length);
@@ -253,8 +404,8 @@ export class ResilientStore implements CounterStore {
   }
 
   private computeAvailable(): boolean {
-    const connected = this.options.availability?.isAvailable() ?? true;
-    return connected && this.breaker.state() !== 'open';
+    const up = this.options.availability === undefined || this.options.availability.state() === 'up';
+    return up && this.breaker.state() !== 'open';
   }
 
   private publishAvailability(): void {
@@ -279,26 +430,4 @@ function neverAdmits(like: LimitCheck): LimitCheck {
     hits: 1,
     enforced: true,
   };
-}
-
-const TIMED_OUT: unique symbol = Symbol('timed out');
-
-/**
- * Races `promise` against a timer. The loser is not cancelled (a Redis command cannot be): a late
- * rejection is swallowed here so it never becomes an unhandled rejection.
- */
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | typeof TIMED_OUT> {
-  return new Promise<T | typeof TIMED_OUT>((resolve, reject) => {
-    const cancel = setIoFairTimeout(() => resolve(TIMED_OUT), ms);
-    promise.then(
-      (value) => {
-        cancel();
-        resolve(value);
-      },
-      (err: unknown) => {
-        cancel();
-        reject(err);
-      },
-    );
-  });
 }

@@ -21,10 +21,13 @@ const CONNECT_TIMEOUT_MS = 2_000;
  *
  * Fail fast instead of queueing: sluice must answer well inside Envoy's 20 ms deadline, and a
  * decision made seconds later is worthless (the request has gone). So while disconnected a call
- * rejects at once (`enableOfflineQueue: false`), a call in flight when the connection drops
+ * rejects at once (`enableOfflineQueue: false`), and a call in flight when the connection drops
  * rejects at once instead of being resent after reconnecting (`maxRetriesPerRequest: 0`,
- * `autoResendUnfulfilledCommands: false` — a resent script might charge twice), and every
- * command has `commandTimeout`. Concurrent requests share round trips (`enableAutoPipelining`).
+ * `autoResendUnfulfilledCommands: false` — a resent script might charge twice). Commands have no
+ * timeout of their own, on purpose: a reply that comes late is still read, so the Redis store can
+ * take back a charge whose caller was answered without it (the caller's wait is bounded by its
+ * deadline and by the stall watch, not here). Concurrent requests share round trips
+ * (`enableAutoPipelining`).
  *
  * The caller must attach an 'error' listener (RedisStore does): ioredis emits one per failed
  * reconnect, and an unhandled 'error' event would crash the process.
@@ -38,7 +41,6 @@ export function createRedisClient(options: RedisStoreOptions): RedisClient {
   const common: RedisOptions = {
     ...auth,
     ...(tls !== undefined ? { tls } : {}),
-    commandTimeout: options.commandTimeoutMs,
     connectTimeout: CONNECT_TIMEOUT_MS,
     enableAutoPipelining: true,
     maxRetriesPerRequest: 0,

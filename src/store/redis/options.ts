@@ -21,8 +21,11 @@ export interface RedisStoreOptions {
   /** PEM texts (not file paths): the settings layer reads the files. */
   readonly tls?: { readonly ca?: string; readonly cert?: string; readonly key?: string; readonly rejectUnauthorized: boolean };
   readonly db?: number;
-  /** Per-command timeout, ms. */
-  readonly commandTimeoutMs: number;
+  /**
+   * REDIS_TIMEOUT, ms: a connection with commands waiting that delivers no reply bytes for this
+   * long counts as stalled, and the store as down until it delivers again (see StallWatch).
+   */
+  readonly replyTimeoutMs: number;
   /** CACHE_KEY_PREFIX; passed to counterKey by the limiter, not applied again here. */
   readonly keyPrefix: string;
   /** Undefined: scripts read Redis TIME (one clock for all instances). A Clock: `now` comes from it (CLOCK=local, tests). */

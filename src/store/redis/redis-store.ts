@@ -1,20 +1,21 @@
-import { Cluster } from 'ioredis';
+import { Cluster, type Redis } from 'ioredis';
 import { StoreError } from '../../errors';
 import { keyPrefixProblem } from '../../limiter/counter-key';
 import type { Logger } from '../../logging/logger';
-import { type Clock, systemClock } from '../../util/clock';
-import { setIoFairTimeout } from '../../util/io-fair-timer';
+import type { Clock } from '../../util/clock';
 import type { CounterStore, DecideOptions, LimitCheck, LimitOutcome } from '../counter-store';
+import type { StoreAvailability, StoreState } from '../resilient-store';
 import { type RedisClient, createRedisClient, describeRedisTarget } from './connection';
 import { isTransientRedisError, toStoreError } from './errors';
 import { keySlot } from './key-slot';
 import type { RedisStoreOptions } from './options';
 import { defineScripts } from './scripts';
+import { StallWatch } from './stall-watch';
 
-export interface RedisStore extends CounterStore {
-  /** True once connected and scripts can run; false while disconnected. */
+export interface RedisStore extends CounterStore, StoreAvailability {
+  /** True once connected and scripts can run, and no connection is stalled. */
   isAvailable(): boolean;
-  /** Called with true/false whenever availability changes (health wiring). */
+  /** Called with true/false whenever `isAvailable()` changes (tests, tools). */
   onAvailabilityChange(listener: (available: boolean) => void): void;
 }
 
@@ -28,7 +29,7 @@ export function createRedisStore(options: RedisStoreOptions, logger: Logger): Re
   if (problem !== undefined) throw new StoreError(`redis store: CACHE_KEY_PREFIX ${problem}`, false);
   const log = logger.child({ module: 'redis-store' });
   const client = createRedisClient(options);
-  return new RedisCounterStore(client, options.type === 'cluster', options.clock, log, describeRedisTarget(options));
+  return new RedisCounterStore(client, options.type === 'cluster', options.clock, log, describeRedisTarget(options), options.replyTimeoutMs);
 }
 
 /** The checks of one request that share a cluster slot: one script call. */
@@ -82,13 +83,28 @@ const CLOSE_TIMEOUT_MS = 1_000;
  *   outcome. Others may see the reservation meanwhile: the cluster may briefly under-admit,
  *   never over-admit. With chargeRejectedHits every call charges and nothing is undone.
  *
- * Availability follows the connection ('ready' plus a probe that runs the decide script; false on
- * close/reconnect, or when a probe after a transient failure fails too).
+ * Its state (StoreAvailability) follows the store itself, never the time a call took:
+ * - `starting` until the first verdict: the first connection, and a probe that runs the decide
+ *   script, succeed (`up`), or the connection or the probe fails (`down`);
+ * - `down` while disconnected (close/reconnect), after a probe that follows a transient failure
+ *   fails too, and while any connection is stalled (StallWatch: commands waiting and no reply
+ *   bytes for REDIS_TIMEOUT);
+ * - `up` again once reconnected and probed, or once the stalled connection delivers.
+ *
+ * Calls carry no timer here: the caller (ResilientStore) waits up to its deadline, and when it
+ * stops waiting it marks the call's ticket abandoned; an answer that comes after that has its
+ * charges taken back (refund.lua), so a counter holds only the hits of answers that were given.
  */
 class RedisCounterStore implements RedisStore {
-  private available = false;
+  /** Probed since the last (re)connection. */
+  private connected = false;
+  /** A verdict was reached at least once (connected, or a connection or probe failed). */
+  private decided = false;
+  private downWhy = 'not connected';
+  private current: StoreState = 'starting';
   private closed = false;
-  private readonly listeners: Array<(available: boolean) => void> = [];
+  private readonly listeners: Array<(state: StoreState) => void> = [];
+  private readonly stalls: StallWatch;
   private probing = false;
   private probeTimer: NodeJS.Timeout | undefined;
   /** One warning per outage; the rest of the reconnect errors go to debug. */
@@ -100,40 +116,75 @@ class RedisCounterStore implements RedisStore {
     private readonly clock: Clock | undefined,
     private readonly logger: Logger,
     private readonly target: string,
+    replyTimeoutMs: number,
   ) {
     defineScripts(client);
+    this.stalls = new StallWatch({
+      windowMs: replyTimeoutMs,
+      onChange: (stalled, description) => {
+        if (stalled) this.logger.warn({ target: this.target, stall: description }, 'redis connection stalled');
+        else this.logger.info({ target: this.target, node: description }, 'redis connection delivering again');
+        this.update();
+      },
+    });
+    if (client instanceof Cluster) {
+      client.on('+node', (node: Redis) => this.stalls.watch(node, `${node.options.host ?? '?'}:${node.options.port ?? '?'}`));
+      client.on('-node', (node: Redis) => this.stalls.unwatch(node));
+    } else {
+      this.stalls.watch(client, target);
+    }
     client.on('error', (err: unknown) => this.onClientError(err));
     if (isCluster) client.on('node error', (err: unknown, node: unknown) => this.onClientError(err, String(node)));
     client.on('ready', () => this.probe());
-    for (const event of ['close', 'reconnecting', 'end']) client.on(event, () => this.setAvailable(false));
+    for (const event of ['close', 'reconnecting', 'end']) client.on(event, () => this.setConnected(false, 'not connected'));
+  }
+
+  state(): StoreState {
+    return this.current;
+  }
+
+  downReason(): string {
+    return this.stalls.stalled() ?? this.downWhy;
+  }
+
+  onStateChange(listener: (state: StoreState) => void): void {
+    this.listeners.push(listener);
   }
 
   isAvailable(): boolean {
-    return this.available;
+    return this.current === 'up';
   }
 
   onAvailabilityChange(listener: (available: boolean) => void): void {
-    this.listeners.push(listener);
+    let last = this.isAvailable();
+    this.listeners.push(() => {
+      const now = this.isAvailable();
+      if (now !== last) {
+        last = now;
+        listener(now);
+      }
+    });
   }
 
   async decide(checks: readonly LimitCheck[], options: DecideOptions): Promise<readonly LimitOutcome[]> {
     if (checks.length === 0) return [];
-    const deadline = options.deadlineMs;
-    if (deadline !== undefined && systemClock.nowMs() >= deadline) {
-      throw new StoreError('redis decide: the deadline had passed before the call', true);
-    }
     // Whole milliseconds: the script's replies are integers. Real clocks (Date.now) already are.
     const now = this.clock === undefined ? '' : String(Math.floor(this.clock.nowMs()));
-    const work = this.run(checks, options, now);
-    if (deadline === undefined) return (await work).outcomes;
-    return this.withDeadline(work, deadline, options);
+    const decision = await this.run(checks, options, now);
+    if (options.ticket?.abandoned === true && !options.chargeRejectedHits) {
+      // The caller was answered without this decision (its deadline passed, or the store was
+      // declared down meanwhile): a charge it never saw must not stand.
+      void this.undo(decision.standing, 'the answer came after its caller stopped waiting');
+    }
+    return decision.outcomes;
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.probeTimer);
-    this.setAvailable(false);
+    this.stalls.close();
+    this.setConnected(false, 'closed');
     try {
       if (this.client.status === 'ready') {
         await Promise.race([this.client.quit(), new Promise((resolve) => setTimeout(resolve, CLOSE_TIMEOUT_MS).unref())]);
@@ -157,7 +208,7 @@ class RedisCounterStore implements RedisStore {
 
     if (failure !== undefined) {
       this.noteFailure(failure);
-      if (!options.chargeRejectedHits) await this.undo(replies, options.deadlineMs, 'another slot failed');
+      if (!options.chargeRejectedHits) await this.undo(replies, 'another slot failed');
       throw failure;
     }
 
@@ -171,7 +222,7 @@ class RedisCounterStore implements RedisStore {
     }
     if (options.chargeRejectedHits) return { outcomes, standing: [] };
     if (admitted) return { outcomes, standing: replies };
-    await this.undo(replies, options.deadlineMs, 'another slot rejected the request');
+    await this.undo(replies, 'another slot rejected the request');
     return { outcomes, standing: [] };
   }
 
@@ -210,24 +261,13 @@ class RedisCounterStore implements RedisStore {
   }
 
   /**
-   * Takes back what the given calls charged (all-or-nothing mode only). Waits for it at most
-   * until the deadline: the decision is already known, and a late refund still lands. A refund
-   * that fails leaves a brief over-count (under-admission); it is logged, never thrown.
+   * Takes back what the given calls charged (all-or-nothing mode only). A refund that fails
+   * leaves a brief over-count (under-admission); it is logged, never thrown.
    */
-  private async undo(replies: readonly GroupReply[], deadlineMs: number | undefined, why: string): Promise<void> {
+  private async undo(replies: readonly GroupReply[], why: string): Promise<void> {
     const charged = replies.filter((r) => r.charged);
     if (charged.length === 0) return;
-    const refunds = Promise.all(charged.map((r) => this.callRefund(r, why)));
-    if (deadlineMs === undefined) {
-      await refunds;
-      return;
-    }
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, Math.max(0, deadlineMs - systemClock.nowMs()));
-    });
-    await Promise.race([refunds, deadline]);
-    clearTimeout(timer);
+    await Promise.all(charged.map((r) => this.callRefund(r, why)));
   }
 
   private async callRefund(reply: GroupReply, why: string): Promise<void> {
@@ -245,35 +285,6 @@ class RedisCounterStore implements RedisStore {
       const error = toStoreError(describeGroup('refund', reply.group), err);
       this.logger.warn({ err: error, why }, 'could not refund a charge; the counters over-count until their windows pass');
     }
-  }
-
-  /** Races the work against the caller's deadline; a late answer that charged is taken back. */
-  private withDeadline(work: Promise<Decision>, deadlineMs: number, options: DecideOptions): Promise<readonly LimitOutcome[]> {
-    return new Promise((resolve, reject) => {
-      let expired = false;
-      const waitMs = deadlineMs - systemClock.nowMs();
-      const cancel = setIoFairTimeout(() => {
-        expired = true;
-        reject(new StoreError(`redis decide: no answer within the deadline (${Math.max(0, Math.round(waitMs))} ms)`, true));
-      }, Math.max(0, waitMs));
-      work.then(
-        (decision) => {
-          if (!expired) {
-            cancel();
-            resolve(decision.outcomes);
-          } else if (!options.chargeRejectedHits) {
-            // The caller was told the store failed; a charge it never saw must not stand.
-            void this.undo(decision.standing, undefined, 'the answer came after the deadline');
-          }
-        },
-        (err: unknown) => {
-          if (!expired) {
-            cancel();
-            reject(err);
-          }
-        },
-      );
-    });
   }
 
   private onClientError(err: unknown, node?: string): void {
@@ -307,13 +318,13 @@ class RedisCounterStore implements RedisStore {
       .then(
         () => {
           this.probing = false;
-          this.setAvailable(true);
+          this.setConnected(true);
         },
         (err: unknown) => {
           this.probing = false;
-          this.setAvailable(false);
+          this.setConnected(false, `probe failed: ${err instanceof Error ? err.message : String(err)}`);
           this.onClientError(err);
-          // Connected but not answering (slow, loading, scripts refused): ask again. Disconnected:
+          // Connected but not answering (loading, scripts refused): ask again. Disconnected:
           // the next 'ready' probes.
           if (!this.closed && this.client.status === 'ready') {
             this.probeTimer = setTimeout(() => this.probe(), PROBE_RETRY_MS);
@@ -323,18 +334,28 @@ class RedisCounterStore implements RedisStore {
       );
   }
 
-  private setAvailable(available: boolean): void {
-    if (available === this.available || (available && this.closed)) return;
-    this.available = available;
-    if (available) {
+  private setConnected(connected: boolean, why?: string): void {
+    if (connected && this.closed) return;
+    this.connected = connected;
+    this.decided = true;
+    if (why !== undefined) this.downWhy = why;
+    this.update();
+  }
+
+  /** Recomputes the state from the connection and the stall watch; tells listeners of a change. */
+  private update(): void {
+    const next: StoreState = !this.decided ? 'starting' : this.connected && this.stalls.stalled() === undefined ? 'up' : 'down';
+    if (next === this.current) return;
+    this.current = next;
+    if (next === 'up') {
       this.errorLogged = false;
       this.logger.info({ target: this.target }, 'redis store available');
     } else if (!this.closed) {
-      this.logger.warn({ target: this.target }, 'redis store unavailable');
+      this.logger.warn({ target: this.target, why: this.downReason() }, 'redis store unavailable');
     }
     for (const listener of this.listeners) {
       try {
-        listener(available);
+        listener(next);
       } catch (err) {
         this.logger.error({ err }, 'availability listener failed');
       }

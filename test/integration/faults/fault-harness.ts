@@ -48,7 +48,12 @@ export function request(policy: Policy, id: string, hits?: number): WireRequestS
   };
 }
 
-export type Answer = 'OK' | 'OVER_LIMIT' | 'UNAVAILABLE' | 'DEADLINE_EXCEEDED' | 'OTHER';
+/**
+ * What a call got. DEADLINE_EXCEEDED is sluice's own answer at the call's deadline (the `error`
+ * policy when the store had not answered in time); CLIENT_DEADLINE is the client giving up
+ * because no answer came at all.
+ */
+export type Answer = 'OK' | 'OVER_LIMIT' | 'UNAVAILABLE' | 'DEADLINE_EXCEEDED' | 'CLIENT_DEADLINE' | 'OTHER';
 
 export interface CallRecord {
   readonly policy: Policy;
@@ -60,6 +65,9 @@ export interface CallRecord {
   /** The gRPC error message, for failures. */
   readonly details?: string;
 }
+
+/** The messages of sluice's own DEADLINE_EXCEEDED answers (the client's own says "Deadline exceeded after …"). */
+const SERVER_DEADLINE_DETAILS = /^(deadline exceeded: the store had not answered|deadline exceeded before the store was asked|the store was still connecting)/;
 
 /** Sends one request and records what came back; never rejects. */
 export async function call(
@@ -77,7 +85,11 @@ export async function call(
   } catch (err) {
     const error = err as ServiceError;
     const answer: Answer =
-      error.code === status.UNAVAILABLE ? 'UNAVAILABLE' : error.code === status.DEADLINE_EXCEEDED ? 'DEADLINE_EXCEEDED' : 'OTHER';
+      error.code === status.UNAVAILABLE
+        ? 'UNAVAILABLE'
+        : error.code === status.DEADLINE_EXCEEDED
+          ? SERVER_DEADLINE_DETAILS.test(error.details) ? 'DEADLINE_EXCEEDED' : 'CLIENT_DEADLINE'
+          : 'OTHER';
     return { policy, id, startedAt, latencyMs: performance.now() - startedAt, answer, details: `${error.code}: ${error.details}` };
   }
 }
@@ -137,29 +149,32 @@ export function summary(records: readonly CallRecord[]): Record<string, Record<s
   const out: Record<string, Record<string, number>> = {};
   for (const r of records) {
     const byAnswer = (out[r.policy] ??= {});
-    const key = r.details?.startsWith('14: ') ? `${r.answer} (${r.details.slice(4).replace(/\d+ ms/, 'N ms')})` : r.answer;
+    const key = r.details !== undefined ? `${r.answer} (${r.details.replace(/^\d+: /, '').replace(/\d+ ms/g, 'N ms').replace(/:\d+/g, ':P')})` : r.answer;
     byAnswer[key] = (byAnswer[key] ?? 0) + 1;
   }
   return out;
 }
 
-/** The answer each policy must give while the store cannot answer. */
-export function degradedAnswer(policy: Policy): Answer | 'OK or OVER_LIMIT' {
+/**
+ * The answers each policy may give while the store cannot answer: `error` fails the call
+ * (UNAVAILABLE once the store is known to be down, DEADLINE_EXCEEDED when its own deadline came
+ * first), the others decide.
+ */
+export function degradedAnswers(policy: Policy): readonly Answer[] {
   switch (policy) {
     case 'error':
-      return 'UNAVAILABLE';
+      return ['UNAVAILABLE', 'DEADLINE_EXCEEDED'];
     case 'allow':
-      return 'OK';
+      return ['OK'];
     case 'deny':
-      return 'OVER_LIMIT';
+      return ['OVER_LIMIT'];
     case 'local':
-      return 'OK or OVER_LIMIT';
+      return ['OK', 'OVER_LIMIT'];
   }
 }
 
 export function matchesDegraded(record: CallRecord): boolean {
-  const want = degradedAnswer(record.policy);
-  return want === 'OK or OVER_LIMIT' ? record.answer === 'OK' || record.answer === 'OVER_LIMIT' : record.answer === want;
+  return degradedAnswers(record.policy).includes(record.answer);
 }
 
 /**

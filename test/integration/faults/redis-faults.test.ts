@@ -1,4 +1,4 @@
-import { type RedisServer, redisCommand, startRedisServer } from '../../support/redis-server';
+import { type RedisCluster, type RedisServer, redisCommand, startRedisCluster, startRedisServer } from '../../support/redis-server';
 import { type StallLog, watchStalls } from '../../support/stall-log';
 import { type StartedSluice, startTestSluice } from '../../support/start-sluice';
 import {
@@ -7,6 +7,7 @@ import {
   FAULT_CONFIG,
   LOCAL_LIMIT,
   POLICIES,
+  type Policy,
   call,
   matchesDegraded,
   netLatencyMs,
@@ -18,44 +19,33 @@ import {
 } from './fault-harness';
 
 /**
- * The whole app, in this process, against a redis-server this file starts, while the server is
- * killed, frozen and restarted under load. Every call must be answered within 100 ms (Envoy's
- * default timeout is 20 ms; the margin absorbs a busy test machine), per the rule's
- * `store_failure` policy while Redis is away, and from Redis again once it is back.
+ * The whole app, in this process, at its DEFAULT settings, against a redis-server this file
+ * starts, while the server is killed, frozen and restarted under load. Every call must be answered
+ * within its deadline: per the rule's `store_failure` policy while Redis is away (or while a call
+ * waits on a Redis that has not answered by its deadline), and from Redis again once it is back.
+ * Counters must hold exactly the hits of the calls Redis answered OK: a charge whose answer was
+ * never given (the call was answered from the policy first) is taken back.
  *
- * How "within 100 ms" is measured: the client runs in this same process, so a stall of the
+ * The client deadline is Envoy-like (DEADLINE_MS): short enough that sluice's default stall
+ * window (REDIS_TIMEOUT, 500 ms) is longer, so a freeze shows both phases: first calls answered by
+ * their policy at their own deadline, then, once the connection is known to be stalled, at once.
+ *
+ * How "within the deadline" is measured: the client runs in this same process, so a stall of the
  * process (a major GC late in a long jest run, or the OS running other jest workers and
  * redis-servers on the 2 cores) delays the answer's sending and its reading alike, and a call
  * sluice answered at once looks late. A StallLog records those stalls, and a call's latency less
- * the stalls during it (netLatencyMs) is what must stay under ANSWER_WITHIN_MS, with no call
- * excused. This still catches the fault the bound is for, sluice waiting on a dead or frozen
- * store: a wait on a socket or a timer leaves the event loop free, so it is never recorded as a
- * stall and counts in full. (Timing calls inside sluice, or from a client in another process,
- * would not help: sluice runs in this process, and a stall while it waits for Redis' reply lands
- * in its own answer time as well.)
- *
- * The client's own deadline is only a coarse bound (CLIENT_DEADLINE_MS), far above the one
- * asserted: a call the client gave up on has no answer to check against the policy nor a known
- * latency, and one that sluice answered (and charged) but the client gave up on after a stall
- * would make the exact counts below wrong. Sluice sees that deadline too; with REDIS_TIMEOUT well
- * below it, it only matters if sluice waits on the store past REDIS_TIMEOUT, which then shows as
- * a call far over ANSWER_WITHIN_MS. (Giving up on the store before a short gRPC deadline has its
- * own tests in deadline.test.ts.)
+ * the stalls during it (netLatencyMs) is what must stay under the deadline, with no call excused.
+ * This still catches the fault the bound is for, sluice waiting on a dead or frozen store: a wait
+ * on a socket or a timer leaves the event loop free, so it is never recorded as a stall and counts
+ * in full.
  */
 
-const ANSWER_WITHIN_MS = 100;
-const CLIENT_DEADLINE_MS = 1_000;
-/** Short, so recovery after a fault shows within a test's time. */
-const COOLDOWN = '200ms';
-/**
- * Above the 10 ms default: this machine also runs the load generator and other test files, and a
- * store timeout here would be a test artefact, not a fault. Still well inside ANSWER_WITHIN_MS.
- */
-const STORE_TIMEOUT = '40ms';
+const DEADLINE_MS = 250;
 
 jest.setTimeout(60_000);
 
 let redis: RedisServer | undefined;
+let cluster: RedisCluster | undefined;
 let sluice: StartedSluice | undefined;
 let stalls: StallLog;
 
@@ -63,12 +53,9 @@ beforeEach(() => {
   stalls = watchStalls();
 });
 
-async function startBoth(env: NodeJS.ProcessEnv = {}, redisArgs: string[] = []): Promise<{ redis: RedisServer; sluice: StartedSluice }> {
+async function startBoth(redisArgs: string[] = []): Promise<{ redis: RedisServer; sluice: StartedSluice }> {
   redis = await startRedisServer({ args: redisArgs });
-  sluice = await startTestSluice({
-    files: FAULT_CONFIG,
-    env: { REDIS_URL: redis.url, STORE_BREAKER_COOLDOWN: COOLDOWN, REDIS_TIMEOUT: STORE_TIMEOUT, ...env },
-  });
+  sluice = await startTestSluice({ files: FAULT_CONFIG, env: { REDIS_URL: redis.url } });
   await waitForHealth(sluice.client, 'SERVING', 10_000);
   return { redis, sluice };
 }
@@ -76,15 +63,19 @@ async function startBoth(env: NodeJS.ProcessEnv = {}, redisArgs: string[] = []):
 afterEach(async () => {
   stalls.stop();
   // Resume a frozen server first, or killing it could wait on nothing.
-  try {
-    redis?.kill('SIGCONT');
-  } catch {
-    // Already gone.
+  for (const target of [redis, ...(cluster?.nodes ?? [])]) {
+    try {
+      target?.kill('SIGCONT');
+    } catch {
+      // Already gone.
+    }
   }
   await sluice?.stop();
   await redis?.stop();
+  await cluster?.stop();
   sluice = undefined;
   redis = undefined;
+  cluster = undefined;
 });
 
 /** A call's latency less this process's stalls during it (see the comment at the top). */
@@ -94,17 +85,31 @@ function net(record: CallRecord): number {
 
 /**
  * No call may fail in an unexpected way, whatever Redis does, and every call must be answered
- * within ANSWER_WITHIN_MS of the time this process was free to answer it (the comment at the top
- * says why that is the measure, and why it still fails on a wait for the store). A call the
- * client gave up on is late: it took CLIENT_DEADLINE_MS.
+ * within its deadline, counted over the time this process was free to answer it (the comment at
+ * the top says why that is the measure, and why it still fails on a wait for the store). A call
+ * the client gave up on (CLIENT_DEADLINE) got no answer in time.
  */
 function expectAllAnsweredInTime(records: readonly CallRecord[]): void {
   const odd = records.filter((r) => r.answer === 'OTHER');
   expect(odd.map((r) => r.details)).toEqual([]);
   const late = records
-    .filter((r) => r.answer === 'DEADLINE_EXCEEDED' || net(r) >= ANSWER_WITHIN_MS)
+    .filter((r) => (r.answer === 'CLIENT_DEADLINE' && !stalledDuring(r)) || net(r) >= DEADLINE_MS)
     .map((r) => ({ policy: r.policy, answer: r.answer, details: r.details, ms: Math.round(r.latencyMs), netMs: Math.round(net(r)) }));
   expect({ late: late.length, first: late.slice(0, 5) }).toEqual({ late: 0, first: [] });
+  // Excused, but bounded: a stall of this process explains a few of them, not a pattern.
+  const excused = records.filter((r) => r.answer === 'CLIENT_DEADLINE').length;
+  expect(excused).toBeLessThanOrEqual(Math.max(5, records.length * 0.05));
+}
+
+/**
+ * The client gave up on a call while this process was stalled. Sluice runs in this process and
+ * counts the call's deadline from the moment it read the request: a stall before that read moves
+ * its deadline later than the client's, by the stall. Such a call may be answered (from the
+ * policy, at sluice's deadline) after the client's own timer fired — an artefact of sharing one
+ * process, not a wait on the store, which never stalls the event loop.
+ */
+function stalledDuring(record: CallRecord): boolean {
+  return stalls.stalledMs(record.startedAt, record.startedAt + record.latencyMs) > 0;
 }
 
 /** A call answered otherwise than its policy says while the store is away. */
@@ -112,9 +117,9 @@ function answeredWrongly(record: CallRecord): boolean {
   return !matchesDegraded(record);
 }
 
-/** The hits counted on Redis for `policy` and each worker id `<prefix>-<w>`, read with check-only calls. */
-async function countedHits(s: StartedSluice, policy: (typeof POLICIES)[number], prefix: string, workers: number): Promise<number> {
-  let counted = 0;
+/** The hits counted in the store for `policy` and each worker id `<prefix>-<w>`, read with check-only calls. */
+async function countedHits(s: StartedSluice, policy: Policy, prefix: string, workers: number): Promise<number[]> {
+  const counted: number[] = [];
   for (let w = 0; w < workers; w++) {
     const response = await s.client.shouldRateLimit(
       {
@@ -130,24 +135,29 @@ async function countedHits(s: StartedSluice, policy: (typeof POLICIES)[number], 
         ],
         hits_addend: 0,
       },
-      { deadlineMs: 1_000 },
+      { deadlineMs: 5_000 },
     );
-    counted += BIG_LIMIT - response.statuses![0]!.limit_remaining!;
+    counted.push(BIG_LIMIT - response.statuses![0]!.limit_remaining!);
   }
   return counted;
 }
 
+/** The OK answers each worker id `<prefix>-<w>` got for `policy`. */
+function okAnswers(records: readonly CallRecord[], policy: Policy, prefix: string, workers: number): number[] {
+  return Array.from({ length: workers }, (_, w) => records.filter((r) => r.policy === policy && r.id === `${prefix}-${w}` && r.answer === 'OK').length);
+}
+
 /** Sends `n` calls for one fresh id, one after the other. */
-async function sequence(s: StartedSluice, policy: (typeof POLICIES)[number], id: string, n: number): Promise<CallRecord[]> {
+async function sequence(s: StartedSluice, policy: Policy, id: string, n: number): Promise<CallRecord[]> {
   const records: CallRecord[] = [];
-  for (let i = 0; i < n; i++) records.push(await call(s.client, policy, id, CLIENT_DEADLINE_MS));
+  for (let i = 0; i < n; i++) records.push(await call(s.client, policy, id, DEADLINE_MS));
   return records;
 }
 
 describe('Redis killed (SIGKILL) mid-load', () => {
-  it('answers every call within 100 ms, per each rule policy, without crashing', async () => {
+  it('answers every call within its deadline, per each rule policy, without crashing', async () => {
     const { redis: server, sluice: app } = await startBoth();
-    const load = startLoad(app.client, { policies: POLICIES, concurrency: 8, deadlineMs: CLIENT_DEADLINE_MS, idPrefix: 'kill' });
+    const load = startLoad(app.client, { policies: POLICIES, concurrency: 8, deadlineMs: DEADLINE_MS, idPrefix: 'kill' });
     await sleep(300);
     const killedAt = performance.now();
     server.kill('SIGKILL');
@@ -157,7 +167,7 @@ describe('Redis killed (SIGKILL) mid-load', () => {
     expectAllAnsweredInTime(records);
     const before = records.filter((r) => r.startedAt + r.latencyMs < killedAt);
     // Redis was up: every non-local call admitted (huge limits), from Redis.
-    expect(before.filter((r) => r.policy !== 'local').every((r) => r.answer === 'OK')).toBe(true);
+    expect(summary(before.filter((r) => r.policy !== 'local' && r.answer !== 'OK'))).toEqual({});
     expect(before.length).toBeGreaterThan(20);
     // Started clearly after the kill: the policy answers, for every call.
     const after = records.filter((r) => r.startedAt > killedAt + 20);
@@ -172,26 +182,26 @@ describe('Redis killed (SIGKILL) mid-load', () => {
     expect(app.app.health.notReadyReasons()).toEqual(['store unavailable']);
   });
 
-  it('costs no timeout per call once Redis is known to be gone', async () => {
+  it('costs no wait per call once Redis is known to be gone', async () => {
     const { redis: server, sluice: app } = await startBoth();
     server.kill('SIGKILL');
     await waitForHealth(app.client, 'NOT_SERVING', 5_000);
     const records = await sequence(app, 'error', 'dead', 50);
     expect(records.every((r) => r.answer === 'UNAVAILABLE')).toBe(true);
     expect(records[0]!.details).toBe('14: store unavailable: not connected');
-    // Far below REDIS_TIMEOUT per call: nothing waits on a dead store.
+    // Far below the deadline per call: nothing waits on a dead store.
     expect(percentile(records, 50, net)).toBeLessThan(5);
   });
 });
 
 describe('Redis frozen (SIGSTOP)', () => {
-  it('answers within 100 ms, fails fast once the breaker opens, and recovers on SIGCONT', async () => {
+  it('answers within the deadline, fails fast once the stall is seen, recovers on SIGCONT, and counts only OK answers', async () => {
     const { redis: server, sluice: app } = await startBoth();
-    const load = startLoad(app.client, { policies: POLICIES, concurrency: 8, deadlineMs: CLIENT_DEADLINE_MS, idPrefix: 'stop' });
+    const load = startLoad(app.client, { policies: POLICIES, concurrency: 8, deadlineMs: DEADLINE_MS, idPrefix: 'stop' });
     await sleep(200);
     const frozenAt = performance.now();
     server.kill('SIGSTOP');
-    await sleep(1_200);
+    await sleep(1_500);
     const resumedAt = performance.now();
     server.kill('SIGCONT');
     const recoveredIn = await waitForHealth(app.client, 'SERVING', 10_000);
@@ -199,46 +209,78 @@ describe('Redis frozen (SIGSTOP)', () => {
     const records = await load.stop();
 
     expectAllAnsweredInTime(records);
-    // While frozen: the policy answers (those in flight at the freeze may still get Redis' answer
-    // if it came before; no call admitted by Redis can exist after the freeze).
+    // While frozen: the policy answers (a call answered just before the freeze may still carry
+    // Redis' answer; no call admitted by Redis can exist after it).
     const frozen = records.filter((r) => r.startedAt > frozenAt + 5 && r.startedAt + r.latencyMs < resumedAt);
-    const wrong = frozen.filter(answeredWrongly);
+    // (A client deadline during a stall of this process is excused above, and bounded there.)
+    const wrong = frozen.filter((r) => answeredWrongly(r) && !(r.answer === 'CLIENT_DEADLINE' && stalledDuring(r)));
     expect({ wrong: wrong.length, summary: summary(frozen) }).toEqual({ wrong: 0, summary: summary(frozen) });
 
-    // Only a handful of calls wait for the store timeout: those that open the breaker, and one
-    // half-open probe per cooldown. The rest fail fast.
-    const waited = frozen.filter((r) => r.details?.startsWith('14: store unavailable: timed out after') === true);
-    const cooldowns = Math.ceil(1_200 / 200);
-    expect(waited.length).toBeLessThanOrEqual(5 + 8 + cooldowns);
-    const settled = frozen.filter((r) => r.startedAt > frozenAt + 100);
+    // Once the stall is known (REDIS_TIMEOUT, 500 ms, plus sampling), calls fail fast: a gRPC
+    // round trip on this busy machine, far from the deadline.
+    const settled = frozen.filter((r) => r.startedAt > frozenAt + 800);
     expect(settled.length).toBeGreaterThan(100);
-    // Failing fast costs a gRPC round trip on this busy machine (a few ms), far from the 40 ms
-    // timeout. Latencies less this process's stalls, as for ANSWER_WITHIN_MS: a wait for the store
-    // is never a stall, so each one still counts here in full.
     expect(percentile(settled, 50, net)).toBeLessThan(10);
-    expect(settled.filter((r) => net(r) >= 40).length).toBeLessThanOrEqual(cooldowns + 8);
+    expect(settled.filter((r) => r.details?.includes('no reply from') !== true && r.policy === 'error')).toEqual([]);
 
     // After SIGCONT and health SERVING: Redis decides again, every call.
-    expect(recoveredIn).toBeLessThan(10_000);
     const healthyAt = resumedAt + recoveredIn;
     const back = records.filter((r) => r.startedAt > healthyAt + 20);
     expect(back.length).toBeGreaterThan(20);
-    expect(back.filter((r) => r.policy !== 'local').every((r) => r.answer === 'OK')).toBe(true);
+    expect(summary(back.filter((r) => r.policy !== 'local' && r.answer !== 'OK'))).toEqual({});
 
     // The scripts queued in the frozen server ran on SIGCONT, charging calls that had already been
-    // answered UNAVAILABLE (they timed out). The Redis client still reads those late replies (its
-    // own timeout is longer than REDIS_TIMEOUT on purpose) and the store takes the charges back:
-    // the counter holds exactly the calls answered OK.
-    const errorCalls = records.filter((r) => r.policy === 'error');
-    const ok = errorCalls.filter((r) => r.answer === 'OK').length;
-    expect(await countedHits(app, 'error', 'stop', 8)).toBe(ok);
+    // answered from the policy. The store reads those late replies and takes the charges back:
+    // each counter holds exactly the calls it answered OK.
+    for (const policy of ['error', 'deny'] as const) {
+      expect({ policy, counted: await countedHits(app, policy, 'stop', 8) }).toEqual({ policy, counted: okAnswers(records, policy, 'stop', 8) });
+    }
+  });
+});
+
+describe.each([
+  ['one Redis', 'single'],
+  ['a 3-master Redis Cluster (one master frozen)', 'cluster'],
+] as const)('no counter drift through a freeze, on %s', (_name, type) => {
+  const freezes = type === 'single' ? [2_000, 3_000] : [2_000];
+  it.each(freezes)('32 calls in flight, Redis stopped for %d ms: each counter equals the OK answers it gave', async (freezeMs) => {
+    let freeze: { kill(signal: NodeJS.Signals): void };
+    if (type === 'single') {
+      freeze = (await startBoth()).redis;
+    } else {
+      cluster = await startRedisCluster(3);
+      sluice = await startTestSluice({
+        files: FAULT_CONFIG,
+        env: { REDIS_TYPE: 'cluster', REDIS_URL: cluster.nodes.map((n) => `${n.host}:${n.port}`).join(',') },
+      });
+      await waitForHealth(sluice.client, 'SERVING', 10_000);
+      freeze = cluster.nodes[0]!;
+    }
+    const app = sluice!;
+    const prefix = `drift-${freezeMs}`;
+    const load = startLoad(app.client, { policies: ['error', 'deny'], concurrency: 32, deadlineMs: DEADLINE_MS, idPrefix: prefix, pauseMs: 1 });
+    await sleep(300);
+    freeze.kill('SIGSTOP');
+    await sleep(freezeMs);
+    freeze.kill('SIGCONT');
+    await waitForHealth(app.client, 'SERVING', 10_000);
+    await sleep(300);
+    const records = await load.stop();
+
+    expectAllAnsweredInTime(records);
+    expect(records.filter((r) => r.answer === 'OK').length).toBeGreaterThan(100);
+    // Late refunds are sent as the late replies arrive; give the last of them a moment to land.
+    await sleep(200);
+    for (const policy of ['error', 'deny'] as const) {
+      expect({ policy, counted: await countedHits(app, policy, prefix, 32) }).toEqual({ policy, counted: okAnswers(records, policy, prefix, 32) });
+    }
   });
 });
 
 describe('Redis restarted on the same port', () => {
   it('recovers, and no call fails once Redis is up and health says so', async () => {
     const { redis: server, sluice: app } = await startBoth();
-    const load = startLoad(app.client, { policies: ['error'], concurrency: 4, deadlineMs: CLIENT_DEADLINE_MS, idPrefix: 'restart' });
+    const load = startLoad(app.client, { policies: ['error'], concurrency: 4, deadlineMs: DEADLINE_MS, idPrefix: 'restart' });
     await sleep(200);
     server.kill('SIGKILL');
     await sleep(300);
@@ -265,20 +307,13 @@ describe('sluice started while Redis is down', () => {
     const server = redis;
     server.kill('SIGKILL');
     const started = performance.now();
-    sluice = await startTestSluice({
-      files: FAULT_CONFIG,
-      env: { REDIS_URL: `${server.host}:${server.port}`, STORE_BREAKER_COOLDOWN: COOLDOWN, REDIS_TIMEOUT: STORE_TIMEOUT },
-    });
+    sluice = await startTestSluice({ files: FAULT_CONFIG, env: { REDIS_URL: `${server.host}:${server.port}` } });
     const app = sluice;
     expect(performance.now() - started).toBeLessThan(2_000);
-    expect(await app.client.health('')).toBe('NOT_SERVING');
+    await waitForHealth(app.client, 'NOT_SERVING', 2_000);
     for (const policy of POLICIES) {
-      const record = await call(app.client, policy, 'down', CLIENT_DEADLINE_MS);
-      expect({ policy, ok: matchesDegraded(record), latencyOk: net(record) < ANSWER_WITHIN_MS }).toEqual({
-        policy,
-        ok: true,
-        latencyOk: true,
-      });
+      const record = await call(app.client, policy, 'down', DEADLINE_MS);
+      expect({ policy, ok: matchesDegraded(record), latencyOk: net(record) < DEADLINE_MS }).toEqual({ policy, ok: true, latencyOk: true });
     }
 
     await server.restart();
@@ -292,8 +327,8 @@ describe('counts across a kill and restart', () => {
   it('neither loses nor doubles the hits of calls answered OK (error policy)', async () => {
     // Persist every write before it is acknowledged, so the counter survives the kill: whatever
     // Redis confirmed is still there after the restart.
-    const { redis: server, sluice: app } = await startBoth({}, ['--appendonly', 'yes', '--appendfsync', 'always']);
-    const load = startLoad(app.client, { policies: ['error'], concurrency: 6, deadlineMs: CLIENT_DEADLINE_MS, idPrefix: 'count', pauseMs: 1 });
+    const { redis: server, sluice: app } = await startBoth(['--appendonly', 'yes', '--appendfsync', 'always']);
+    const load = startLoad(app.client, { policies: ['error'], concurrency: 6, deadlineMs: DEADLINE_MS, idPrefix: 'count', pauseMs: 1 });
     await sleep(400);
     server.kill('SIGKILL');
     await sleep(300);
@@ -303,12 +338,12 @@ describe('counts across a kill and restart', () => {
     const records = await load.stop();
     expectAllAnsweredInTime(records);
 
-    const counted = await countedHits(app, 'error', 'count', 6);
+    const counted = (await countedHits(app, 'error', 'count', 6)).reduce((a, b) => a + b, 0);
     const ok = records.filter((r) => r.answer === 'OK').length;
-    // Failed calls that reached Redis as it died (a reply lost with the connection) may or may not
-    // have been applied; every other failure never reached it.
+    // A call in flight when Redis died may have been applied (and persisted) with its reply lost
+    // with the connection: its charge cannot be told apart. Every other failure never reached it.
     const neverSent = /not connected|circuit breaker open|before the store was asked/;
-    const ambiguous = records.filter((r) => r.answer === 'UNAVAILABLE' && !neverSent.test(r.details ?? '')).length;
+    const ambiguous = records.filter((r) => r.answer !== 'OK' && !neverSent.test(r.details ?? '')).length;
     expect(ok).toBeGreaterThan(100);
     expect(counted).toBeGreaterThanOrEqual(ok);
     expect(counted).toBeLessThanOrEqual(ok + ambiguous);

@@ -12,11 +12,11 @@ export function uniquePrefix(): string {
 }
 
 export function singleOptions(server: RedisServer, overrides: Partial<RedisStoreOptions> = {}): RedisStoreOptions {
-  return { type: 'single', nodes: [{ host: server.host, port: server.port }], commandTimeoutMs: 1_000, keyPrefix: '', ...overrides };
+  return { type: 'single', nodes: [{ host: server.host, port: server.port }], replyTimeoutMs: 1_000, keyPrefix: '', ...overrides };
 }
 
 export function clusterOptions(cluster: RedisCluster, overrides: Partial<RedisStoreOptions> = {}): RedisStoreOptions {
-  return { type: 'cluster', nodes: cluster.nodes.map((n) => ({ host: n.host, port: n.port })), commandTimeoutMs: 1_000, keyPrefix: '', ...overrides };
+  return { type: 'cluster', nodes: cluster.nodes.map((n) => ({ host: n.host, port: n.port })), replyTimeoutMs: 1_000, keyPrefix: '', ...overrides };
 }
 
 /** Resolves once the store reports itself available (connected, scripts run). */

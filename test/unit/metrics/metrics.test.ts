@@ -99,6 +99,8 @@ describe('Prometheus metrics', () => {
       'sluice_requests_total{result="over_limit"}': 3,
       'sluice_requests_total{result="invalid"}': 0,
       'sluice_requests_total{result="unavailable"}': 0,
+      'sluice_requests_total{result="deadline_exceeded"}': 0,
+      'sluice_requests_total{result="overloaded"}': 0,
       'sluice_requests_total{result="error"}': 0,
     });
     expect(m.get('ratelimit_service_total_requests{grpc_method="ShouldRateLimit"}')).toBe(13);
@@ -193,15 +195,14 @@ describe('Prometheus metrics', () => {
     expect(m.get('sluice_store_duration_seconds_count{result="error"}')).toBe(2);
   });
 
-  it('counts a reply after the deadline as a store timeout', async () => {
+  it('counts a reply that came after its caller stopped waiting as a store timeout', async () => {
     const recorded: (string | undefined)[] = [];
     const slow = new InstrumentedStore(
       { decide: async () => [], close: async () => undefined },
       { storeCall: (_s, kind) => recorded.push(kind) },
-      () => 2_000,
     );
-    await slow.decide([], { chargeRejectedHits: false, deadlineMs: 1_000 });
-    await slow.decide([], { chargeRejectedHits: false, deadlineMs: 5_000 });
+    await slow.decide([], { chargeRejectedHits: false, ticket: { abandoned: true } });
+    await slow.decide([], { chargeRejectedHits: false, ticket: { abandoned: false } });
     await slow.decide([], { chargeRejectedHits: false });
     expect(recorded).toEqual(['timeout', undefined, undefined]);
   });

@@ -43,7 +43,8 @@ describe('store settings defaults', () => {
   it('keeps counters in memory without REDIS_URL, with the documented defaults', () => {
     const settings = load({});
     expect(settings.redis).toBeUndefined();
-    expect(settings.storeTimeoutMs).toBe(10);
+    expect(settings.storeTimeoutMs).toBe(500);
+    expect(settings.maxDescriptorsInFlight).toBe(8192);
     expect(settings.storeFailureMode).toBe('error');
     expect(settings.clockSource).toBe('redis');
     expect(settings.storeBreakerFailures).toBe(5);
@@ -62,7 +63,7 @@ describe('REDIS_URL, single', () => {
     expect(load({ REDIS_URL: 'redis.internal:6380' }).redis).toEqual({
       type: 'single',
       nodes: [{ host: 'redis.internal', port: 6380 }],
-      commandTimeoutMs: 10,
+      replyTimeoutMs: 500,
       keyPrefix: '',
     });
   });
@@ -79,7 +80,7 @@ describe('REDIS_URL, single', () => {
       username: 'app',
       password: 'p@ss:w',
       db: 3,
-      commandTimeoutMs: 10,
+      replyTimeoutMs: 500,
       keyPrefix: '',
     });
     expect(load({ REDIS_URL: 'redis://:secret@host' }).redis).toMatchObject({
@@ -98,7 +99,7 @@ describe('REDIS_URL, single', () => {
       type: 'single',
       nodes: [],
       socketPath: '/var/run/redis.sock',
-      commandTimeoutMs: 10,
+      replyTimeoutMs: 500,
       keyPrefix: '',
     });
   });
@@ -150,7 +151,7 @@ describe('REDIS_URL, sentinel and cluster', () => {
       ],
       password: 'data-pass',
       sentinelPassword: 'sentinel-pass',
-      commandTimeoutMs: 10,
+      replyTimeoutMs: 500,
       keyPrefix: '',
     });
   });
@@ -169,7 +170,7 @@ describe('REDIS_URL, sentinel and cluster', () => {
         { host: 'n2', port: 7001 },
         { host: 'n3', port: 7002 },
       ],
-      commandTimeoutMs: 10,
+      replyTimeoutMs: 500,
       keyPrefix: '',
     });
   });
@@ -245,7 +246,7 @@ describe('timeouts, policy, clock, breaker', () => {
 
   it('passes REDIS_TIMEOUT and CACHE_KEY_PREFIX to the Redis store', () => {
     expect(load({ REDIS_URL: 'h:1', REDIS_TIMEOUT: '7ms', CACHE_KEY_PREFIX: 'prod:' }).redis).toMatchObject({
-      commandTimeoutMs: 7,
+      replyTimeoutMs: 7,
       keyPrefix: 'prod:',
     });
   });

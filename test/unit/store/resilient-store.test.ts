@@ -1,4 +1,4 @@
-import { StoreError } from '../../../src/errors';
+import { DeadlineExceededError, StoreError } from '../../../src/errors';
 import type {
   CounterStore,
   DecideOptions,
@@ -7,8 +7,8 @@ import type {
   StoreFailureMode,
 } from '../../../src/store/counter-store';
 import { MemoryStore } from '../../../src/store/memory/memory-store';
-import { ResilientStore, type ResilientStoreOptions, type StoreAvailability } from '../../../src/store/resilient-store';
-import { ManualClock } from '../../../src/util/clock';
+import { ResilientStore, type ResilientStoreOptions, type StoreAvailability, type StoreState } from '../../../src/store/resilient-store';
+import { type Clock, ManualClock } from '../../../src/util/clock';
 import { describeCounterStore } from '../../conformance/counter-store.suite';
 
 // Healthy, the wrapper must be invisible: the whole store contract holds through it.
@@ -19,7 +19,6 @@ describeCounterStore(
       primary: new MemoryStore(clock),
       local: new MemoryStore(clock),
       defaultFailureMode: 'error',
-      timeoutMs: 1_000,
       breaker: { failureThreshold: 5, cooldownMs: 1_000 },
       clock,
     }),
@@ -69,22 +68,30 @@ class ScriptedStore implements CounterStore {
   }
 }
 
-/** A connection state the test flips, like the Redis store's. */
+/** A store state the test flips, like the Redis store's. */
 class FakeAvailability implements StoreAvailability {
-  private available = true;
-  private readonly listeners: ((available: boolean) => void)[] = [];
+  private current: StoreState;
+  private readonly listeners: ((state: StoreState) => void)[] = [];
 
-  isAvailable(): boolean {
-    return this.available;
+  constructor(initial: StoreState = 'up') {
+    this.current = initial;
   }
 
-  onAvailabilityChange(listener: (available: boolean) => void): void {
+  state(): StoreState {
+    return this.current;
+  }
+
+  downReason(): string {
+    return 'not connected';
+  }
+
+  onStateChange(listener: (state: StoreState) => void): void {
     this.listeners.push(listener);
   }
 
-  set(available: boolean): void {
-    this.available = available;
-    for (const listener of this.listeners) listener(available);
+  set(state: StoreState): void {
+    this.current = state;
+    for (const listener of this.listeners) listener(state);
   }
 }
 
@@ -110,7 +117,6 @@ function build(overrides: Partial<ResilientStoreOptions> = {}): ResilientStore {
     primary,
     local,
     defaultFailureMode: 'error',
-    timeoutMs: 30,
     breaker: { failureThreshold: 3, cooldownMs: 1_000 },
     clock,
     ...overrides,
@@ -128,6 +134,19 @@ async function rejection(promise: Promise<unknown>): Promise<StoreError> {
   throw new Error('expected a rejection');
 }
 
+async function deadlineRejection(promise: Promise<unknown>): Promise<DeadlineExceededError> {
+  try {
+    await promise;
+  } catch (err) {
+    if (err instanceof DeadlineExceededError) return err;
+    throw err;
+  }
+  throw new Error('expected a rejection');
+}
+
+/** Real time, as in production: deadlines fire from a real timer. */
+const realClock: Clock = { nowMs: () => Date.now() };
+
 describe('ResilientStore', () => {
   beforeEach(() => {
     clock = new ManualClock(T0);
@@ -140,15 +159,13 @@ describe('ResilientStore', () => {
   });
 
   describe('healthy primary', () => {
-    it('returns the primary outcomes and passes the options on, with its own give-up instant as deadline', async () => {
+    it('returns the primary outcomes and passes the options on, with a ticket it has not abandoned', async () => {
       build();
       const outcomes = await store.decide([check('a', 10)], { chargeRejectedHits: true, deadlineMs: T0 + 20 });
       expect(outcomes).toEqual([{ admitted: true, remaining: 9, resetMs: 1234 }]);
-      // The caller's deadline less the 2 ms margin: the primary takes back a charge that lands later.
-      expect(primary.calls[0]!.options).toEqual({ chargeRejectedHits: true, deadlineMs: T0 + 18 });
-      // Without a caller deadline, the timeout is the deadline.
-      await store.decide([check('a', 10)], { chargeRejectedHits: false });
-      expect(primary.calls[1]!.options).toEqual({ chargeRejectedHits: false, deadlineMs: T0 + 30 });
+      const options = primary.calls[0]!.options;
+      expect(options).toMatchObject({ chargeRejectedHits: true, deadlineMs: T0 + 20 });
+      expect(options.ticket?.abandoned).toBe(false);
       expect(store.breakerState()).toBe('closed');
     });
 
@@ -165,51 +182,66 @@ describe('ResilientStore', () => {
     });
   });
 
-  describe('timeouts', () => {
-    it('gives up on a hanging primary after timeoutMs with a transient store error', async () => {
-      build();
+  describe('deadlines', () => {
+    it('waits for a slow primary until the call deadline less the margin, then answers by the policy', async () => {
+      build({ clock: realClock });
       primary.behaviour = 'hang';
       const started = performance.now();
-      const err = await rejection(store.decide([check('a', 10)], OPTS));
+      const err = await deadlineRejection(store.decide([check('a', 10)], { ...OPTS, deadlineMs: Date.now() + 42 }));
       const elapsed = performance.now() - started;
-      expect(err.message).toBe('store unavailable: timed out after 30 ms');
-      expect(err.transient).toBe(true);
-      expect(err.kind).toBe('unavailable');
-      expect(elapsed).toBeGreaterThanOrEqual(25);
-      expect(elapsed).toBeLessThan(500);
+      expect(err.message).toBe("deadline exceeded: the store had not answered within the call's deadline");
+      expect(err.kind).toBe('deadline_exceeded');
+      // 42 ms to the deadline, less the 2 ms margin.
+      expect(elapsed).toBeGreaterThanOrEqual(38);
+      expect(primary.calls[0]!.options.ticket?.abandoned).toBe(true);
     });
 
-    it('gives up earlier when the caller deadline is closer, keeping a margin, and does not blame the store', async () => {
-      build({ timeoutMs: 10_000 });
+    it('never blames the store for a call that ran out of time: the breaker stays closed', async () => {
+      build({ clock: realClock });
       primary.behaviour = 'hang';
-      const started = performance.now();
-      const err = await rejection(store.decide([check('a', 10)], { ...OPTS, deadlineMs: T0 + 42 }));
-      const elapsed = performance.now() - started;
-      // 42 ms to the deadline, minus the 2 ms margin.
-      expect(err.message).toBe('store unavailable: deadline reached after 40 ms');
-      expect(elapsed).toBeLessThan(1_000);
-      // A caller's short deadline says nothing about the store.
-      for (let i = 0; i < 5; i++) await rejection(store.decide([check('a', 10)], { ...OPTS, deadlineMs: T0 + 5 }));
+      await Promise.all(
+        Array.from({ length: 20 }, () => deadlineRejection(store.decide([check('a', 10)], { ...OPTS, deadlineMs: Date.now() + 5 }))),
+      );
       expect(store.breakerState()).toBe('closed');
+      expect(store.isAvailable()).toBe(true);
     });
 
-    it('does not ask the primary when the deadline has already passed', async () => {
-      build();
-      const err = await rejection(store.decide([check('a', 10)], { ...OPTS, deadlineMs: T0 + 1 }));
-      expect(err.message).toBe('store unavailable: deadline exceeded before the store was asked');
+    it('answers a permissive policy at the deadline', async () => {
+      build({ clock: realClock, defaultFailureMode: 'allow' });
+      primary.behaviour = 'hang';
+      await expect(store.decide([check('a', 10)], { ...OPTS, deadlineMs: Date.now() + 10 })).resolves.toEqual([
+        { admitted: true, remaining: 10, resetMs: 0 },
+      ]);
+    });
+
+    it('without a deadline, waits as long as the primary takes', async () => {
+      build({ clock: realClock });
+      primary.behaviour = 'hang';
+      const answer = store.decide([check('a', 10)], OPTS);
+      await new Promise((resolve) => setTimeout(resolve, 60));
+      primary.releaseHanging();
+      await expect(answer).resolves.toEqual([]);
+      expect(primary.calls[0]!.options.ticket?.abandoned).toBe(false);
+    });
+
+    it('does not ask the primary when the deadline has passed, whatever the policy (DEADLINE_EXCEEDED)', async () => {
+      build({ defaultFailureMode: 'allow' });
+      const err = await deadlineRejection(store.decide([check('a', 10)], { ...OPTS, deadlineMs: T0 }));
+      expect(err.message).toBe('deadline exceeded before the store was asked');
       expect(primary.calls).toHaveLength(0);
     });
 
     it('swallows a late answer or late failure of a call it gave up on', async () => {
-      build();
+      build({ clock: realClock });
       primary.behaviour = 'hang';
-      await rejection(store.decide([check('a', 10)], OPTS));
-      await rejection(store.decide([check('b', 10)], OPTS));
+      await deadlineRejection(store.decide([check('a', 10)], { ...OPTS, deadlineMs: Date.now() + 5 }));
+      await deadlineRejection(store.decide([check('b', 10)], { ...OPTS, deadlineMs: Date.now() + 5 }));
       primary.releaseHanging();
-      await rejection(store.decide([check('c', 10)], OPTS));
+      await deadlineRejection(store.decide([check('c', 10)], { ...OPTS, deadlineMs: Date.now() + 5 }));
       primary.failHanging();
       // An unhandled rejection would fail the test run; give it a turn to surface.
       await new Promise((resolve) => setImmediate(resolve));
+      expect(store.breakerState()).toBe('closed');
     });
   });
 
@@ -231,17 +263,6 @@ describe('ResilientStore', () => {
       const err = await rejection(store.decide([check('a', 10)], OPTS));
       expect(performance.now() - started).toBeLessThan(20);
       expect(err.message).toBe('store unavailable: circuit breaker open (last failure: connection refused)');
-      expect(primary.calls).toHaveLength(3);
-    });
-
-    it('counts timeouts as failures: a frozen primary costs threshold timeouts, then none', async () => {
-      build();
-      primary.behaviour = 'hang';
-      for (let i = 0; i < 3; i++) await rejection(store.decide([check('a', 10)], OPTS));
-      expect(store.breakerState()).toBe('open');
-      const started = performance.now();
-      await rejection(store.decide([check('a', 10)], OPTS));
-      expect(performance.now() - started).toBeLessThan(20);
       expect(primary.calls).toHaveLength(3);
     });
 
@@ -424,11 +445,11 @@ describe('ResilientStore', () => {
       ]);
     });
 
-    it('applies the policy on timeouts and while the breaker is open, and uses the primary again once it is back', async () => {
+    it('applies the policy while the breaker is open, and uses the primary again once it is back', async () => {
       build({ defaultFailureMode: 'local' });
-      primary.behaviour = 'hang';
       for (let i = 0; i < 3; i++) await store.decide([check('a', 100)], OPTS);
       expect(store.breakerState()).toBe('open');
+      primary.behaviour = 'hang';
       const [fast] = await store.decide([check('a', 100)], OPTS);
       expect(fast).toEqual({ admitted: true, remaining: 96, resetMs: expect.any(Number) as number });
       primary.behaviour = 'ok';
@@ -439,15 +460,15 @@ describe('ResilientStore', () => {
     });
   });
 
-  describe('connection state', () => {
-    it('fails fast while the primary reports it is not connected, and recovers at once when it is', async () => {
+  describe('store state', () => {
+    it('fails fast while the primary reports it is down, and recovers at once when it is up', async () => {
       const availability = new FakeAvailability();
       build({ availability });
       const changes: boolean[] = [];
       store.onAvailabilityChange((ok) => changes.push(ok));
       expect(store.isAvailable()).toBe(true);
 
-      availability.set(false);
+      availability.set('down');
       expect(store.isAvailable()).toBe(false);
       expect(store.breakerState()).toBe('open');
       const err = await rejection(store.decide([check('a', 10)], OPTS));
@@ -455,7 +476,7 @@ describe('ResilientStore', () => {
       expect(primary.calls).toHaveLength(0);
 
       // Back before the cooldown: no reason to keep failing.
-      availability.set(true);
+      availability.set('up');
       expect(store.isAvailable()).toBe(true);
       expect(store.breakerState()).toBe('closed');
       await store.decide([check('a', 10)], OPTS);
@@ -463,11 +484,49 @@ describe('ResilientStore', () => {
       expect(changes).toEqual([false, true]);
     });
 
-    it('starts unavailable when the primary is not connected yet', () => {
+    it('answers every call waiting on the primary by its policy the moment it goes down, abandoning them', async () => {
       const availability = new FakeAvailability();
-      availability.set(false);
-      build({ availability });
+      build({ availability, clock: realClock });
+      primary.behaviour = 'hang';
+      const waiting = [
+        rejection(store.decide([check('a', 10)], OPTS)),
+        rejection(store.decide([check('b', 10)], { ...OPTS, deadlineMs: Date.now() + 60_000 })),
+        store.decide([check('c', 10, policy('allow'))], OPTS),
+      ];
+      await new Promise((resolve) => setImmediate(resolve));
+      availability.set('down');
+      const [a, b, c] = await Promise.all(waiting);
+      expect((a as StoreError).message).toBe('store unavailable: not connected');
+      expect((b as StoreError).message).toBe('store unavailable: not connected');
+      expect(c).toEqual([{ admitted: true, remaining: 10, resetMs: 0 }]);
+      expect(primary.calls.map((call) => call.options.ticket?.abandoned)).toEqual([true, true, true]);
+    });
+
+    it('while starting, calls wait for the first verdict instead of failing', async () => {
+      const availability = new FakeAvailability('starting');
+      build({ availability, clock: realClock });
       expect(store.isAvailable()).toBe(false);
+      const answer = store.decide([check('a', 10)], { ...OPTS, deadlineMs: Date.now() + 5_000 });
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(primary.calls).toHaveLength(0);
+      availability.set('up');
+      await expect(answer).resolves.toEqual([{ admitted: true, remaining: 9, resetMs: 1234 }]);
+    });
+
+    it('while starting, a call whose deadline comes first is answered by its policy (DEADLINE_EXCEEDED for error)', async () => {
+      const availability = new FakeAvailability('starting');
+      build({ availability, clock: realClock });
+      const err = await deadlineRejection(store.decide([check('a', 10)], { ...OPTS, deadlineMs: Date.now() + 15 }));
+      expect(err.message).toBe('the store was still connecting at the deadline');
+      expect(primary.calls).toHaveLength(0);
+    });
+
+    it('a start whose verdict is down answers waiting calls by the policy at once', async () => {
+      const availability = new FakeAvailability('starting');
+      build({ availability, clock: realClock });
+      const answer = rejection(store.decide([check('a', 10)], OPTS));
+      availability.set('down');
+      expect((await answer).message).toBe('store unavailable: not connected');
     });
   });
 });

@@ -1,0 +1,208 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as readline from 'node:readline';
+import { createGrpcClient, shouldRateLimitMethod, unaryCall, type WireRequestShape } from '../src/server/proto';
+import { startRedisServer } from '../test/support/redis-server';
+
+/**
+ * `npm run bench:load`: what a client sees from `sluice serve` at its DEFAULT settings on a
+ * healthy Redis when it is busy — the answers counted from the client side, per scenario:
+ *
+ *   burst       1,000 concurrent calls (2 descriptors, limit 100/hour) from one grpc-js client,
+ *               three bursts 2 s apart; then the same split over two `sluice serve` processes
+ *   sustained   256 calls in flight for SUSTAIN_MS, 4 descriptors each (grpc-js clients over 4
+ *               connections)
+ *   bystander   a caller keeping 8 calls of 64 descriptors in flight, beside a bystander sending
+ *               1-descriptor calls one at a time
+ *   start       fresh `sluice serve` starts, one call sent the moment the gRPC port accepts
+ *
+ * Not a pass/fail test (test/e2e/under-load.e2e.test.ts is): a table of answers, rerunnable
+ * before and after a change. Knobs: LOAD_SUSTAIN_MS (10000), LOAD_STARTS (20), LOAD_DEADLINE_MS
+ * (5000, the client deadline of every call).
+ */
+
+const ROOT = path.resolve(__dirname, '../..');
+const SLUICE = path.join(ROOT, 'dist/src/cli/main.js');
+const SUSTAIN_MS = Number(process.env.LOAD_SUSTAIN_MS ?? 10_000);
+const STARTS = Number(process.env.LOAD_STARTS ?? 20);
+const DEADLINE_MS = Number(process.env.LOAD_DEADLINE_MS ?? 5_000);
+
+const CONFIG = `
+domain: load
+descriptors:
+  - key: client_id
+    rate_limit: { unit: hour, requests_per_unit: 100 }
+    descriptors:
+      - key: user_id
+        rate_limit: { unit: hour, requests_per_unit: 1000 }
+  - key: tenant
+    rate_limit: { unit: hour, requests_per_unit: 1000000000 }
+    descriptors:
+      - key: user_id
+        rate_limit: { unit: hour, requests_per_unit: 1000000000 }
+  - key: route
+    rate_limit: { unit: hour, requests_per_unit: 1000000000 }
+  - key: bystander
+    rate_limit: { unit: hour, requests_per_unit: 1000000000 }
+`;
+
+type Counts = Record<string, number>;
+
+interface Instance {
+  readonly child: ChildProcess;
+  readonly port: number;
+}
+
+async function startSluice(configDir: string, env: NodeJS.ProcessEnv): Promise<Instance> {
+  const child = spawn(
+    process.execPath,
+    [SLUICE, 'serve', '--config', configDir, '--grpc-host', '127.0.0.1', '--host', '127.0.0.1', '--debug-host', '127.0.0.1',
+      '--grpc-port', '0', '--port', '0', '--debug-port', '0'],
+    { cwd: ROOT, env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const port = await new Promise<number>((resolve, reject) => {
+    readline.createInterface({ input: child.stdout! }).on('line', (line) => {
+      try {
+        const parsed = JSON.parse(line) as { grpcPort?: number };
+        if (parsed.grpcPort !== undefined) resolve(parsed.grpcPort);
+      } catch {
+        // not a log line
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`sluice exited with ${code}`)));
+  });
+  return { child, port };
+}
+
+async function stopSluice(instance: Instance): Promise<void> {
+  if (instance.child.exitCode !== null) return;
+  const exited = new Promise((resolve) => instance.child.on('exit', resolve));
+  instance.child.kill('SIGTERM');
+  await exited;
+}
+
+function req(descriptors: [string, string][][]): WireRequestShape {
+  return { domain: 'load', descriptors: descriptors.map((entries) => ({ entries: entries.map(([key, value]) => ({ key, value })) })) };
+}
+
+type Client = ReturnType<typeof createGrpcClient>;
+
+async function answer(client: Client, request: WireRequestShape): Promise<string> {
+  try {
+    const res = await unaryCall(client, shouldRateLimitMethod, request, DEADLINE_MS);
+    return String(res.overall_code);
+  } catch (err) {
+    const e = err as { code?: number; details?: string };
+    return `error ${e.code}: ${(e.details ?? String(err)).replace(/\d+(\.\d+)? ?ms/g, 'N ms')}`;
+  }
+}
+
+function tally(answers: readonly string[], into: Counts = {}): Counts {
+  for (const a of answers) into[a] = (into[a] ?? 0) + 1;
+  return into;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function burst(instances: readonly Instance[], tag: string): Promise<Counts[]> {
+  const clients = instances.map((i) => createGrpcClient(`127.0.0.1:${i.port}`));
+  const out: Counts[] = [];
+  for (let round = 0; round < 3; round++) {
+    const id = `${tag}-${round}`;
+    const request = req([[['client_id', id]], [['client_id', id], ['user_id', 'u1']]]);
+    const answers = await Promise.all(Array.from({ length: 1000 }, (_, i) => answer(clients[i % clients.length]!, request)));
+    out.push(tally(answers));
+    await sleep(2_000);
+  }
+  for (const c of clients) c.close();
+  return out;
+}
+
+async function sustained(instance: Instance): Promise<Counts> {
+  const clients = Array.from({ length: 4 }, () => createGrpcClient(`127.0.0.1:${instance.port}`));
+  const counts: Counts = {};
+  const until = Date.now() + SUSTAIN_MS;
+  await Promise.all(
+    Array.from({ length: 256 }, async (_, w) => {
+      for (let i = 0; Date.now() < until; i++) {
+        const user = `u${(w * 7919 + i) % 50_000}`;
+        const request = req([[['tenant', 't1']], [['tenant', 't1'], ['user_id', user]], [['route', 'orders']], [['bystander', user]]]);
+        tally([await answer(clients[w % clients.length]!, request)], counts);
+      }
+    }),
+  );
+  for (const c of clients) c.close();
+  return counts;
+}
+
+async function bystander(instance: Instance): Promise<{ big: Counts; bystander: Counts }> {
+  const bigClient = createGrpcClient(`127.0.0.1:${instance.port}`);
+  const smallClient = createGrpcClient(`127.0.0.1:${instance.port}`);
+  const big: Counts = {};
+  const small: Counts = {};
+  const until = Date.now() + SUSTAIN_MS / 2;
+  const sixtyFour = req(Array.from({ length: 64 }, (_, d) => [['tenant', `t${d}`], ['user_id', `u${d}`]] as [string, string][]));
+  await Promise.all([
+    ...Array.from({ length: 8 }, async () => {
+      while (Date.now() < until) tally([await answer(bigClient, sixtyFour)], big);
+    }),
+    (async () => {
+      for (let i = 0; Date.now() < until; i++) tally([await answer(smallClient, req([[['bystander', `b${i % 100}`]]]))], small);
+    })(),
+  ]);
+  bigClient.close();
+  smallClient.close();
+  return { big, bystander: small };
+}
+
+/** Starts sluice, and the moment its gRPC port is announced sends one call. */
+async function freshStarts(configDir: string, env: NodeJS.ProcessEnv): Promise<Counts> {
+  const counts: Counts = {};
+  for (let i = 0; i < STARTS; i++) {
+    const instance = await startSluice(configDir, env);
+    const client = createGrpcClient(`127.0.0.1:${instance.port}`);
+    tally([await answer(client, req([[['route', `start-${i}`]]]))], counts);
+    client.close();
+    await stopSluice(instance);
+  }
+  return counts;
+}
+
+async function main(): Promise<void> {
+  const configDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-load-'));
+  fs.writeFileSync(path.join(configDir, 'load.yaml'), CONFIG);
+  const redis = await startRedisServer();
+  const env = { REDIS_URL: `127.0.0.1:${redis.port}`, ...(process.env.LOAD_ENV !== undefined ? Object.fromEntries(process.env.LOAD_ENV.split(',').map((kv) => kv.split('=') as [string, string])) : {}) };
+  const lines: string[] = [`sluice under load (default settings${process.env.LOAD_ENV ? ` + ${process.env.LOAD_ENV}` : ''}), client deadline ${DEADLINE_MS} ms, answers counted by the client`, ''];
+  const show = (name: string, counts: Counts): void => {
+    process.stderr.write(`${name}: ${JSON.stringify(counts)}\n`);
+    lines.push(`| ${name} | ${Object.entries(counts).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${v} ${k}`).join(', ')} |`);
+  };
+  lines.push('| scenario | answers |', '|---|---|');
+  try {
+    const one = await startSluice(configDir, env);
+    await sleep(500);
+    (await burst([one], 'one')).forEach((c, i) => show(`burst ${i + 1}, 1 process, 1000 calls`, c));
+    show(`sustained, 256 in flight × 4 descriptors, ${SUSTAIN_MS} ms`, await sustained(one));
+    const b = await bystander(one);
+    show('bystander beside 8 × 64-descriptor calls: the 64-descriptor caller', b.big);
+    show('bystander beside 8 × 64-descriptor calls: the bystander', b.bystander);
+    await stopSluice(one);
+    const two = [await startSluice(configDir, env), await startSluice(configDir, env)];
+    await sleep(500);
+    (await burst(two, 'two')).forEach((c, i) => show(`burst ${i + 1}, 2 processes, 1000 calls`, c));
+    await Promise.all(two.map(stopSluice));
+    show(`${STARTS} fresh starts, a call at once`, await freshStarts(configDir, env));
+  } finally {
+    await redis.stop();
+    fs.rmSync(configDir, { recursive: true, force: true });
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench:load failed: ${String(err)}\n`);
+  process.exitCode = 1;
+});
