@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -17,6 +17,10 @@ import { startRedisServer } from '../test/support/redis-server';
  *   bystander   a caller keeping 8 calls of 64 descriptors in flight, beside a bystander sending
  *               1-descriptor calls one at a time
  *   start       fresh `sluice serve` starts, one call sent the moment the gRPC port accepts
+ *   overload    h2load (4 connections, 4 descriptors): the sustainable rate (closed loop, 64 in
+ *               flight, no deadline), then open loop at twice it with Envoy's `grpc-timeout: 20m`
+ *               on every call; decisions per second (OK + OVER_LIMIT, from sluice's metrics)
+ *               under overload as a share of the sustainable rate
  *
  * Not a pass/fail test (test/e2e/under-load.e2e.test.ts is): a table of answers, rerunnable
  * before and after a change. Knobs: LOAD_SUSTAIN_MS (10000), LOAD_STARTS (20), LOAD_DEADLINE_MS
@@ -28,6 +32,7 @@ const SLUICE = path.join(ROOT, 'dist/src/cli/main.js');
 const SUSTAIN_MS = Number(process.env.LOAD_SUSTAIN_MS ?? 10_000);
 const STARTS = Number(process.env.LOAD_STARTS ?? 20);
 const DEADLINE_MS = Number(process.env.LOAD_DEADLINE_MS ?? 5_000);
+const OVERLOAD_S = Number(process.env.LOAD_OVERLOAD_S ?? 5);
 
 const CONFIG = `
 domain: load
@@ -53,6 +58,7 @@ type Counts = Record<string, number>;
 interface Instance {
   readonly child: ChildProcess;
   readonly port: number;
+  readonly debugPort: number;
 }
 
 async function startSluice(configDir: string, env: NodeJS.ProcessEnv): Promise<Instance> {
@@ -62,18 +68,18 @@ async function startSluice(configDir: string, env: NodeJS.ProcessEnv): Promise<I
       '--grpc-port', '0', '--port', '0', '--debug-port', '0'],
     { cwd: ROOT, env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'inherit'] },
   );
-  const port = await new Promise<number>((resolve, reject) => {
+  const ports = await new Promise<{ port: number; debugPort: number }>((resolve, reject) => {
     readline.createInterface({ input: child.stdout! }).on('line', (line) => {
       try {
-        const parsed = JSON.parse(line) as { grpcPort?: number };
-        if (parsed.grpcPort !== undefined) resolve(parsed.grpcPort);
+        const parsed = JSON.parse(line) as { grpcPort?: number; debugPort?: number };
+        if (parsed.grpcPort !== undefined && parsed.debugPort !== undefined) resolve({ port: parsed.grpcPort, debugPort: parsed.debugPort });
       } catch {
         // not a log line
       }
     });
     child.on('exit', (code) => reject(new Error(`sluice exited with ${code}`)));
   });
-  return { child, port };
+  return { child, ...ports };
 }
 
 async function stopSluice(instance: Instance): Promise<void> {
@@ -157,6 +163,57 @@ async function bystander(instance: Instance): Promise<{ big: Counts; bystander: 
   return { big, bystander: small };
 }
 
+/** sluice's `sluice_requests_total{result}`, from its debug port. */
+async function results(debugPort: number): Promise<Counts> {
+  const text = await (await fetch(`http://127.0.0.1:${debugPort}/metrics`)).text();
+  const out: Counts = {};
+  for (const m of text.matchAll(/^sluice_requests_total\{result="(\w+)"\} (\d+)/gm)) out[m[1]!] = Number(m[2]);
+  return out;
+}
+
+function delta(after: Counts, before: Counts): Counts {
+  const out: Counts = {};
+  for (const [k, v] of Object.entries(after)) if (v - (before[k] ?? 0) > 0) out[k] = v - (before[k] ?? 0);
+  return out;
+}
+
+/** One h2load run: 4 connections, the 4-descriptor request; closed loop (no deadline) or at `rps` with Envoy's 20 ms grpc-timeout. */
+function h2load(port: number, seconds: number, rps?: number): void {
+  const message = shouldRateLimitMethod.serialize(req([[['tenant', 't1']], [['tenant', 't1'], ['user_id', 'u1']], [['route', 'orders']], [['bystander', 'u1']]]));
+  const frame = Buffer.alloc(5 + message.length);
+  frame.writeUInt32BE(message.length, 1);
+  message.copy(frame, 5);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-overload-'));
+  fs.writeFileSync(path.join(dir, 'body.bin'), frame);
+  try {
+    execFileSync('h2load', [
+      '-D', String(seconds), '-c', '4',
+      // Open loop: room for every call the rate sends while earlier ones wait.
+      '-m', rps === undefined ? '16' : '1000',
+      ...(rps === undefined ? [] : ['--rps', String(Math.ceil(rps / 4))]),
+      '-d', path.join(dir, 'body.bin'), '-H', 'content-type: application/grpc', '-H', 'te: trailers',
+      ...(rps === undefined ? [] : ['-H', 'grpc-timeout: 20m']),
+      `http://127.0.0.1:${port}/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit`,
+    ], { encoding: 'utf8' });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Sustainable decisions/s closed-loop, then what is decided per second when twice that is offered. */
+async function overload(instance: Instance, seconds: number): Promise<{ sustainable: Counts; overloaded: Counts; ratio: number; perSecond: [number, number] }> {
+  const decided = (c: Counts): number => (c.ok ?? 0) + (c.over_limit ?? 0);
+  h2load(instance.port, 1);
+  let before = await results(instance.debugPort);
+  h2load(instance.port, seconds);
+  const sustainable = delta(await results(instance.debugPort), before);
+  const rate = decided(sustainable) / seconds;
+  before = await results(instance.debugPort);
+  h2load(instance.port, seconds, 2 * rate);
+  const overloaded = delta(await results(instance.debugPort), before);
+  return { sustainable, overloaded, ratio: decided(overloaded) / Math.max(1, decided(sustainable)), perSecond: [rate, decided(overloaded) / seconds] };
+}
+
 /** Starts sluice, and the moment its gRPC port is announced sends one call. */
 async function freshStarts(configDir: string, env: NodeJS.ProcessEnv): Promise<Counts> {
   const counts: Counts = {};
@@ -181,20 +238,37 @@ async function main(): Promise<void> {
     lines.push(`| ${name} | ${Object.entries(counts).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${v} ${k}`).join(', ')} |`);
   };
   lines.push('| scenario | answers |', '|---|---|');
+  // LOAD_ONLY=burst,overload (…) runs those scenarios only.
+  const only = process.env.LOAD_ONLY?.split(',');
+  const want = (name: string): boolean => only === undefined || only.includes(name);
   try {
-    const one = await startSluice(configDir, env);
-    await sleep(500);
-    (await burst([one], 'one')).forEach((c, i) => show(`burst ${i + 1}, 1 process, 1000 calls`, c));
-    show(`sustained, 256 in flight × 4 descriptors, ${SUSTAIN_MS} ms`, await sustained(one));
-    const b = await bystander(one);
-    show('bystander beside 8 × 64-descriptor calls: the 64-descriptor caller', b.big);
-    show('bystander beside 8 × 64-descriptor calls: the bystander', b.bystander);
-    await stopSluice(one);
-    const two = [await startSluice(configDir, env), await startSluice(configDir, env)];
-    await sleep(500);
-    (await burst(two, 'two')).forEach((c, i) => show(`burst ${i + 1}, 2 processes, 1000 calls`, c));
-    await Promise.all(two.map(stopSluice));
-    show(`${STARTS} fresh starts, a call at once`, await freshStarts(configDir, env));
+    if (want('burst') || want('sustained') || want('bystander')) {
+      const one = await startSluice(configDir, env);
+      await sleep(500);
+      if (want('burst')) (await burst([one], 'one')).forEach((c, i) => show(`burst ${i + 1}, 1 process, 1000 calls`, c));
+      if (want('sustained')) show(`sustained, 256 in flight × 4 descriptors, ${SUSTAIN_MS} ms`, await sustained(one));
+      if (want('bystander')) {
+        const b = await bystander(one);
+        show('bystander beside 8 × 64-descriptor calls: the 64-descriptor caller', b.big);
+        show('bystander beside 8 × 64-descriptor calls: the bystander', b.bystander);
+      }
+      await stopSluice(one);
+    }
+    if (want('burst')) {
+      const two = [await startSluice(configDir, env), await startSluice(configDir, env)];
+      await sleep(500);
+      (await burst(two, 'two')).forEach((c, i) => show(`burst ${i + 1}, 2 processes, 1000 calls`, c));
+      await Promise.all(two.map(stopSluice));
+    }
+    if (want('start')) show(`${STARTS} fresh starts, a call at once`, await freshStarts(configDir, env));
+    if (want('overload')) {
+      const three = await startSluice(configDir, env);
+      await sleep(500);
+      const o = await overload(three, OVERLOAD_S);
+      await stopSluice(three);
+      show(`overload: sustainable, closed loop ${OVERLOAD_S} s (${o.perSecond[0].toFixed(0)} decisions/s)`, o.sustainable);
+      show(`overload: offered 2 × sustainable for ${OVERLOAD_S} s (${o.perSecond[1].toFixed(0)} decisions/s, ${(100 * o.ratio).toFixed(0)} % of sustainable)`, o.overloaded);
+    }
   } finally {
     await redis.stop();
     fs.rmSync(configDir, { recursive: true, force: true });

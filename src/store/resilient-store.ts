@@ -1,8 +1,9 @@
-import { DeadlineExceededError, StoreError } from '../errors';
+import { DeadlineExceededError, OverloadedError, StoreError } from '../errors';
 import type { Logger } from '../logging/logger';
 import type { Clock } from '../util/clock';
 import { type DeadlineEntry, DeadlineQueue } from '../util/deadline-queue';
 import { type BreakerPermit, type BreakerState, CircuitBreaker } from './circuit-breaker';
+import { StoreQueue } from './store-queue';
 import type {
   CounterStore,
   DecideOptions,
@@ -65,11 +66,14 @@ const DEFAULT_DEADLINE_MARGIN_MS = 2;
 const PROPORTIONAL_MARGIN = 0.05;
 const MAX_PROPORTIONAL_MARGIN_MS = 20;
 
-/** Why the primary gave no answer. */
+/**
+ * Why the primary gave no answer: the store failed or is down (`store`), the call ran out of time
+ * while the store looked healthy (`deadline`: its own deadline, not an outage), or the store's
+ * queue is too long for the call's deadline (`overloaded`: not sent at all).
+ */
 interface Failure {
   readonly reason: string;
-  /** The call ran out of time while the store looked healthy: its own deadline, not an outage. */
-  readonly deadline: boolean;
+  readonly kind: 'store' | 'deadline' | 'overloaded';
   readonly cause?: unknown;
 }
 
@@ -79,8 +83,8 @@ type PrimaryResult =
   /** Not a store failure: a bug, rethrown as is. */
   | { readonly ok: false; readonly failure?: undefined; readonly bug: unknown };
 
-function fail(reason: string, deadline = false, cause?: unknown): PrimaryResult {
-  return { ok: false, failure: { reason, deadline, ...(cause !== undefined && { cause }) } };
+function fail(reason: string, kind: Failure['kind'] = 'store', cause?: unknown): PrimaryResult {
+  return { ok: false, failure: { reason, kind, ...(cause !== undefined && { cause }) } };
 }
 
 /**
@@ -133,6 +137,10 @@ class PendingDecision implements DeadlineEntry, DecisionTicket {
  *    sluice's event loop says nothing about the store. A call that runs out of time is answered
  *    by its failure policy (`error`: DEADLINE_EXCEEDED), and that alone never opens the breaker.
  *    A call whose deadline has passed before it is sent is not sent (DEADLINE_EXCEEDED).
+ *    A call the store cannot answer in time, judged from the work queued ahead of it and the
+ *    store's measured throughput (StoreQueue), is not sent either: it is answered by its policy
+ *    at once (`error`: RESOURCE_EXHAUSTED), so that under overload the store's time goes to calls
+ *    that can still be answered.
  * 2. The store is judged sick only by the store's own signals (`availability`): a lost
  *    connection, or a connection that holds replies back (the Redis store's stall watch), and
  *    by error replies (the circuit breaker). When it goes down, every call waiting on it is
@@ -150,6 +158,7 @@ export class ResilientStore implements CounterStore {
   private readonly breaker: CircuitBreaker;
   private readonly margin: number;
   private readonly deadlines: DeadlineQueue;
+  private readonly queue: StoreQueue;
   private lastFailure = '';
   private readonly availabilityListeners: ((available: boolean) => void)[] = [];
   private lastAvailable: boolean;
@@ -162,6 +171,7 @@ export class ResilientStore implements CounterStore {
     this.margin = options.deadlineMarginMs ?? DEFAULT_DEADLINE_MARGIN_MS;
     this.breaker = new CircuitBreaker({ ...options.breaker, clock: options.clock });
     this.deadlines = new DeadlineQueue(options.clock);
+    this.queue = new StoreQueue(options.clock);
     this.lastAvailable = this.computeAvailable();
     let previous: BreakerState = 'closed';
     this.breaker.onStateChange((state) => {
@@ -242,7 +252,7 @@ export class ResilientStore implements CounterStore {
     const availability = this.options.availability;
     if (availability !== undefined && availability.state() === 'starting') {
       await this.firstVerdict(deadline === undefined ? undefined : deadline - this.margin);
-      if (availability.state() === 'starting') return fail('the store was still connecting at the deadline', true);
+      if (availability.state() === 'starting') return fail('the store was still connecting at the deadline', 'deadline');
     }
     if (availability !== undefined && availability.state() === 'down') {
       return fail(`store unavailable: ${availability.downReason()}`);
@@ -254,7 +264,15 @@ export class ResilientStore implements CounterStore {
     const giveUpAt = deadline === undefined ? Number.POSITIVE_INFINITY : deadline - this.marginFor(deadline - clock.nowMs());
     if (giveUpAt <= clock.nowMs()) {
       this.breaker.release(permit);
-      return fail(`deadline too close to ask the store (${Math.max(0, Math.round(deadline! - clock.nowMs()))} ms left)`, true);
+      return fail(`deadline too close to ask the store (${Math.max(0, Math.round(deadline! - clock.nowMs()))} ms left)`, 'deadline');
+    }
+    const wait = this.queue.predictedWaitMs(checks.length);
+    if (wait > giveUpAt - clock.nowMs()) {
+      this.breaker.release(permit);
+      return fail(
+        `overloaded: about ${Math.round(wait)} ms of store work is queued ahead of this call, which has ${Math.max(0, Math.round(giveUpAt - clock.nowMs()))} ms left`,
+        'overloaded',
+      );
     }
 
     const call = new PendingDecision(giveUpAt, permit, (expired) => this.expire(expired));
@@ -266,14 +284,18 @@ export class ResilientStore implements CounterStore {
     } catch (err) {
       answer = Promise.reject(err);
     }
+    const queue = this.queue;
+    queue.sent(checks.length);
     answer.then(
       (outcomes) => {
+        queue.answered(checks.length);
         if (this.finish(call)) {
           this.breaker.recordSuccess(permit);
           call.settle({ ok: true, outcomes });
         }
       },
       (err: unknown) => {
+        queue.answered(checks.length);
         if (!this.finish(call)) return;
         call.settle(this.classify(err, permit));
       },
@@ -302,11 +324,11 @@ export class ResilientStore implements CounterStore {
       // The store answered, with an error (a script or data problem): it is reachable, so the
       // breaker stays closed, but this call still has no decision and the policy applies.
       this.breaker.recordSuccess(permit);
-      return fail(err.message, false, err);
+      return fail(err.message, 'store', err);
     }
     this.lastFailure = err.message;
     this.breaker.recordFailure(permit);
-    return fail(`store unavailable: ${err.message}`, false, err);
+    return fail(`store unavailable: ${err.message}`, 'store', err);
   }
 
   /** The call's time ran out while the store looked healthy: the policy answers, the breaker is not told. */
@@ -314,7 +336,7 @@ export class ResilientStore implements CounterStore {
     if (!this.finish(call)) return;
     call.abandoned = true;
     this.breaker.release(call.permit);
-    call.settle(fail("deadline exceeded: the store had not answered within the call's deadline", true));
+    call.settle(fail("deadline exceeded: the store had not answered within the call's deadline", 'deadline'));
   }
 
   /** The store went down: every call waiting on it is answered by its policy now. */
@@ -366,8 +388,14 @@ export class ResilientStore implements CounterStore {
   private applyPolicy(checks: readonly LimitCheck[], options: DecideOptions, failure: Failure): readonly LimitOutcome[] {
     const modes = checks.map((check) => check.onStoreFailure ?? this.options.defaultFailureMode);
     if (modes.includes('error')) {
-      if (failure.deadline) throw new DeadlineExceededError(failure.reason, { cause: failure.cause });
-      throw new StoreError(failure.reason, true, { cause: failure.cause });
+      switch (failure.kind) {
+        case 'deadline':
+          throw new DeadlineExceededError(failure.reason, { cause: failure.cause });
+        case 'overloaded':
+          throw new OverloadedError(failure.reason);
+        case 'store':
+          throw new StoreError(failure.reason, true, { cause: failure.cause });
+      }
     }
 
     const outcomes: LimitOutcome[] = new Array<LimitOutcome>(checks.length);

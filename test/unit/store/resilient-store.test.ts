@@ -231,6 +231,30 @@ describe('ResilientStore', () => {
       expect(primary.calls).toHaveLength(0);
     });
 
+    it('does not send a call the store cannot answer within its deadline: RESOURCE_EXHAUSTED, or its policy', async () => {
+      build({ clock: realClock });
+      primary.behaviour = 'hang';
+      // 400 checks queued in a store that answers none for 60 ms, then some: it is saturated and slow.
+      const queued = Array.from({ length: 100 }, (_, i) => store.decide([check(`q${i}`, 10), check(`r${i}`, 10), check(`s${i}`, 10), check(`t${i}`, 10)], OPTS));
+      await new Promise((resolve) => setTimeout(resolve, 60));
+      primary.releaseHanging();
+      await Promise.all(queued);
+      // The rate it learnt (a few checks per ms) makes 400 more checks queued a wait of far more than 20 ms.
+      const more = Array.from({ length: 100 }, (_, i) => store.decide([check(`u${i}`, 10), check(`v${i}`, 10), check(`w${i}`, 10), check(`x${i}`, 10)], OPTS));
+      const sentBefore = primary.calls.length;
+      const err = await store.decide([check('late', 10)], { ...OPTS, deadlineMs: Date.now() + 20 }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ kind: 'resource_exhausted', message: expect.stringMatching(/^overloaded: about \d+ ms of store work is queued ahead of this call, which has \d+ ms left$/) });
+      const allowed = await store.decide([check('late', 10, policy('allow'))], { ...OPTS, deadlineMs: Date.now() + 20 });
+      expect(allowed).toEqual([{ admitted: true, remaining: 10, resetMs: 0 }]);
+      expect(primary.calls.length).toBe(sentBefore);
+      // A call with time to wait is still sent.
+      const patient = store.decide([check('patient', 10)], { ...OPTS, deadlineMs: Date.now() + 60_000 });
+      expect(primary.calls.length).toBe(sentBefore + 1);
+      primary.releaseHanging();
+      await Promise.all([...more, patient]);
+      expect(store.breakerState()).toBe('closed');
+    });
+
     it('swallows a late answer or late failure of a call it gave up on', async () => {
       build({ clock: realClock });
       primary.behaviour = 'hang';

@@ -1,0 +1,84 @@
+import type { Clock } from '../util/clock';
+
+/** Below this many checks waiting, nothing is shed: a short queue drains within any deadline. */
+const MIN_QUEUE_TO_SHED = 64;
+/** Throughput is measured over windows at least this long... */
+const WINDOW_MS = 20;
+/**
+ * ...in which at least this many checks were always waiting: the store was saturated, so what it
+ * got through is its capacity. (With a short queue it gets through only what arrives, which says
+ * nothing about how fast it could go, and would make a burst look hopeless.)
+ */
+const SATURATED_QUEUE = 16;
+/** Weight of the newest window in the moving average. */
+const ALPHA = 0.3;
+
+/**
+ * The work sent to the store and not yet answered, and how fast the store gets through it, so
+ * that a call that cannot be answered within its deadline is not sent at all.
+ *
+ * Why: under overload, every call sent joins the store's queue (Redis runs one command at a time).
+ * If calls keep being sent whatever the queue, the queue grows until each call waits longer than
+ * its deadline: the store then spends all its time on answers nobody will read (and on refunding
+ * their charges), and decisions per second collapse. Not sending a call whose predicted wait
+ * exceeds its time left keeps the queue at the length the deadlines allow, so what is sent is
+ * answered in time and the store's throughput goes to decisions.
+ *
+ * The wait is predicted from the checks waiting ahead and the store's measured throughput
+ * (checks answered per ms, over windows in which it always had work: an idle store's rate says
+ * nothing about its capacity).
+ */
+export class StoreQueue {
+  private pending = 0;
+  private windowStart = 0;
+  private windowDone = 0;
+  private windowMinPending = 0;
+  /** Checks per ms; 0 until a busy window was measured. */
+  private rate = 0;
+
+  constructor(private readonly clock: Clock) {}
+
+  /** Checks sent and not yet answered. */
+  waiting(): number {
+    return this.pending;
+  }
+
+  /**
+   * The predicted wait, in ms, for a call of `checks` checks sent now; 0 while the queue is short
+   * or the throughput is not yet known.
+   */
+  predictedWaitMs(checks: number): number {
+    if (this.pending < MIN_QUEUE_TO_SHED || this.rate <= 0) return 0;
+    return (this.pending + checks) / this.rate;
+  }
+
+  sent(checks: number): void {
+    // A busy period starts: measure from here (the time the store sat idle says nothing).
+    const idle = this.pending === 0;
+    this.pending += checks;
+    if (idle) this.startWindow(this.clock.nowMs());
+  }
+
+  /** The store answered (or failed) a call of `checks` checks. */
+  answered(checks: number): void {
+    this.pending = Math.max(0, this.pending - checks);
+    this.windowDone += checks;
+    if (this.pending < this.windowMinPending) this.windowMinPending = this.pending;
+    const now = this.clock.nowMs();
+    const elapsed = now - this.windowStart;
+    if (elapsed >= WINDOW_MS) {
+      if (this.windowMinPending >= SATURATED_QUEUE) {
+        const sample = this.windowDone / elapsed;
+        this.rate = this.rate === 0 ? sample : ALPHA * sample + (1 - ALPHA) * this.rate;
+      }
+      this.startWindow(now);
+    }
+  }
+
+  private startWindow(now: number): void {
+    this.windowStart = now;
+    this.windowDone = 0;
+    // Lowered by each answer in the window (sends only lengthen the queue).
+    this.windowMinPending = Number.POSITIVE_INFINITY;
+  }
+}

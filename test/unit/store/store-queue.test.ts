@@ -1,0 +1,52 @@
+import { StoreQueue } from '../../../src/store/store-queue';
+import { ManualClock } from '../../../src/util/clock';
+
+describe('StoreQueue', () => {
+  let clock: ManualClock;
+  let queue: StoreQueue;
+
+  beforeEach(() => {
+    clock = new ManualClock(1_000_000);
+    queue = new StoreQueue(clock);
+  });
+
+  it('predicts no wait before it has seen the store saturated, whatever is queued', () => {
+    queue.sent(10_000);
+    expect(queue.waiting()).toBe(10_000);
+    expect(queue.predictedWaitMs(4)).toBe(0);
+  });
+
+  it('learns the throughput from windows in which the store always had work, and predicts the wait from it', () => {
+    // 1,000 checks queued; the store answers 100 checks every 5 ms (20 per ms), never running dry.
+    queue.sent(1_000);
+    for (let i = 0; i < 8; i++) {
+      clock.advance(5);
+      queue.answered(100);
+    }
+    expect(queue.waiting()).toBe(200);
+    // 200 waiting plus the call's 4, at 20 checks per ms.
+    expect(queue.predictedWaitMs(4)).toBeCloseTo(204 / 20, 5);
+  });
+
+  it('does not learn from a short queue: there the store only gets through what arrives', () => {
+    // A trickle: 4 checks at a time, answered 30 ms later, the queue never above 4.
+    for (let i = 0; i < 10; i++) {
+      queue.sent(4);
+      clock.advance(30);
+      queue.answered(4);
+    }
+    queue.sent(5_000);
+    expect(queue.predictedWaitMs(4)).toBe(0);
+  });
+
+  it('predicts nothing while the queue is short, even with a known throughput', () => {
+    queue.sent(1_000);
+    for (let i = 0; i < 8; i++) {
+      clock.advance(5);
+      queue.answered(100);
+    }
+    queue.answered(190);
+    expect(queue.waiting()).toBe(10);
+    expect(queue.predictedWaitMs(4)).toBe(0);
+  });
+});
