@@ -5,6 +5,13 @@ const MIN_QUEUE_TO_SHED = 64;
 /** Throughput is measured over windows at least this long... */
 const WINDOW_MS = 20;
 /**
+ * ...and at most this long, with at least MIN_DONE checks answered: a longer or emptier window
+ * had a stall in it (Redis frozen, or sluice's own event loop blocked), which says nothing about
+ * the store's throughput, and would make every call after it look hopeless.
+ */
+const MAX_WINDOW_MS = 100;
+const MIN_DONE = 32;
+/**
  * ...in which at least this many checks were always waiting: the store was saturated, so what it
  * got through is its capacity. (With a short queue it gets through only what arrives, which says
  * nothing about how fast it could go, and would make a burst look hopeless.)
@@ -67,7 +74,7 @@ export class StoreQueue {
     const now = this.clock.nowMs();
     const elapsed = now - this.windowStart;
     if (elapsed >= WINDOW_MS) {
-      if (this.windowMinPending >= SATURATED_QUEUE) {
+      if (this.windowMinPending >= SATURATED_QUEUE && elapsed <= MAX_WINDOW_MS && this.windowDone >= MIN_DONE) {
         const sample = this.windowDone / elapsed;
         this.rate = this.rate === 0 ? sample : ALPHA * sample + (1 - ALPHA) * this.rate;
       }

@@ -9,6 +9,7 @@ export const SLUICE_BIN = path.join(ROOT, 'dist/src/cli/main.js');
 export interface SluiceProcess {
   readonly child: ChildProcess;
   readonly grpcPort: number;
+  readonly httpPort: number;
   readonly debugPort: number;
   /** SIGTERM, then resolves once the process has exited. Idempotent. */
   stop(): Promise<void>;
@@ -49,13 +50,13 @@ export async function startSluiceProcess(
     ],
     { cwd: ROOT, env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'inherit'] },
   );
-  const ports = await new Promise<{ grpcPort: number; debugPort: number }>((resolve, reject) => {
+  const ports = await new Promise<{ grpcPort: number; httpPort: number; debugPort: number }>((resolve, reject) => {
     const lines = readline.createInterface({ input: child.stdout! });
     lines.on('line', (line) => {
       try {
-        const parsed = JSON.parse(line) as { msg?: string; grpcPort?: number; debugPort?: number };
-        if (parsed.msg === 'sluice started' && parsed.grpcPort !== undefined && parsed.debugPort !== undefined) {
-          resolve({ grpcPort: parsed.grpcPort, debugPort: parsed.debugPort });
+        const parsed = JSON.parse(line) as { msg?: string; grpcPort?: number; httpPort?: number; debugPort?: number };
+        if (parsed.msg === 'sluice started' && parsed.grpcPort !== undefined && parsed.httpPort !== undefined && parsed.debugPort !== undefined) {
+          resolve({ grpcPort: parsed.grpcPort, httpPort: parsed.httpPort, debugPort: parsed.debugPort });
         }
       } catch {
         // Not a log line.

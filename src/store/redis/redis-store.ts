@@ -9,6 +9,7 @@ import { type RedisClient, createRedisClient, describeRedisTarget } from './conn
 import { isTransientRedisError, toStoreError } from './errors';
 import { keySlot } from './key-slot';
 import type { RedisStoreOptions } from './options';
+import { DecideBatcher } from './decide-batcher';
 import { defineScripts } from './scripts';
 import { StallWatch } from './stall-watch';
 
@@ -105,6 +106,7 @@ class RedisCounterStore implements RedisStore {
   private closed = false;
   private readonly listeners: Array<(state: StoreState) => void> = [];
   private readonly stalls: StallWatch;
+  private readonly batcher: DecideBatcher;
   private probing = false;
   private probeTimer: NodeJS.Timeout | undefined;
   /** One warning per outage; the rest of the reconnect errors go to debug. */
@@ -113,12 +115,17 @@ class RedisCounterStore implements RedisStore {
   constructor(
     private readonly client: RedisClient,
     private readonly isCluster: boolean,
-    private readonly clock: Clock | undefined,
+    clock: Clock | undefined,
     private readonly logger: Logger,
     private readonly target: string,
     replyTimeoutMs: number,
   ) {
     defineScripts(client);
+    this.batcher = new DecideBatcher(
+      (numKeys, keysThenArgs) => client.sluiceDecide(numKeys, ...keysThenArgs),
+      // Whole milliseconds: the script's replies are integers. Real clocks (Date.now) already are.
+      () => (clock === undefined ? '' : String(Math.floor(clock.nowMs()))),
+    );
     this.stalls = new StallWatch({
       windowMs: replyTimeoutMs,
       onChange: (stalled, description) => {
@@ -168,9 +175,7 @@ class RedisCounterStore implements RedisStore {
 
   async decide(checks: readonly LimitCheck[], options: DecideOptions): Promise<readonly LimitOutcome[]> {
     if (checks.length === 0) return [];
-    // Whole milliseconds: the script's replies are integers. Real clocks (Date.now) already are.
-    const now = this.clock === undefined ? '' : String(Math.floor(this.clock.nowMs()));
-    const decision = await this.run(checks, options, now);
+    const decision = await this.run(checks, options);
     if (options.ticket?.abandoned === true && !options.chargeRejectedHits) {
       // The caller was answered without this decision (its deadline passed, or the store was
       // declared down meanwhile): a charge it never saw must not stand.
@@ -196,9 +201,9 @@ class RedisCounterStore implements RedisStore {
     }
   }
 
-  private async run(checks: readonly LimitCheck[], options: DecideOptions, now: string): Promise<Decision> {
+  private async run(checks: readonly LimitCheck[], options: DecideOptions): Promise<Decision> {
     const groups = this.group(checks);
-    const settled = await Promise.allSettled(groups.map((g) => this.callDecide(g, now, options.chargeRejectedHits)));
+    const settled = await Promise.allSettled(groups.map((g) => this.callDecide(g, options.chargeRejectedHits)));
     const replies: GroupReply[] = [];
     let failure: unknown;
     for (const result of settled) {
@@ -243,21 +248,14 @@ class RedisCounterStore implements RedisStore {
     return [...bySlot].map(([slot, group]) => ({ ...group, slot }));
   }
 
-  private async callDecide(group: SlotGroup, now: string, chargeRejectedHits: boolean): Promise<GroupReply> {
-    const what = describeGroup('decide', group);
-    const keys: string[] = [];
-    const args: Array<string | number> = [now, chargeRejectedHits ? '1' : '0'];
-    for (const check of group.checks) {
-      keys.push(check.key);
-      args.push(check.algorithm, check.limit, check.windowMs, check.hits, check.enforced ? '1' : '0', check.burst ?? '');
-    }
-    let reply: unknown;
+  private async callDecide(group: SlotGroup, chargeRejectedHits: boolean): Promise<GroupReply> {
+    let values: readonly number[];
     try {
-      reply = await this.client.sluiceDecide(keys.length, ...keys, ...args);
+      values = await this.batcher.submit(group.slot, group.checks, chargeRejectedHits);
     } catch (err) {
-      throw toStoreError(what, err);
+      throw toStoreError(describeGroup('decide', group), err);
     }
-    return parseDecideReply(reply, group, what);
+    return parseDecideReply(values, group);
   }
 
   /**
@@ -314,7 +312,7 @@ class RedisCounterStore implements RedisStore {
     this.probeTimer = undefined;
     const nodes = this.client instanceof Cluster ? this.client.nodes('master') : [];
     Promise.all(nodes.map((node) => node.ping()))
-      .then(() => this.client.sluiceDecide(0, '', '0'))
+      .then(() => this.client.sluiceDecide(0, ''))
       .then(
         () => {
           this.probing = false;
@@ -368,16 +366,11 @@ function describeGroup(op: string, group: SlotGroup): string {
   return group.slot === undefined ? `${op} (${checks})` : `${op} (${checks}, slot ${group.slot})`;
 }
 
-/** Checks the script's reply shape (see lua/decide.lua) and turns it into typed outcomes. */
-function parseDecideReply(reply: unknown, group: SlotGroup, what: string): GroupReply {
-  const expected = 2 + DECIDE_FIELDS * group.indexes.length;
-  if (!Array.isArray(reply) || reply.length !== expected || !reply.every((v) => typeof v === 'number')) {
-    throw new StoreError(`redis ${what} failed: unexpected script reply (wanted ${expected} integers)`, false);
-  }
-  const values = reply as number[];
+/** One request's slice of decide.lua's reply (`charged`, then 6 integers per check) as typed outcomes. */
+function parseDecideReply(values: readonly number[], group: SlotGroup): GroupReply {
   const checks: CheckReply[] = [];
   for (let j = 0; j < group.indexes.length; j++) {
-    const at = 2 + DECIDE_FIELDS * j;
+    const at = 1 + DECIDE_FIELDS * j;
     const admitted = values[at] === 1;
     checks.push({
       admitted,
@@ -386,5 +379,5 @@ function parseDecideReply(reply: unknown, group: SlotGroup, what: string): Group
       window: values[at + 5]!,
     });
   }
-  return { group, charged: values[1] === 1, checks };
+  return { group, charged: values[0] === 1, checks };
 }

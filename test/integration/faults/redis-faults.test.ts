@@ -1,6 +1,10 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { type RedisCluster, type RedisServer, redisCommand, startRedisCluster, startRedisServer } from '../../support/redis-server';
+import { type RlsClient, createRlsClient } from '../../support/rls-client';
+import { startSluiceProcess } from '../../support/sluice-process';
 import { type StallLog, watchStalls } from '../../support/stall-log';
-import { type StartedSluice, startTestSluice } from '../../support/start-sluice';
 import {
   BIG_LIMIT,
   type CallRecord,
@@ -19,43 +23,73 @@ import {
 } from './fault-harness';
 
 /**
- * The whole app, in this process, at its DEFAULT settings, against a redis-server this file
- * starts, while the server is killed, frozen and restarted under load. Every call must be answered
- * within its deadline: per the rule's `store_failure` policy while Redis is away (or while a call
- * waits on a Redis that has not answered by its deadline), and from Redis again once it is back.
- * Counters must hold exactly the hits of the calls Redis answered OK: a charge whose answer was
- * never given (the call was answered from the policy first) is taken back.
+ * `sluice serve`, a process of its own at its DEFAULT settings, against a redis-server this file
+ * starts, while the server is killed, frozen and restarted under load from this process. Every
+ * call must be answered within its deadline: per the rule's `store_failure` policy while Redis is
+ * away (or while a call waits on a Redis that has not answered by its deadline), and from Redis
+ * again once it is back. Counters must hold exactly the hits of the calls Redis answered OK: a
+ * charge whose answer was never given (the call was answered from the policy first) is taken back.
  *
  * The client deadline is Envoy-like (DEADLINE_MS): short enough that sluice's default stall
  * window (REDIS_TIMEOUT, 500 ms) is longer, so a freeze shows both phases: first calls answered by
  * their policy at their own deadline, then, once the connection is known to be stalled, at once.
  *
- * How "within the deadline" is measured: the client runs in this same process, so a stall of the
- * process (a major GC late in a long jest run, or the OS running other jest workers and
- * redis-servers on the 2 cores) delays the answer's sending and its reading alike, and a call
- * sluice answered at once looks late. A StallLog records those stalls, and a call's latency less
- * the stalls during it (netLatencyMs) is what must stay under the deadline, with no call excused.
- * This still catches the fault the bound is for, sluice waiting on a dead or frozen store: a wait
- * on a socket or a timer leaves the event loop free, so it is never recorded as a stall and counts
- * in full.
+ * How "within the deadline" is measured: this machine runs the client, sluice, Redis and other
+ * test files on 2 cores. A stall of this (the client's) process delays the reading of an answer,
+ * and its deadline timer then runs before the socket that holds the answer is read: a call sluice
+ * answered in time looks late, or fails DEADLINE_EXCEEDED on the client side. A StallLog records
+ * those stalls; a call's latency less the stalls during it (netLatencyMs) is what must stay under
+ * the deadline, and a client-side deadline is excused only when a stall of this process overlapped
+ * the call (and those are bounded). This still catches the fault the bound is for, sluice waiting
+ * on a dead or frozen store: that wait is sluice's, and it shows in full.
  */
 
 const DEADLINE_MS = 250;
+/**
+ * An answer the client received was, by grpc-js's own deadline, in time; its measured latency can
+ * still read a little over the deadline (the answer and the deadline timer due in one event-loop
+ * turn, the callback run after both). Over this slack it is late.
+ */
+const CALLBACK_SLACK_MS = 5;
 
 jest.setTimeout(60_000);
 
 let redis: RedisServer | undefined;
 let cluster: RedisCluster | undefined;
-let sluice: StartedSluice | undefined;
+let sluice: Sluice | undefined;
 let stalls: StallLog;
+
+/** A `sluice serve` process serving FAULT_CONFIG, and a gRPC client to it. */
+interface Sluice {
+  readonly client: RlsClient;
+  /** GET /healthcheck: `OK`, or `NOT OK: <reasons>`. */
+  healthcheck(): Promise<string>;
+  stop(): Promise<void>;
+}
+
+async function startSluice(env: NodeJS.ProcessEnv): Promise<Sluice> {
+  const configDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-faults-'));
+  for (const [name, content] of Object.entries(FAULT_CONFIG)) fs.writeFileSync(path.join(configDir, name), content);
+  const process = await startSluiceProcess(configDir, env);
+  const client = createRlsClient(`127.0.0.1:${process.grpcPort}`);
+  return {
+    client,
+    healthcheck: async () => (await (await fetch(`http://127.0.0.1:${process.httpPort}/healthcheck`)).text()).trim(),
+    stop: async () => {
+      client.close();
+      await process.stop();
+      fs.rmSync(configDir, { recursive: true, force: true });
+    },
+  };
+}
 
 beforeEach(() => {
   stalls = watchStalls();
 });
 
-async function startBoth(redisArgs: string[] = []): Promise<{ redis: RedisServer; sluice: StartedSluice }> {
+async function startBoth(redisArgs: string[] = []): Promise<{ redis: RedisServer; sluice: Sluice }> {
   redis = await startRedisServer({ args: redisArgs });
-  sluice = await startTestSluice({ files: FAULT_CONFIG, env: { REDIS_URL: redis.url } });
+  sluice = await startSluice({ REDIS_URL: redis.url });
   await waitForHealth(sluice.client, 'SERVING', 10_000);
   return { redis, sluice };
 }
@@ -89,24 +123,23 @@ function net(record: CallRecord): number {
  * the top says why that is the measure, and why it still fails on a wait for the store). A call
  * the client gave up on (CLIENT_DEADLINE) got no answer in time.
  */
-function expectAllAnsweredInTime(records: readonly CallRecord[]): void {
+function expectAllAnsweredInTime(records: readonly CallRecord[], concurrency: number): void {
   const odd = records.filter((r) => r.answer === 'OTHER');
   expect(odd.map((r) => r.details)).toEqual([]);
   const late = records
-    .filter((r) => (r.answer === 'CLIENT_DEADLINE' && !stalledDuring(r)) || net(r) >= DEADLINE_MS)
+    .filter((r) => (r.answer === 'CLIENT_DEADLINE' && !stalledDuring(r)) || net(r) > DEADLINE_MS + CALLBACK_SLACK_MS)
     .map((r) => ({ policy: r.policy, answer: r.answer, details: r.details, ms: Math.round(r.latencyMs), netMs: Math.round(net(r)) }));
   expect({ late: late.length, first: late.slice(0, 5) }).toEqual({ late: 0, first: [] });
-  // Excused, but bounded: a stall of this process explains a few of them, not a pattern.
+  // Excused, but bounded: one stall can catch every call then in flight, and a few more stalls
+  // a few more calls; not a pattern.
   const excused = records.filter((r) => r.answer === 'CLIENT_DEADLINE').length;
-  expect(excused).toBeLessThanOrEqual(Math.max(5, records.length * 0.05));
+  expect({ excused, within: excused <= concurrency + records.length * 0.05 }).toEqual({ excused, within: true });
 }
 
 /**
- * The client gave up on a call while this process was stalled. Sluice runs in this process and
- * counts the call's deadline from the moment it read the request: a stall before that read moves
- * its deadline later than the client's, by the stall. Such a call may be answered (from the
- * policy, at sluice's deadline) after the client's own timer fired — an artefact of sharing one
- * process, not a wait on the store, which never stalls the event loop.
+ * The client gave up on a call while this process was stalled: its deadline timer ran before the
+ * socket holding sluice's answer was read (timers run first in an event-loop turn). An artefact
+ * of the client's machine, not a wait on the store.
  */
 function stalledDuring(record: CallRecord): boolean {
   return stalls.stalledMs(record.startedAt, record.startedAt + record.latencyMs) > 0;
@@ -118,7 +151,7 @@ function answeredWrongly(record: CallRecord): boolean {
 }
 
 /** The hits counted in the store for `policy` and each worker id `<prefix>-<w>`, read with check-only calls. */
-async function countedHits(s: StartedSluice, policy: Policy, prefix: string, workers: number): Promise<number[]> {
+async function countedHits(s: Sluice, policy: Policy, prefix: string, workers: number): Promise<number[]> {
   const counted: number[] = [];
   for (let w = 0; w < workers; w++) {
     const response = await s.client.shouldRateLimit(
@@ -147,8 +180,24 @@ function okAnswers(records: readonly CallRecord[], policy: Policy, prefix: strin
   return Array.from({ length: workers }, (_, w) => records.filter((r) => r.policy === policy && r.id === `${prefix}-${w}` && r.answer === 'OK').length);
 }
 
+/**
+ * Per worker id, whether the store's count is the OK answers it gave. A call the client gave up on
+ * while this process was stalled (CLIENT_DEADLINE, excused and bounded in expectAllAnsweredInTime)
+ * may have been answered OK by sluice after the client stopped listening: each of those may count
+ * one more hit. Every other call's charge must match its answer exactly.
+ */
+async function expectCountsMatchAnswers(app: Sluice, records: readonly CallRecord[], policy: Policy, prefix: string, workers: number): Promise<void> {
+  const counted = await countedHits(app, policy, prefix, workers);
+  const ok = okAnswers(records, policy, prefix, workers);
+  const unheard = Array.from({ length: workers }, (_, w) => records.filter((r) => r.policy === policy && r.id === `${prefix}-${w}` && r.answer === 'CLIENT_DEADLINE').length);
+  const mismatched = counted
+    .map((c, w) => ({ id: `${prefix}-${w}`, counted: c, ok: ok[w]!, unheard: unheard[w]! }))
+    .filter((m) => m.counted < m.ok || m.counted > m.ok + m.unheard);
+  expect({ policy, mismatched }).toEqual({ policy, mismatched: [] });
+}
+
 /** Sends `n` calls for one fresh id, one after the other. */
-async function sequence(s: StartedSluice, policy: Policy, id: string, n: number): Promise<CallRecord[]> {
+async function sequence(s: Sluice, policy: Policy, id: string, n: number): Promise<CallRecord[]> {
   const records: CallRecord[] = [];
   for (let i = 0; i < n; i++) records.push(await call(s.client, policy, id, DEADLINE_MS));
   return records;
@@ -164,7 +213,7 @@ describe('Redis killed (SIGKILL) mid-load', () => {
     await sleep(700);
     const records = await load.stop();
 
-    expectAllAnsweredInTime(records);
+    expectAllAnsweredInTime(records, 8);
     const before = records.filter((r) => r.startedAt + r.latencyMs < killedAt);
     // Redis was up: every non-local call admitted (huge limits), from Redis.
     expect(summary(before.filter((r) => r.policy !== 'local' && r.answer !== 'OK'))).toEqual({});
@@ -179,7 +228,7 @@ describe('Redis killed (SIGKILL) mid-load', () => {
     const local = await sequence(app, 'local', 'kill-fresh', LOCAL_LIMIT + 2);
     expect(local.map((r) => r.answer)).toEqual([...Array<string>(LOCAL_LIMIT).fill('OK'), 'OVER_LIMIT', 'OVER_LIMIT']);
     expect(await app.client.health('')).toBe('NOT_SERVING');
-    expect(app.app.health.notReadyReasons()).toEqual(['store unavailable']);
+    expect(await app.healthcheck()).toBe('NOT OK: store unavailable');
   });
 
   it('costs no wait per call once Redis is known to be gone', async () => {
@@ -208,7 +257,7 @@ describe('Redis frozen (SIGSTOP)', () => {
     await sleep(300);
     const records = await load.stop();
 
-    expectAllAnsweredInTime(records);
+    expectAllAnsweredInTime(records, 8);
     // While frozen: the policy answers (a call answered just before the freeze may still carry
     // Redis' answer; no call admitted by Redis can exist after it).
     const frozen = records.filter((r) => r.startedAt > frozenAt + 5 && r.startedAt + r.latencyMs < resumedAt);
@@ -232,9 +281,7 @@ describe('Redis frozen (SIGSTOP)', () => {
     // The scripts queued in the frozen server ran on SIGCONT, charging calls that had already been
     // answered from the policy. The store reads those late replies and takes the charges back:
     // each counter holds exactly the calls it answered OK.
-    for (const policy of ['error', 'deny'] as const) {
-      expect({ policy, counted: await countedHits(app, policy, 'stop', 8) }).toEqual({ policy, counted: okAnswers(records, policy, 'stop', 8) });
-    }
+    for (const policy of ['error', 'deny'] as const) await expectCountsMatchAnswers(app, records, policy, 'stop', 8);
   });
 });
 
@@ -249,10 +296,7 @@ describe.each([
       freeze = (await startBoth()).redis;
     } else {
       cluster = await startRedisCluster(3);
-      sluice = await startTestSluice({
-        files: FAULT_CONFIG,
-        env: { REDIS_TYPE: 'cluster', REDIS_URL: cluster.nodes.map((n) => `${n.host}:${n.port}`).join(',') },
-      });
+      sluice = await startSluice({ REDIS_TYPE: 'cluster', REDIS_URL: cluster.nodes.map((n) => `${n.host}:${n.port}`).join(',') });
       await waitForHealth(sluice.client, 'SERVING', 10_000);
       freeze = cluster.nodes[0]!;
     }
@@ -267,13 +311,11 @@ describe.each([
     await sleep(300);
     const records = await load.stop();
 
-    expectAllAnsweredInTime(records);
+    expectAllAnsweredInTime(records, 32);
     expect(records.filter((r) => r.answer === 'OK').length).toBeGreaterThan(100);
     // Late refunds are sent as the late replies arrive; give the last of them a moment to land.
     await sleep(200);
-    for (const policy of ['error', 'deny'] as const) {
-      expect({ policy, counted: await countedHits(app, policy, prefix, 32) }).toEqual({ policy, counted: okAnswers(records, policy, prefix, 32) });
-    }
+    for (const policy of ['error', 'deny'] as const) await expectCountsMatchAnswers(app, records, policy, prefix, 32);
   });
 });
 
@@ -293,7 +335,7 @@ describe('Redis restarted on the same port', () => {
     await sleep(300);
     const records = await load.stop();
 
-    expectAllAnsweredInTime(records);
+    expectAllAnsweredInTime(records, 4);
     expect(upIn).toBeLessThan(10_000);
     const after = records.filter((r) => r.startedAt >= healthyAt);
     expect(after.length).toBeGreaterThan(50);
@@ -307,7 +349,7 @@ describe('sluice started while Redis is down', () => {
     const server = redis;
     server.kill('SIGKILL');
     const started = performance.now();
-    sluice = await startTestSluice({ files: FAULT_CONFIG, env: { REDIS_URL: `${server.host}:${server.port}` } });
+    sluice = await startSluice({ REDIS_URL: `${server.host}:${server.port}` });
     const app = sluice;
     expect(performance.now() - started).toBeLessThan(2_000);
     await waitForHealth(app.client, 'NOT_SERVING', 2_000);
@@ -336,7 +378,7 @@ describe('counts across a kill and restart', () => {
     await waitForHealth(app.client, 'SERVING', 10_000);
     await sleep(400);
     const records = await load.stop();
-    expectAllAnsweredInTime(records);
+    expectAllAnsweredInTime(records, 6);
 
     const counted = (await countedHits(app, 'error', 'count', 6)).reduce((a, b) => a + b, 0);
     const ok = records.filter((r) => r.answer === 'OK').length;

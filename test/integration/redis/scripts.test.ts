@@ -416,9 +416,55 @@ const decideCases: ScriptCase[] = [
     expected: [T0, 0, 1, 5, 0, 5, 0, T0, 1, 5, 0, 5, 0, 1000, 1, 5, 0, 5, 0, T0, 0, 0, W, 0, W, T0],
     state: { a: null, b: null, c: null, d: { t: String(T0), d: '60000' } },
   },
-  { name: 'a wrong argument count is an error', keys: ['a'], argv: [T0, 0, S, 1], expected: { error: /sluice decide: 1 keys need 8 arguments, got 4/ } },
+  { name: 'a wrong argument count is an error', keys: ['a'], argv: [T0, 0, S, 1], expected: { error: /sluice decide: request 1: bad check count or too few arguments/ } },
   { name: 'an unknown algorithm is an error', keys: ['a'], argv: [T0, 0, ...chk('leaky', 1, 1)], expected: { error: /unknown algorithm leaky/ } },
   { name: 'a zero window is an error', keys: ['a'], argv: [T0, 0, ...chk(F, 1, 1, 1, 0)], expected: { error: /bad limit, window or hits/ } },
+];
+
+/** ARGV of one request in a batch: its charge flag, its check count, its checks. */
+const req = (chargeRejected: 0 | 1, ...checks: Array<Array<string | number>>): Array<string | number> => [chargeRejected, checks.length, ...checks.flat()];
+
+const batchCases: ScriptCase[] = [
+  {
+    name: 'requests are decided in order, each seeing the charges of those before it',
+    keys: ['a', 'a', 'a'],
+    argv: [T0, ...req(0, chk(F, 2, 1)), ...req(0, chk(F, 2, 1)), ...req(0, chk(F, 2, 1))],
+    //        now  charged admitted remaining reset    uncharged: remaining reset window
+    expected: [T0, 1, 1, 1, W, 2, 0, 1000, 1, 1, 0, W, 1, W, 1000, 0, 0, 0, W, 0, W, 1000],
+    state: { a: { w: '1000', c: '2' } },
+    pttl: { a: W },
+  },
+  {
+    name: 'a rejected request charges nothing, and the next one in the batch does not see it',
+    setup: { b: { w: '1000', c: '1' } },
+    keys: ['a', 'b', 'a'],
+    argv: [T0, ...req(0, chk(F, 5, 1), chk(F, 1, 1)), ...req(0, chk(F, 5, 1))],
+    expected: [T0, 0, 1, 5, 0, 5, 0, 1000, 0, 0, W, 0, W, 1000, 1, 1, 4, W, 5, 0, 1000],
+    state: { a: { w: '1000', c: '1' }, b: { w: '1000', c: '1' } },
+  },
+  {
+    name: 'requests of a batch keep their own counting (one all-or-nothing, one charging rejected hits)',
+    setup: { a: { w: '1000', c: '2' } },
+    keys: ['a', 'a'],
+    argv: [T0, ...req(1, chk(F, 2, 1)), ...req(0, chk(F, 5, 1))],
+    expected: [T0, 1, 0, 0, W, 0, W, 1000, 1, 1, 1, W, 2, W, 1000],
+    state: { a: { w: '1000', c: '4' } },
+  },
+  {
+    name: 'a sliding window charged by several requests is written once, with every hit',
+    keys: ['a', 'a'],
+    argv: [T0 + 10_000, ...req(0, chk(S, 3, 1)), ...req(0, chk(S, 3, 2))],
+    expected: [T0 + 10_000, 1, 1, 2, W, 3, 0, T0 + 10_000, 1, 1, 0, W, 2, W, T0 + 10_000],
+    state: { a: sw([3, T0 + 10_000, T0 + 10_000]) },
+    pttl: { a: W },
+  },
+  { name: 'an empty batch (the probe) answers the time only', keys: [], argv: [T0], expected: [T0] },
+  {
+    name: 'keys left over after the last request are an error',
+    keys: ['a', 'b'],
+    argv: [T0, ...req(0, chk(F, 5, 1))],
+    expected: { error: /sluice decide: 2 keys given, the requests have 1 checks/ },
+  },
 ];
 
 const refundCases: ScriptCase[] = [
@@ -572,14 +618,20 @@ describe('Lua scripts on a real Redis', () => {
   };
 
   describe('decide.lua', () => {
+    // Each case is one request: decide.lua's ARGV is `now`, then per request its charge flag, its
+    // check count and its checks; the cases above write `now, charge flag, checks`.
     it.each(decideCases.map((c) => [c.name, c] as const))('%s', async (_name, c) => {
+      await runCase(scripts.decide.text, { ...c, argv: [c.argv[0]!, c.argv[1]!, c.keys.length, ...c.argv.slice(2)] });
+    });
+
+    it.each(batchCases.map((c) => [c.name, c] as const))('batch: %s', async (_name, c) => {
       await runCase(scripts.decide.text, c);
     });
 
     it('reads Redis TIME when no now is passed, and expires at the exact instant the algorithm gives', async () => {
       const key = `${uniquePrefix()}a`;
       const before = Date.now();
-      const reply = (await redis.eval(scripts.decide.text, 1, key, '', 0, ...chk(S, 5, 1))) as number[];
+      const reply = (await redis.eval(scripts.decide.text, 1, key, '', 0, 1, ...chk(S, 5, 1))) as number[];
       const now = reply[0]!;
       expect(now).toBeGreaterThanOrEqual(before - 1_000);
       expect(now).toBeLessThanOrEqual(Date.now() + 1_000);
@@ -588,23 +640,23 @@ describe('Lua scripts on a real Redis', () => {
       expect(await redis.getBuffer(key)).toEqual(sw([1, now, now]));
 
       const fixedKey = `${uniquePrefix()}f`;
-      const fixed = (await redis.eval(scripts.decide.text, 1, fixedKey, '', 0, ...chk(F, 5, 1))) as number[];
+      const fixed = (await redis.eval(scripts.decide.text, 1, fixedKey, '', 0, 1, ...chk(F, 5, 1))) as number[];
       expect(await redis.call('PEXPIRETIME', fixedKey)).toBe((Math.floor(fixed[0]! / W) + 1) * W);
 
       const logKey = `${uniquePrefix()}l`;
-      const logged = (await redis.eval(scripts.decide.text, 1, logKey, '', 0, ...chk(L, 5, 1))) as number[];
+      const logged = (await redis.eval(scripts.decide.text, 1, logKey, '', 0, 1, ...chk(L, 5, 1))) as number[];
       expect(await redis.call('PEXPIRETIME', logKey)).toBe(logged[0]! + W);
       expect(await redis.getBuffer(logKey)).toEqual(log([logged[0]!, 1]));
 
       const bucketKey = `${uniquePrefix()}g`;
-      const bucket = (await redis.eval(scripts.decide.text, 1, bucketKey, '', 0, ...chk(G, 7, 1))) as number[];
+      const bucket = (await redis.eval(scripts.decide.text, 1, bucketKey, '', 0, 1, ...chk(G, 7, 1))) as number[];
       // Full again once 60000 units drain at 7 a millisecond: ⌈8571.4⌉ ms.
       expect(await redis.call('PEXPIRETIME', bucketKey)).toBe(bucket[0]! + 8_572);
     });
 
     it('has a Lua twin for every algorithm of the TypeScript registry', async () => {
       for (const name of Object.keys(ALGORITHMS)) {
-        const reply = (await redis.eval(scripts.decide.text, 1, `${uniquePrefix()}a`, T0, 0, ...chk(name, 1, 1))) as number[];
+        const reply = (await redis.eval(scripts.decide.text, 1, `${uniquePrefix()}a`, T0, 0, 1, ...chk(name, 1, 1))) as number[];
         expect(reply.slice(0, 3)).toEqual([T0, 1, 1]);
       }
     });
@@ -617,13 +669,13 @@ describe('Lua scripts on a real Redis', () => {
 
     it('keeps the expiry the charge set', async () => {
       const key = `${uniquePrefix()}a`;
-      await redis.eval(scripts.decide.text, 1, key, T0, 0, ...chk(F, 5, 3));
+      await redis.eval(scripts.decide.text, 1, key, T0, 0, 1, ...chk(F, 5, 3));
       await redis.eval(scripts.refund.text, 1, key, ...ref(F, 1000, 3, 5));
       expect(await redis.hgetall(key)).toEqual({ w: '1000', c: '0' });
       expect(await redis.pttl(key)).toBeGreaterThan(W - 1_000);
 
       const logKey = `${uniquePrefix()}l`;
-      await redis.eval(scripts.decide.text, 1, logKey, T0, 0, ...chk(L, 5, 3));
+      await redis.eval(scripts.decide.text, 1, logKey, T0, 0, 1, ...chk(L, 5, 3));
       await redis.eval(scripts.refund.text, 1, logKey, ...ref(L, T0, 1, 5));
       expect(await redis.getBuffer(logKey)).toEqual(log([T0, 2]));
       expect(await redis.pttl(logKey)).toBeGreaterThan(W - 1_000);
@@ -635,7 +687,7 @@ describe('Lua scripts on a real Redis', () => {
     // the key version in counter-key.ts if the stored state changes shape.
     it('pins the SHA1 of each assembled script', () => {
       expect({ decide: scripts.decide.sha1, refund: scripts.refund.sha1 }).toEqual({
-        decide: 'd1f8577ca21277eecac6065f2ce1cb74ede9798d',
+        decide: 'a576f8e202b796939850c03574c391988e622aea',
         refund: 'a3ff8e2d5e79d2848df9b9fccde08dd87215e6b4',
       });
       expect(createHash('sha1').update(scripts.decide.text).digest('hex')).toBe(scripts.decide.sha1);
@@ -709,6 +761,54 @@ describe('Lua scripts on a real Redis', () => {
     );
   });
 
+  describe('a batch decides exactly as the same requests one after the other', () => {
+    // Requests sent together in one event-loop turn share one decide.lua call. Random requests of
+    // every algorithm on few counters, in turns of 1 to 30: each turn is decided by the Redis store
+    // (one script call) and by a MemoryStore one request after the other, in the same order.
+    it('for random turns of requests on shared counters', async () => {
+      const clock = new ManualClock(T0);
+      const memory = new MemoryStore(clock);
+      const store = await availableStore(singleOptions(server), clock);
+      const random = mulberry32(424242);
+      const pick = (n: number): number => Math.floor(random() * n);
+      const prefix = uniquePrefix();
+      const algorithms = Object.keys(ALGORITHMS) as AlgorithmName[];
+      const calls = await scriptCallsOf(redis);
+      let requests = 0;
+      try {
+        for (let turn = 0; turn < 60; turn++) {
+          clock.set(clock.nowMs() + pick(random() < 0.2 ? 20_000 : 1_500));
+          const batch = Array.from({ length: 1 + pick(30) }, () =>
+            Array.from({ length: 1 + pick(3) }, (): LimitCheck => {
+              const algorithm = algorithms[pick(algorithms.length)]!;
+              const limit = [1, 3, 7][pick(3)]!;
+              return {
+                key: `${prefix}${algorithm}:${limit}:${pick(3)}`,
+                algorithm,
+                limit,
+                windowMs: 7_000,
+                hits: pick(5) === 0 ? 0 : 1 + pick(3),
+                enforced: pick(6) !== 0,
+              };
+            }),
+          );
+          const chargeRejectedHits = pick(4) === 0;
+          const expected = [];
+          for (const checks of batch) expected.push(await memory.decide(checks, { chargeRejectedHits }));
+          const actual = await Promise.all(batch.map((checks) => store.decide(checks, { chargeRejectedHits })));
+          expect([turn, actual]).toEqual([turn, expected]);
+          requests += batch.length;
+        }
+        // One script call per turn, not per request.
+        expect((await scriptCallsOf(redis)) - calls).toBe(60);
+        expect(requests).toBeGreaterThan(500);
+      } finally {
+        await memory.close();
+        await store.close();
+      }
+    });
+  });
+
   describe('NOSCRIPT', () => {
     it('recovers after SCRIPT FLUSH without a failed call', async () => {
       const store = await availableStore(singleOptions(server), new ManualClock(T0));
@@ -738,6 +838,17 @@ function mulberry32(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+/** EVALSHA and EVAL calls Redis has run so far. */
+async function scriptCallsOf(redis: Redis): Promise<number> {
+  const info = await redis.info('commandstats');
+  let total = 0;
+  for (const name of ['eval', 'evalsha']) {
+    const match = new RegExp(`^cmdstat_${name}:calls=(\\d+)`, 'm').exec(info);
+    if (match) total += Number(match[1]);
+  }
+  return total;
 }
 
 function noscriptErrors(info: string): number {

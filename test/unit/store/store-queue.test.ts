@@ -39,6 +39,20 @@ describe('StoreQueue', () => {
     expect(queue.predictedWaitMs(4)).toBe(0);
   });
 
+  it('does not learn from a window with a stall in it (a frozen store that resumes, a blocked event loop)', () => {
+    queue.sent(1_000);
+    // Frozen for 2 s, then everything answered at once.
+    clock.advance(2_000);
+    queue.answered(100);
+    for (let i = 0; i < 9; i++) queue.answered(100);
+    expect(queue.predictedWaitMs(4)).toBe(0);
+    // A slow window (few checks answered) teaches nothing either.
+    queue.sent(1_000);
+    clock.advance(30);
+    queue.answered(4);
+    expect(queue.predictedWaitMs(4)).toBe(0);
+  });
+
   it('predicts nothing while the queue is short, even with a known throughput', () => {
     queue.sent(1_000);
     for (let i = 0; i < 8; i++) {
