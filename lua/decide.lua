@@ -27,15 +27,16 @@
   every limit admits" would need WATCH and client retries, which under contention on a hot
   key become many round trips. A script reads, decides and writes in one atomic step, one call.
 
-  Cost: each counter touched by the batch is read once and written once, at the end, whatever
-  the number of requests that charged it; the per-call cost of EVALSHA (lookup, argument
-  conversion, TIME) is paid once per batch.
+  Cost: each counter touched by the batch is read once (GET) and, if it changed, written once at
+  the end (SET ... PXAT, the expiry in the same command), whatever the number of requests that
+  charged it; the per-call cost of EVALSHA (lookup, argument conversion, TIME) is paid once per
+  batch. Redis >= 6.2 (PXAT).
 
   Time: with Redis 7's effects replication, reading TIME before writing is safe (replicas apply
   the writes, they do not re-run the script with their own clock). Stored state never shrinks
   when a clock steps back (see each algorithm). With TIME, expiry is PEXPIREAT at the instant
   the algorithm gives; with an injected `now` (CLOCK=local, tests), whose frame may differ from
-  Redis's clock, it is the same distance from now as a relative PEXPIRE.
+  Redis's clock, it is the same distance from now (SET ... PX).
 ]]
 
 --@include lib/state.lua
@@ -53,13 +54,23 @@ else
   now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 end
 
--- What this batch has made of each counter it touched: the state as loaded (`before`, for
--- writing only the difference) and the state after every request charged so far.
+-- What this batch has made of each counter it touched: the state after every request charged
+-- so far (`current`) and its expiry; `loaded` is what the key held (unchanged counters are not
+-- written back).
 local current = {}
+local loaded = {}
+local expires = {}
 local reply = { now }
+local size = 1
 local arg = 2
 local key_index = 0
 local request = 0
+-- A request's staged charges, as parallel arrays reused for every request (no table per
+-- request): the keys it charged, their states and expiries. Few checks per request, so finding a
+-- key is a short scan.
+local staged_keys = {}
+local staged_states = {}
+local staged_expiry = {}
 
 while arg <= #ARGV do
   request = request + 1
@@ -70,10 +81,10 @@ while arg <= #ARGV do
   end
   arg = arg + 2
 
-  -- Charges are staged so that two checks on one counter see each other, and so that nothing is
-  -- kept when the request is rejected.
-  local staged = {}
-  local evaluations = {}
+  -- The request's reply goes in place: its charged flag at `base`, then 6 values per check
+  -- (the reported pair is the uncharged one unless the request is charged, see below).
+  local base = size + 1
+  local staged = 0
   local all_admitted = true
   for i = 1, count do
     local key = KEYS[key_index + i]
@@ -82,92 +93,103 @@ while arg <= #ARGV do
     if algorithm == nil then
       return redis.error_reply('ERR sluice decide: unknown algorithm ' .. name)
     end
-    local check = {
-      limit = tonumber(ARGV[arg + 1]),
-      window_ms = tonumber(ARGV[arg + 2]),
-      hits = tonumber(ARGV[arg + 3]),
-      burst = tonumber(ARGV[arg + 5]),
-    }
-    if check.limit == nil or check.window_ms == nil or check.window_ms <= 0 or check.hits == nil then
+    local limit = tonumber(ARGV[arg + 1])
+    local window_ms = tonumber(ARGV[arg + 2])
+    local hits = tonumber(ARGV[arg + 3])
+    if limit == nil or window_ms == nil or window_ms <= 0 or hits == nil then
       return redis.error_reply(string.format('ERR sluice decide: check %d has a bad limit, window or hits', i))
     end
-    if algorithm.max_limit ~= nil and check.limit > algorithm.max_limit then
+    if algorithm.max_limit ~= nil and limit > algorithm.max_limit then
       return redis.error_reply(string.format('ERR sluice decide: check %d: %s limits are capped at %d', i, name, algorithm.max_limit))
     end
-    local state = staged[key]
-    if state == nil then
-      local entry = current[key]
-      if entry == nil then
-        local loaded = algorithm.load(key)
-        entry = { before = loaded, state = loaded, expires_at = nil, algorithm = algorithm }
-        current[key] = entry
+    -- This request's own earlier charge of the key, else the batch's, else what Redis holds.
+    local state
+    local slot = 0
+    for j = staged, 1, -1 do
+      if staged_keys[j] == key then
+        slot = j
+        state = staged_states[j]
+        break
       end
-      state = entry.state
+    end
+    if state == nil then
+      state = current[key]
+      if state == nil then
+        state = redis.call('GET', key) or ''
+        current[key] = state
+        loaded[key] = state
+      end
+    end
+    local admitted, next_state, expires_at, window, charged_remaining, charged_reset, uncharged_remaining, uncharged_reset =
+      algorithm.evaluate(state, limit, window_ms, hits, tonumber(ARGV[arg + 5]), now, charge_rejected)
+    local at = base + 6 * (i - 1)
+    if charge_rejected or admitted then
+      if slot == 0 then
+        staged = staged + 1
+        slot = staged
+        staged_keys[slot] = key
+        staged_expiry[slot] = expires_at
+      elseif expires_at > staged_expiry[slot] then
+        staged_expiry[slot] = expires_at
+      end
+      staged_states[slot] = next_state
+      reply[at + 2] = charged_remaining
+      reply[at + 3] = charged_reset
     else
-      state = state.state
+      reply[at + 2] = uncharged_remaining
+      reply[at + 3] = uncharged_reset
     end
-    local ev = algorithm.evaluate(state, check, now, charge_rejected)
-    if charge_rejected or ev.admitted then
-      staged[key] = { state = ev.next, expires_at = ev.expires_at }
+    if admitted then
+      reply[at + 1] = 1
+    else
+      reply[at + 1] = 0
+      if ARGV[arg + 4] == '1' then
+        all_admitted = false
+      end
     end
-    if not ev.admitted and ARGV[arg + 4] == '1' then
-      all_admitted = false
-    end
-    evaluations[i] = ev
+    reply[at + 4] = uncharged_remaining
+    reply[at + 5] = uncharged_reset
+    reply[at + 6] = window
     arg = arg + 6
   end
   key_index = key_index + count
 
-  local charged = charge_rejected or all_admitted
-  if charged then
-    for key, change in pairs(staged) do
-      local entry = current[key]
-      entry.state = change.state
-      if entry.expires_at == nil or change.expires_at > entry.expires_at then
-        entry.expires_at = change.expires_at
+  if charge_rejected or all_admitted then
+    for j = 1, staged do
+      local key = staged_keys[j]
+      current[key] = staged_states[j]
+      local expiry = expires[key]
+      if expiry == nil or staged_expiry[j] > expiry then
+        expires[key] = staged_expiry[j]
       end
-      entry.dirty = true
     end
-  end
-
-  if charged then
-    reply[#reply + 1] = 1
+    reply[base] = 1
   else
-    reply[#reply + 1] = 0
-  end
-  for i = 1, count do
-    local ev = evaluations[i]
-    local admitted = 0
-    if ev.admitted then
-      admitted = 1
+    -- Rejected: every check reports what it would be with nothing charged.
+    for i = 1, count do
+      local at = base + 6 * (i - 1)
+      reply[at + 2] = reply[at + 4]
+      reply[at + 3] = reply[at + 5]
     end
-    local remaining = ev.uncharged_remaining
-    local reset = ev.uncharged_reset
-    if charged and (charge_rejected or ev.admitted) then
-      remaining = ev.charged_remaining
-      reset = ev.charged_reset
-    end
-    reply[#reply + 1] = admitted
-    reply[#reply + 1] = remaining
-    reply[#reply + 1] = reset
-    reply[#reply + 1] = ev.uncharged_remaining
-    reply[#reply + 1] = ev.uncharged_reset
-    reply[#reply + 1] = ev.window
+    reply[base] = 0
   end
+  size = base + 6 * count
 end
 
 if key_index ~= #KEYS then
   return redis.error_reply(string.format('ERR sluice decide: %d keys given, the requests have %d checks', #KEYS, key_index))
 end
 
--- One write per counter the batch charged, whatever the number of requests that charged it.
-for key, entry in pairs(current) do
-  if entry.dirty then
-    entry.algorithm.store(key, entry.before, entry.state)
-    if injected then
-      redis.call('PEXPIRE', key, format_number(math.max(1, math.ceil(entry.expires_at - now))))
+-- One write per counter the batch changed, whatever the number of requests that charged it,
+-- with its expiry in the same command.
+for key, state in pairs(current) do
+  if state ~= loaded[key] then
+    if state == '' then
+      redis.call('DEL', key)
+    elseif injected then
+      redis.call('SET', key, state, 'PX', format_number(math.max(1, math.ceil(expires[key] - now))))
     else
-      redis.call('PEXPIREAT', key, format_number(entry.expires_at))
+      redis.call('SET', key, state, 'PXAT', format_number(expires[key]))
     end
   end
 end

@@ -32,16 +32,23 @@ for i = 1, #KEYS do
   end
   local window = tonumber(ARGV[base + 2])
   local hits = tonumber(ARGV[base + 3])
-  local check = { limit = tonumber(ARGV[base + 4]), window_ms = tonumber(ARGV[base + 5]) }
-  if window == nil or hits == nil or check.limit == nil or check.window_ms == nil then
+  local limit = tonumber(ARGV[base + 4])
+  local window_ms = tonumber(ARGV[base + 5])
+  if window == nil or hits == nil or limit == nil or window_ms == nil then
     return redis.error_reply(string.format('ERR sluice refund: check %d has a bad window, hits, limit or window length', i))
   end
   if hits > 0 then
-    local before = algorithm.load(KEYS[i])
-    local next_state = algorithm.refund(before, window, hits, check)
-    if next_state ~= nil then
-      algorithm.store(KEYS[i], before, next_state)
-      changed = changed + 1
+    local state = redis.call('GET', KEYS[i])
+    if state then
+      local next_state = algorithm.refund(state, window, hits, limit, window_ms)
+      if next_state == '' then
+        redis.call('DEL', KEYS[i])
+        changed = changed + 1
+      elseif next_state ~= nil then
+        -- The expiry stays what the charge set (Redis >= 6.0).
+        redis.call('SET', KEYS[i], next_state, 'KEEPTTL')
+        changed = changed + 1
+      end
     end
   end
 end

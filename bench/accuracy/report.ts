@@ -72,7 +72,7 @@ export function bandTable(trace: Trace, results: readonly ReplayResult[]): strin
 
 export function redisTables(cost: RedisCost): string {
   const lines = [
-    `Redis ${cost.redisVersion}, loopback, no persistence; keys like \`${'sluice:v2:{…}:sliding_window:60000:oauth2:client_id=…:user_id=…'}\` (${cost.keyLength} characters).`,
+    `Redis ${cost.redisVersion}, loopback, no persistence; keys like \`${'sluice:v3:{…}:sliding_window:60000:oauth2:client_id=…:user_id=…'}\` (${cost.keyLength} characters).`,
     'CPU: `usec_per_call` of EVALSHA in `INFO commandstats` (server time only) over every decision of the run, limit 100 a minute;',
     'light = 2,000 identities × 10 requests 1 s apart (all admitted), heavy = 500 identities × 150 requests 100 ms apart (logs',
     'of 100 entries, the last third mostly rejected), 21 sub-windows = 500 identities × 62 requests 1 s apart. Time is injected',

@@ -4,72 +4,69 @@
 
   Mirrors src/limiter/algorithms/fixed-window.ts operation for operation.
 
-  State (one hash): w = window index floor(now / window_ms); c = hits in window w.
+  State (16 bytes, struct '>dd'): the window index floor(now / window_ms), and the hits in it.
 ]]
 
-local function fixed_window_evaluate(state, check, now, charge_rejected)
-  local limit = check.limit
-  local window_ms = check.window_ms
-  local window = math.floor(now / window_ms)
+local function fixed_window_evaluate(s, limit, window_ms, hits, _, now, charge_rejected)
+  local window = floor(now / window_ms)
   local count = 0
-  if state ~= nil then
-    if state.w == window then
-      count = state.c
-    elseif state.w > window then
+  if s ~= '' then
+    local w, c = unpack_doubles('>dd', s)
+    if w == window then
+      count = c
+    elseif w > window then
       -- The clock stepped back: keep the newer window rather than forget its hits.
-      window = state.w
-      count = state.c
+      window = w
+      count = c
     end
   end
   local window_end = (window + 1) * window_ms
-  local until_window_end = math.max(0, window_end - now)
-  local after = count + check.hits
-  local ev = { next = { w = window, c = after }, expires_at = window_end, window = window }
+  local until_window_end = max(0, window_end - now)
+  local after = count + hits
 
   if charge_rejected then
-    ev.admitted = after <= limit
-    ev.charged_remaining = remaining_after(limit, after)
-    ev.charged_reset = until_window_end
-    ev.uncharged_remaining = ev.charged_remaining
-    ev.uncharged_reset = ev.charged_reset
-    return ev
+    local remaining = remaining_after(limit, after)
+    return after <= limit, pack('>dd', window, after), window_end, window,
+      remaining, until_window_end, remaining, until_window_end
   end
 
-  local need = hits_to_admit(check.hits)
-  ev.admitted = count + need <= limit
-  ev.charged_remaining = remaining_after(limit, after)
-  ev.charged_reset = 0
-  if after > 0 then
-    ev.charged_reset = until_window_end
+  local need = hits_to_admit(hits)
+  local admitted = count + need <= limit
+  -- A check-only call, or a rejection, stores nothing new.
+  local next_state = s
+  if admitted and hits > 0 then
+    next_state = pack('>dd', window, after)
   end
-  ev.uncharged_remaining = remaining_after(limit, count)
-  if ev.admitted then
-    ev.uncharged_reset = 0
-    if count > 0 then
-      ev.uncharged_reset = until_window_end
+  local charged_reset = 0
+  if after > 0 then
+    charged_reset = until_window_end
+  end
+  local uncharged_reset = until_window_end
+  if admitted then
+    if count == 0 then
+      uncharged_reset = 0
     end
   elseif need > limit then
     -- A cost above the limit never fits; one window is the honest "not soon" answer.
-    ev.uncharged_reset = window_ms
-  else
-    ev.uncharged_reset = until_window_end
+    uncharged_reset = window_ms
   end
-  return ev
+  return admitted, next_state, window_end, window,
+    remaining_after(limit, after), charged_reset, remaining_after(limit, count), uncharged_reset
 end
 
 -- Hits charged to window `window` matter only while it is the stored window.
-local function fixed_window_refund(state, window, hits)
-  if state == nil or state.w ~= window then
+local function fixed_window_refund(s, window, hits)
+  if s == '' then
     return nil
   end
-  return { w = state.w, c = math.max(0, state.c - hits) }
+  local w, c = unpack_doubles('>dd', s)
+  if w ~= window then
+    return nil
+  end
+  return pack('>dd', w, max(0, c - hits))
 end
 
-local fixed_window_load, fixed_window_store = hash_storage({ 'w', 'c' })
-
 ALGORITHMS['fixed_window'] = {
-  load = fixed_window_load,
-  store = fixed_window_store,
   evaluate = fixed_window_evaluate,
   refund = fixed_window_refund,
 }

@@ -2,33 +2,39 @@
   algorithms/index.lua — the algorithm dispatch table shared by decide.lua and refund.lua.
   Defines no KEYS or ARGV of its own.
 
-  Each included file adds one entry, ALGORITHMS[<config name>] = { load, store, evaluate,
-  refund }, mirroring one file of src/limiter/algorithms/. Adding an algorithm: a new file in
-  this folder and one --@include line at the end of this file.
+  Each included file adds one entry, ALGORITHMS[<config name>] = { evaluate, refund }, mirroring
+  one file of src/limiter/algorithms/. Adding an algorithm: a new file in this folder and one
+  --@include line at the end of this file.
+
+  A counter's state is the string stored at its key ('' when nothing is stored); the frame
+  (decide.lua) reads it with one GET, and writes the state an evaluation returns with one SET
+  that also sets the expiry the evaluation gives (or DEL for ''). No tables and no closures per
+  check: an evaluation is a handful of struct calls on that string and returns plain values.
 
   Entry contract:
-    load(key) -> the stored state (any Lua value: a table of numbers, a string...), or nil
-              when nothing is stored.
-    store(key, before, state)
-              writes `state`; `before` is what load returned for this key in this call (nil if
-              nothing), so an entry may write only what changed. The frame sets the expiry.
-    evaluate(state, check, now, charge_rejected) -> ev
-              state: what load returned (or an earlier check's staged state), or nil
-              check: { limit, window_ms, hits, burst (nil unless given) }
-              ev: { admitted (boolean), next (state to store if charged), expires_at (epoch ms
-                    after which `next` cannot affect a decision), window (where the hits went,
-                    an integer for refund), charged_remaining, charged_reset,
-                    uncharged_remaining, uncharged_reset }
-              Pure: writes nothing (the frame stages and writes).
-    refund(state, window, hits, check) -> the state with `hits` charged to `window` taken back
-              (check: { limit, window_ms }), never below zero and never more than that charge
-              still weighs; nil when nothing changes.
+    evaluate(s, limit, window_ms, hits, burst, now, charge_rejected)
+      -> admitted, next, expires_at, window,
+         charged_remaining, charged_reset, uncharged_remaining, uncharged_reset
+              s: the stored state, or an earlier check's staged one ('' = nothing stored)
+              burst: token_bucket's bucket size, nil for the limit (ignored by the others)
+              next: the state to store if the hits are charged ('' = nothing: delete); `s`
+                    itself when charging changes nothing (then nothing is written)
+              expires_at: epoch ms after which `next` cannot affect a decision
+              window: where the hits went, an integer for refund (a window index, or the
+                      instant they were charged at)
+              Pure: reads and writes nothing in Redis.
+    refund(s, window, hits, limit, window_ms) -> the state with `hits` charged to `window` taken
+              back, never below zero and never more than that charge still weighs; nil when
+              nothing changes.
     max_limit (optional): a larger check limit is refused (an error, not a slow script).
-
-  Most algorithms keep a few numbers in one hash: `hash_storage(fields)` gives their load and
-  store (lib/state.lua).
 ]]
 local ALGORITHMS = {}
+
+-- Library functions as locals: a global lookup and a field lookup per use add up over thousands
+-- of checks per second.
+local floor, ceil, max, min = math.floor, math.ceil, math.max, math.min
+local pack, unpack_doubles = struct.pack, struct.unpack
+local sub, rep = string.sub, string.rep
 
 -- src/limiter/algorithms/algorithm.ts: a check-only call (0 hits) asks about one more hit.
 local function hits_to_admit(hits)
@@ -48,15 +54,6 @@ local function remaining_after(limit, used)
     return limit
   end
   return left
-end
-
--- load and store for a state of numbers in the given hash fields.
-local function hash_storage(fields)
-  return function(key)
-    return load_state(key, fields)
-  end, function(key, _, state)
-    store_state(key, fields, state)
-  end
 end
 
 --@include algorithms/sliding_window.lua

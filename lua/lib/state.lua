@@ -1,10 +1,8 @@
 --[[
-  lib/state.lua — reading and writing one counter's state. Included by decide.lua and refund.lua;
-  defines no KEYS or ARGV of its own.
+  lib/state.lua — helpers shared by decide.lua and refund.lua; defines no KEYS or ARGV of its own.
 
-  For algorithms whose counter is one hash of numbers (`hash_storage(fields)` in
-  algorithms/index.lua): the fields are the algorithm's, each holding a number. A hash whose first
-  field is missing counts as "nothing stored".
+  Every counter is one string (a few packed 8-byte big-endian doubles: struct '>d' is exact for
+  integers), read with one GET and written with one SET that also sets its expiry.
 ]]
 
 -- Numbers are written with %d while they are exact integers: Lua's default conversion (`..`,
@@ -14,25 +12,4 @@ local function format_number(x)
     return string.format('%d', x)
   end
   return string.format('%.17g', x)
-end
-
-local function load_state(key, fields)
-  local values = redis.call('HMGET', key, unpack(fields))
-  if not values[1] then
-    return nil
-  end
-  local state = {}
-  for j, field in ipairs(fields) do
-    state[field] = tonumber(values[j]) or 0
-  end
-  return state
-end
-
-local function store_state(key, fields, state)
-  local args = {}
-  for _, field in ipairs(fields) do
-    args[#args + 1] = field
-    args[#args + 1] = format_number(state[field])
-  end
-  redis.call('HSET', key, unpack(args))
 end

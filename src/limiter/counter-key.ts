@@ -5,8 +5,10 @@ import type { DescriptorEntry, LimitSpec } from '../config/types';
  * Version of the stored counter format. Bump it whenever what a key holds changes shape (hash
  * fields, window indexing), so old and new instances never misread each other's counters during a
  * rolling deploy. v2: sliding_window keeps sub-windows in one string instead of a 3-number hash.
+ * v3: every counter is one string of packed doubles (fixed_window and token_bucket were hashes),
+ * and sliding_window's string starts with the total of its hits.
  */
-export const KEY_VERSION = 'sluice:v2:';
+export const KEY_VERSION = 'sluice:v3:';
 
 /** Encoded parts longer than this are replaced by their hash, so keys stay short and bounded. */
 const MAX_PART = 64;
@@ -19,8 +21,8 @@ const MAX_REST = 384;
  * `requests_per_unit` (or a bucket's `burst`) keeps the count, while changing the window or
  * algorithm starts afresh instead of misreading old state.
  *
- *   <prefix>sluice:v2:{<tag>}:<algorithm>:<windowMs>[.<variant>]:<domain>:<key>=<value>:<key>=<value>…
- *   e.g. sluice:v2:{0iz-Ki9NEKaO}:sliding_window:60000:oauth2:client_id=app-1:user_id=u%40x.org
+ *   <prefix>sluice:v3:{<tag>}:<algorithm>:<windowMs>[.<variant>]:<domain>:<key>=<value>:<key>=<value>…
+ *   e.g. sluice:v3:{0iz-Ki9NEKaO}:sliding_window:60000:oauth2:client_id=app-1:user_id=u%40x.org
  *
  * - Several limits on one node (`rate_limits:`) share domain and entries; their counters differ by
  *   algorithm or window, and where two items share both, the later ones carry

@@ -446,7 +446,7 @@ export class ResilientStore implements CounterStore {
 
 /**
  * A check no request can pass (limit 0, one hit, enforced), on a key no real counter can have
- * (real keys, from counterKey, hold `sluice:v2:` after a prefix without NUL). It is never charged: it rejects the request it is part of.
+ * (real keys, from counterKey, hold `sluice:v3:` after a prefix without NUL). It is never charged: it rejects the request it is part of.
  */
 function neverAdmits(like: LimitCheck): LimitCheck {
   return {

@@ -44,7 +44,8 @@ export type SlidingWindowState = readonly SubWindow[];
  *   number of sub-windows does not.
  *
  * The Lua twin (lua/algorithms/sliding_window.lua) performs the same floating-point operations
- * in the same order, so both stores decide identically (both use IEEE doubles).
+ * in the same order, so both stores decide identically (both use IEEE doubles): the estimate is
+ * the straddling sub-window's weight plus the whole hits after it, one rounding.
  */
 export const slidingWindow: Algorithm<SlidingWindowState> = {
   name: 'sliding_window',
@@ -107,11 +108,20 @@ function weight(w: SubWindow, cut: number): number {
   return 1 + ((w.hits - 1) * (w.last - cut)) / (w.last - w.first);
 }
 
-/** The estimated hits in the window that starts after `cut`: summed oldest first. */
+/**
+ * The estimated hits in the window that starts after `cut`: the first sub-window still in it,
+ * weighted, plus every hit after it (whole: those sub-windows lie inside the window). The whole
+ * hits sum exactly (integers), so the estimate is rounded once, as the Lua twin rounds it (it keeps
+ * the total in its state's header and subtracts).
+ */
 function usage(windows: SlidingWindowState, cut: number): number {
-  let used = 0;
-  for (const w of windows) used += weight(w, cut);
-  return used;
+  let rest = 0;
+  for (const w of windows) rest += w.hits;
+  for (const w of windows) {
+    rest -= w.hits;
+    if (w.last > cut) return weight(w, cut) + rest;
+  }
+  return 0;
 }
 
 /** `windows` with `hits` charged at `now`: into the newest sub-window if `now` falls in it. */

@@ -7,7 +7,7 @@ import { keySlot } from '../../../src/store/redis/key-slot';
 import type { RedisStore } from '../../../src/store/redis/redis-store';
 import { ManualClock } from '../../../src/util/clock';
 import { type RedisCluster, startRedisCluster } from '../../support/redis-server';
-import { availableStore, clusterOptions, inspector, scriptCalls, uniquePrefix } from './helpers';
+import { availableStore, clusterOptions, fixedWindowState, inspector, scriptCalls, uniquePrefix } from './helpers';
 
 /**
  * Redis Cluster specifics: slots computed like Redis does, one script call per slot, and
@@ -113,7 +113,7 @@ describe('Redis Cluster', () => {
     const [a, b] = twoSlots();
     await store.decide([check(a, 5, 2)], ALL_OR_NOTHING);
     await store.decide([check(b, 1)], ALL_OR_NOTHING);
-    const stateBefore = await redis.hgetall(check(a, 5).key);
+    const stateBefore = await fixedWindowState(redis, check(a, 5).key);
     expect(stateBefore).toEqual({ w: '1000', c: '2' });
 
     const outcomes = await store.decide([check(a, 5), check(b, 1)], ALL_OR_NOTHING);
@@ -122,8 +122,8 @@ describe('Redis Cluster', () => {
       { admitted: true, remaining: 3, resetMs: MINUTE },
       { admitted: false, remaining: 0, resetMs: MINUTE },
     ]);
-    expect(await redis.hgetall(check(a, 5).key)).toEqual(stateBefore);
-    expect(await redis.hgetall(check(b, 1).key)).toEqual({ w: '1000', c: '1' });
+    expect(await fixedWindowState(redis, check(a, 5).key)).toEqual(stateBefore);
+    expect(await fixedWindowState(redis, check(b, 1).key)).toEqual({ w: '1000', c: '1' });
   });
 
   it('does not block on a shadow rejection in another slot, and charges only the enforced check', async () => {
@@ -131,8 +131,8 @@ describe('Redis Cluster', () => {
     await store.decide([check(b, 1)], ALL_OR_NOTHING);
     const outcomes = await store.decide([check(a, 5), check(b, 1, 1, { enforced: false })], ALL_OR_NOTHING);
     expect(outcomes.map((o) => o.admitted)).toEqual([true, false]);
-    expect(await redis.hgetall(check(a, 5).key)).toEqual({ w: '1000', c: '1' });
-    expect(await redis.hgetall(check(b, 1).key)).toEqual({ w: '1000', c: '1' });
+    expect(await fixedWindowState(redis, check(a, 5).key)).toEqual({ w: '1000', c: '1' });
+    expect(await fixedWindowState(redis, check(b, 1).key)).toEqual({ w: '1000', c: '1' });
   });
 
   it('with chargeRejectedHits charges every slot and refunds nothing', async () => {
@@ -143,19 +143,19 @@ describe('Redis Cluster', () => {
       [true, 4],
       [false, 0],
     ]);
-    expect(await redis.hgetall(check(a, 5).key)).toEqual({ w: '1000', c: '1' });
-    expect(await redis.hgetall(check(b, 1).key)).toEqual({ w: '1000', c: '2' });
+    expect(await fixedWindowState(redis, check(a, 5).key)).toEqual({ w: '1000', c: '1' });
+    expect(await fixedWindowState(redis, check(b, 1).key)).toEqual({ w: '1000', c: '2' });
   });
 
   it('refunds the slots that charged when another slot fails, and reports the failure', async () => {
     const [a, b] = twoSlots();
     await store.decide([check(a, 5, 2)], ALL_OR_NOTHING);
     // A key of the wrong type makes the script fail in b's slot (WRONGTYPE): a permanent error.
-    await redis.set(check(b, 1).key, 'not a hash');
+    await redis.hset(check(b, 1).key, 'not', 'a string');
     const failure = store.decide([check(a, 5), check(b, 1)], ALL_OR_NOTHING);
     await expect(failure).rejects.toThrow(StoreError);
     await expect(failure).rejects.toMatchObject({ transient: false, message: expect.stringMatching(/^redis decide \(1 check, slot \d+\) failed: .*WRONGTYPE/) });
-    expect(await redis.hgetall(check(a, 5).key)).toEqual({ w: '1000', c: '2' });
+    expect(await fixedWindowState(redis, check(a, 5).key)).toEqual({ w: '1000', c: '2' });
   });
 
   it('never answers CROSSSLOT, whatever the mix of keys', async () => {

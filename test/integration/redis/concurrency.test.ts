@@ -3,7 +3,7 @@ import type { LimitCheck } from '../../../src/store/counter-store';
 import { keySlot } from '../../../src/store/redis/key-slot';
 import type { RedisStore } from '../../../src/store/redis/redis-store';
 import { type RedisCluster, type RedisServer, startRedisCluster, startRedisServer } from '../../support/redis-server';
-import { availableStore, clusterOptions, inspector, singleOptions, uniquePrefix } from './helpers';
+import { availableStore, clusterOptions, fixedWindowState, inspector, singleOptions, uniquePrefix } from './helpers';
 
 /**
  * Concurrency never over-admits: 1,000 decisions fired at once from two separate stores (two
@@ -91,8 +91,8 @@ describe('concurrent decisions spanning two cluster slots', () => {
     // Every refund landed: each counter holds exactly the admitted requests.
     const redis = inspector(cluster);
     try {
-      expect(Number(await redis.hget(a, 'c'))).toBe(admitted);
-      expect(Number(await redis.hget(b, 'c'))).toBe(admitted);
+      expect(Number((await fixedWindowState(redis, a))?.c)).toBe(admitted);
+      expect(Number((await fixedWindowState(redis, b))?.c)).toBe(admitted);
     } finally {
       await redis.quit();
     }

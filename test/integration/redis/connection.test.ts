@@ -10,7 +10,7 @@ import { isTransientRedisError, toStoreError } from '../../../src/store/redis/er
 import { createRedisStore } from '../../../src/store/redis/redis-store';
 import { ManualClock } from '../../../src/util/clock';
 import { type RedisServer, freePort, startRedisSentinel, startRedisServer } from '../../support/redis-server';
-import { availableStore, singleOptions, uniquePrefix, whenAvailable } from './helpers';
+import { availableStore, fixedWindowState, singleOptions, uniquePrefix, whenAvailable } from './helpers';
 
 /**
  * How the store behaves around its connection: fails fast while Redis is away, keeps the caller's
@@ -114,7 +114,7 @@ describe('RedisStore connection behaviour', () => {
     try {
       // The script ran once Redis resumed and charged 3 hits; nobody was told, so they are refunded.
       await expect(answer).resolves.toEqual([{ admitted: true, remaining: 7, resetMs: MINUTE }]);
-      await eventually(async () => (await redis.hget(key, 'c')) === '0');
+      await eventually(async () => (await fixedWindowState(redis, key))?.c === '0');
       const [outcome] = await store.decide([check(key)], { chargeRejectedHits: false });
       expect(outcome).toMatchObject({ admitted: true, remaining: 9 });
     } finally {
@@ -268,7 +268,7 @@ describe('RedisStore addresses', () => {
         const key = `${uniquePrefix()}a`;
         expect(await store.decide([check(key)], { chargeRejectedHits: false })).toEqual([{ admitted: true, remaining: 9, resetMs: MINUTE }]);
         const plain = new Redis({ host: master.host, port: master.port });
-        expect(await plain.hgetall(key)).toEqual({ w: '1000', c: '1' });
+        expect(await fixedWindowState(plain, key)).toEqual({ w: '1000', c: '1' });
         await plain.quit();
       } finally {
         await store.close();

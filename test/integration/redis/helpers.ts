@@ -40,6 +40,13 @@ export async function availableStore(options: RedisStoreOptions, clock?: Clock):
   return store;
 }
 
+/** A fixed_window counter as stored (two packed doubles: window index, hits), or null when none. */
+export async function fixedWindowState(client: Redis | Cluster, key: string): Promise<{ w: string; c: string } | null> {
+  const stored = await client.getBuffer(key);
+  if (stored === null) return null;
+  return { w: String(stored.readDoubleBE(0)), c: String(stored.readDoubleBE(8)) };
+}
+
 /** A plain client for looking at what the store wrote. */
 export function inspector(target: RedisServer | RedisCluster): Redis | Cluster {
   return 'nodes' in target

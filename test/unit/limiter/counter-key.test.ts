@@ -36,8 +36,8 @@ describe('counterKey', () => {
 
   it('reads as prefix, version, hash tag, limit identity, domain and entries', () => {
     const key = counterKey('', 'oauth2', entries(['client_id', 'app-1'], ['user_id', 'u@x.org']), limit());
-    expect(key).toMatch(/^sluice:v2:\{[A-Za-z0-9_-]{12}\}:sliding_window:60000:oauth2:client_id=app-1:user_id=u%40x\.org$/);
-    expect(counterKey('prod_', 'oauth2', entries(['client_id', 'app-1']), limit())).toMatch(/^prod_sluice:v2:\{/);
+    expect(key).toMatch(/^sluice:v3:\{[A-Za-z0-9_-]{12}\}:sliding_window:60000:oauth2:client_id=app-1:user_id=u%40x\.org$/);
+    expect(counterKey('prod_', 'oauth2', entries(['client_id', 'app-1']), limit())).toMatch(/^prod_sluice:v3:\{/);
   });
 
   it('separates the limits of one node by algorithm, window, then variant, keeping the first key as it was', () => {
