@@ -128,6 +128,7 @@ export async function startSluice(settings: Settings, deps: AppDependencies): Pr
       port: settings.grpcPort,
       logger,
       maxReceiveMessageLength: settings.grpcMaxReceiveMessageBytes,
+      streamResetLimit: settings.grpcStreamResetLimit,
       tls: settings.grpcTls,
       tlsReloader,
       maxConnectionAgeMs: settings.grpcMaxConnectionAgeMs,

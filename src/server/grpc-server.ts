@@ -6,6 +6,7 @@ import { toGrpcStatus } from './grpc-status';
 import type { HealthState } from './health';
 import { packageDefinition, rateLimitServiceDefinition } from './proto';
 import { linkForReflection } from './reflection';
+import { applyStreamResetLimit, type StreamResetLimit } from './stream-reset-limit';
 import { type GrpcServerTls, serverCredentials } from './tls';
 import type { TlsReloader } from './tls-reloader';
 import type { WireResponseShape } from './proto';
@@ -20,6 +21,8 @@ export interface GrpcServerOptions {
   readonly logger: Logger;
   /** Bytes; grpc-js's default (4 MiB) when unset. */
   readonly maxReceiveMessageLength?: number;
+  /** How many client stream resets one connection may send before Node closes it; Node's own 1000/33 per second when unset. */
+  readonly streamResetLimit?: StreamResetLimit;
   /** TLS or mutual TLS; plaintext (h2c) when unset. */
   readonly tls?: GrpcServerTls | undefined;
   /** Serves `tls` and follows its files (GRPC_SERVER_TLS_RELOAD_INTERVAL); without it, `tls` as read at start. */
@@ -111,6 +114,13 @@ export function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServerH
     ...(options.maxConnectionAgeMs !== undefined && { 'grpc.max_connection_age_ms': options.maxConnectionAgeMs }),
     ...(options.maxConnectionAgeGraceMs !== undefined && { 'grpc.max_connection_age_grace_ms': options.maxConnectionAgeGraceMs }),
   });
+  if (options.streamResetLimit !== undefined && !applyStreamResetLimit(server, options.streamResetLimit)) {
+    logger.warn(
+      { node: process.versions.node, wanted: options.streamResetLimit },
+      'this Node cannot raise its HTTP/2 stream-reset limit (Node >= 22.10 can): a client that cancels more than 1000 calls ' +
+        'on one connection within about 30 s (Envoy does, at its timeout, whenever sluice is slow) gets the connection closed, failing its other calls',
+    );
+  }
   server.addService(rateLimitServiceDefinition, { ShouldRateLimit: shouldRateLimitHandler(service, logger) });
   health.addToServer(server);
   // `{}`: some versions of the reflection service read `options.services` without a null check.

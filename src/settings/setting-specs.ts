@@ -43,6 +43,20 @@ export const SETTING_SPECS = {
       'RESOURCE_EXHAUSTED (counted in sluice_requests_total{result="overloaded"}) instead of queueing past its deadline',
   },
   grpcMaxReceiveMessageBytes: { env: 'GRPC_MAX_RECV_MSG_SIZE', kind: 'count', default: '1048576', help: 'largest gRPC request, in bytes' },
+  grpcStreamResetBurst: {
+    env: 'GRPC_STREAM_RESET_BURST',
+    kind: 'count',
+    default: '10000',
+    help:
+      'client stream resets (RST_STREAM) one connection may send at once before it is closed; Envoy resets every call ' +
+      "it stops waiting for, so Node's default of 1000 would close a busy Envoy's connection (Node >= 22.10; older Node keeps 1000)",
+  },
+  grpcStreamResetRate: {
+    env: 'GRPC_STREAM_RESET_RATE',
+    kind: 'count',
+    default: '10000',
+    help: 'after the burst, stream resets per second one connection may send (Node >= 22.10; older Node keeps 33)',
+  },
   shutdownGraceMs: { env: 'SHUTDOWN_GRACE_MS', kind: 'count', default: '10000', help: 'on SIGTERM, how long in-flight calls may take before the server closes anyway' },
   redisUrl: {
     env: 'REDIS_URL',

@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { keyPrefixProblem } from '../limiter/counter-key';
 import type { LogLevel } from '../logging/logger';
+import type { StreamResetLimit } from '../server/stream-reset-limit';
 import type { RateLimitHeaderNames } from '../service/response';
 import type { StoreFailureMode } from '../store/counter-store';
 import { parseRedisSettings, type RedisConnectionSettings, type RedisSettingsInput, type RedisType } from './redis-settings';
@@ -49,6 +50,8 @@ export interface Settings {
   readonly maxHitsAddend: number;
   readonly maxDescriptorsInFlight: number;
   readonly grpcMaxReceiveMessageBytes: number;
+  /** GRPC_STREAM_RESET_BURST and GRPC_STREAM_RESET_RATE: how many client stream resets a connection may send. */
+  readonly grpcStreamResetLimit: StreamResetLimit;
   readonly shutdownGraceMs: number;
   /** Undefined when REDIS_URL is empty: counters live in process memory. Holds secrets: never log it. */
   readonly redis: RedisConnectionSettings | undefined;
@@ -176,6 +179,7 @@ export function loadSettings(env: NodeJS.ProcessEnv, argv: readonly string[]): S
     maxHitsAddend: num('maxHitsAddend'),
     maxDescriptorsInFlight: num('maxDescriptorsInFlight'),
     grpcMaxReceiveMessageBytes: num('grpcMaxReceiveMessageBytes'),
+    grpcStreamResetLimit: { burst: num('grpcStreamResetBurst'), ratePerSecond: num('grpcStreamResetRate') },
     shutdownGraceMs: num('shutdownGraceMs'),
     redis: undefined,
     cacheKeyPrefix: str('cacheKeyPrefix'),

@@ -11,6 +11,8 @@ export interface SluiceProcess {
   readonly grpcPort: number;
   readonly httpPort: number;
   readonly debugPort: number;
+  /** Every line it has written to stdout so far (its JSON log). */
+  readonly log: readonly string[];
   /** SIGTERM, then resolves once the process has exited. Idempotent. */
   stop(): Promise<void>;
 }
@@ -19,15 +21,16 @@ export interface SluiceProcess {
  * Runs `sluice serve --config <configDir>` as a child process on free ports, with only PATH and
  * `env` in its environment (so its settings are the defaults unless `env` says otherwise), and
  * resolves with its ports as soon as its startup line names them: that is the moment its gRPC
- * port accepts. `nodeArgs` go to node itself (e.g. `--max-old-space-size=256`).
+ * port accepts. `nodeArgs` go to node itself (e.g. `--max-old-space-size=256`); `node` is the
+ * Node binary (this one unless set).
  */
 export async function startSluiceProcess(
   configDir: string,
   env: NodeJS.ProcessEnv = {},
-  options: { readonly nodeArgs?: readonly string[]; readonly args?: readonly string[] } = {},
+  options: { readonly nodeArgs?: readonly string[]; readonly args?: readonly string[]; readonly node?: string } = {},
 ): Promise<SluiceProcess> {
   const child = spawn(
-    process.execPath,
+    options.node ?? process.execPath,
     [
       ...(options.nodeArgs ?? []),
       SLUICE_BIN,
@@ -50,9 +53,11 @@ export async function startSluiceProcess(
     ],
     { cwd: ROOT, env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'inherit'] },
   );
+  const log: string[] = [];
   const ports = await new Promise<{ grpcPort: number; httpPort: number; debugPort: number }>((resolve, reject) => {
     const lines = readline.createInterface({ input: child.stdout! });
     lines.on('line', (line) => {
+      log.push(line);
       try {
         const parsed = JSON.parse(line) as { msg?: string; grpcPort?: number; httpPort?: number; debugPort?: number };
         if (parsed.msg === 'sluice started' && parsed.grpcPort !== undefined && parsed.httpPort !== undefined && parsed.debugPort !== undefined) {
@@ -68,6 +73,7 @@ export async function startSluiceProcess(
   return {
     child,
     ...ports,
+    log,
     stop: () => {
       stopping ??= new Promise<void>((resolve) => {
         if (child.exitCode !== null || child.signalCode !== null) {
