@@ -24,7 +24,7 @@ import { startRedisServer } from '../test/support/redis-server';
  *
  * Not a pass/fail test (test/e2e/under-load.e2e.test.ts is): a table of answers, rerunnable
  * before and after a change. Knobs: LOAD_SUSTAIN_MS (10000), LOAD_STARTS (20), LOAD_DEADLINE_MS
- * (5000, the client deadline of every call).
+ * (5000, the client deadline of every call), LOAD_OVERLOAD_S (5), LOAD_OVERLOAD_FACTOR (2).
  */
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -33,6 +33,8 @@ const SUSTAIN_MS = Number(process.env.LOAD_SUSTAIN_MS ?? 10_000);
 const STARTS = Number(process.env.LOAD_STARTS ?? 20);
 const DEADLINE_MS = Number(process.env.LOAD_DEADLINE_MS ?? 5_000);
 const OVERLOAD_S = Number(process.env.LOAD_OVERLOAD_S ?? 5);
+/** Offered rate in the overload scenario, as a multiple of the sustainable one. */
+const OVERLOAD_FACTOR = Number(process.env.LOAD_OVERLOAD_FACTOR ?? 2);
 
 const CONFIG = `
 domain: load
@@ -209,7 +211,7 @@ async function overload(instance: Instance, seconds: number): Promise<{ sustaina
   const sustainable = delta(await results(instance.debugPort), before);
   const rate = decided(sustainable) / seconds;
   before = await results(instance.debugPort);
-  h2load(instance.port, seconds, 2 * rate);
+  h2load(instance.port, seconds, OVERLOAD_FACTOR * rate);
   const overloaded = delta(await results(instance.debugPort), before);
   return { sustainable, overloaded, ratio: decided(overloaded) / Math.max(1, decided(sustainable)), perSecond: [rate, decided(overloaded) / seconds] };
 }
@@ -267,7 +269,7 @@ async function main(): Promise<void> {
       const o = await overload(three, OVERLOAD_S);
       await stopSluice(three);
       show(`overload: sustainable, closed loop ${OVERLOAD_S} s (${o.perSecond[0].toFixed(0)} decisions/s)`, o.sustainable);
-      show(`overload: offered 2 × sustainable for ${OVERLOAD_S} s (${o.perSecond[1].toFixed(0)} decisions/s, ${(100 * o.ratio).toFixed(0)} % of sustainable)`, o.overloaded);
+      show(`overload: offered ${OVERLOAD_FACTOR} × sustainable for ${OVERLOAD_S} s (${o.perSecond[1].toFixed(0)} decisions/s, ${(100 * o.ratio).toFixed(0)} % of sustainable)`, o.overloaded);
     }
   } finally {
     await redis.stop();

@@ -129,6 +129,7 @@ export async function startSluice(settings: Settings, deps: AppDependencies): Pr
       logger,
       maxReceiveMessageLength: settings.grpcMaxReceiveMessageBytes,
       streamResetLimit: settings.grpcStreamResetLimit,
+      ...(settings.grpcMaxConcurrentStreams > 0 && { maxConcurrentStreams: settings.grpcMaxConcurrentStreams }),
       tls: settings.grpcTls,
       tlsReloader,
       maxConnectionAgeMs: settings.grpcMaxConnectionAgeMs,

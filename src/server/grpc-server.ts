@@ -23,6 +23,8 @@ export interface GrpcServerOptions {
   readonly maxReceiveMessageLength?: number;
   /** How many client stream resets one connection may send before Node closes it; Node's own 1000/33 per second when unset. */
   readonly streamResetLimit?: StreamResetLimit;
+  /** Calls one connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS); no limit when unset. */
+  readonly maxConcurrentStreams?: number;
   /** TLS or mutual TLS; plaintext (h2c) when unset. */
   readonly tls?: GrpcServerTls | undefined;
   /** Serves `tls` and follows its files (GRPC_SERVER_TLS_RELOAD_INTERVAL); without it, `tls` as read at start. */
@@ -111,6 +113,7 @@ export function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServerH
   const { service, health, host, port, logger } = options;
   const server = new grpc.Server({
     ...(options.maxReceiveMessageLength !== undefined && { 'grpc.max_receive_message_length': options.maxReceiveMessageLength }),
+    ...(options.maxConcurrentStreams !== undefined && { 'grpc.max_concurrent_streams': options.maxConcurrentStreams }),
     ...(options.maxConnectionAgeMs !== undefined && { 'grpc.max_connection_age_ms': options.maxConnectionAgeMs }),
     ...(options.maxConnectionAgeGraceMs !== undefined && { 'grpc.max_connection_age_grace_ms': options.maxConnectionAgeGraceMs }),
   });

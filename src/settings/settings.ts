@@ -52,6 +52,8 @@ export interface Settings {
   readonly grpcMaxReceiveMessageBytes: number;
   /** GRPC_STREAM_RESET_BURST and GRPC_STREAM_RESET_RATE: how many client stream resets a connection may send. */
   readonly grpcStreamResetLimit: StreamResetLimit;
+  /** GRPC_MAX_CONCURRENT_STREAMS: calls one connection may have open at once; 0 for no limit. */
+  readonly grpcMaxConcurrentStreams: number;
   readonly shutdownGraceMs: number;
   /** Undefined when REDIS_URL is empty: counters live in process memory. Holds secrets: never log it. */
   readonly redis: RedisConnectionSettings | undefined;
@@ -179,6 +181,7 @@ export function loadSettings(env: NodeJS.ProcessEnv, argv: readonly string[]): S
     maxHitsAddend: num('maxHitsAddend'),
     maxDescriptorsInFlight: num('maxDescriptorsInFlight'),
     grpcMaxReceiveMessageBytes: num('grpcMaxReceiveMessageBytes'),
+    grpcMaxConcurrentStreams: num('grpcMaxConcurrentStreams'),
     grpcStreamResetLimit: { burst: num('grpcStreamResetBurst'), ratePerSecond: num('grpcStreamResetRate') },
     shutdownGraceMs: num('shutdownGraceMs'),
     redis: undefined,

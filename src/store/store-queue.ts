@@ -1,4 +1,5 @@
 import type { Clock } from '../util/clock';
+import { type LoopUtilization, systemLoopUtilization } from '../util/loop-utilization';
 
 /** Below this many checks waiting, nothing is shed: a short queue drains within any deadline. */
 const MIN_QUEUE_TO_SHED = 64;
@@ -19,6 +20,11 @@ const MIN_DONE = 32;
 const SATURATED_QUEUE = 16;
 /** Weight of the newest window in the moving average. */
 const ALPHA = 0.3;
+/**
+ * Event-loop utilization at or above which a window says sluice, not the store, was the
+ * bottleneck: answers were read late because sluice had no time to read them.
+ */
+const SLUICE_BOUND_UTILIZATION = 0.9;
 
 /**
  * The work sent to the store and not yet answered, and how fast the store gets through it, so
@@ -34,6 +40,13 @@ const ALPHA = 0.3;
  * The wait is predicted from the checks waiting ahead and the store's measured throughput
  * (checks answered per ms, over windows in which it always had work: an idle store's rate says
  * nothing about its capacity).
+ *
+ * Nothing is shed while sluice's own event loop is the bottleneck (busy SLUICE_BOUND_UTILIZATION
+ * of the last window). Then answers wait in sluice, not in the store, and the measured rate is
+ * sluice's: shedding on it would refuse calls the store could answer, each refusal still costs
+ * sluice the reading and answering of a call, and a client whose refused call frees a slot sends
+ * the next one at once, so refusing faster leaves less time for decisions. On 2026-12-04, offered
+ * 1.1 to 2 times the sustainable rate, shedding on that rate decided 0-12 % of it.
  */
 export class StoreQueue {
   private pending = 0;
@@ -42,8 +55,13 @@ export class StoreQueue {
   private windowMinPending = 0;
   /** Checks per ms; 0 until a busy window was measured. */
   private rate = 0;
+  /** The last window found sluice, not the store, to be the bottleneck. */
+  private sluiceBound = false;
 
-  constructor(private readonly clock: Clock) {}
+  constructor(
+    private readonly clock: Clock,
+    private readonly loop: LoopUtilization = systemLoopUtilization(),
+  ) {}
 
   /** Checks sent and not yet answered. */
   waiting(): number {
@@ -55,7 +73,7 @@ export class StoreQueue {
    * or the throughput is not yet known.
    */
   predictedWaitMs(checks: number): number {
-    if (this.pending < MIN_QUEUE_TO_SHED || this.rate <= 0) return 0;
+    if (this.pending < MIN_QUEUE_TO_SHED || this.rate <= 0 || this.sluiceBound) return 0;
     return (this.pending + checks) / this.rate;
   }
 
@@ -74,7 +92,8 @@ export class StoreQueue {
     const now = this.clock.nowMs();
     const elapsed = now - this.windowStart;
     if (elapsed >= WINDOW_MS) {
-      if (this.windowMinPending >= SATURATED_QUEUE && elapsed <= MAX_WINDOW_MS && this.windowDone >= MIN_DONE) {
+      this.sluiceBound = this.loop.sinceLastSample() >= SLUICE_BOUND_UTILIZATION;
+      if (!this.sluiceBound && this.windowMinPending >= SATURATED_QUEUE && elapsed <= MAX_WINDOW_MS && this.windowDone >= MIN_DONE) {
         const sample = this.windowDone / elapsed;
         this.rate = this.rate === 0 ? sample : ALPHA * sample + (1 - ALPHA) * this.rate;
       }
@@ -84,6 +103,7 @@ export class StoreQueue {
 
   private startWindow(now: number): void {
     this.windowStart = now;
+    this.loop.sinceLastSample();
     this.windowDone = 0;
     // Lowered by each answer in the window (sends only lengthen the queue).
     this.windowMinPending = Number.POSITIVE_INFINITY;

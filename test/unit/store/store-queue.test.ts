@@ -1,13 +1,25 @@
 import { StoreQueue } from '../../../src/store/store-queue';
 import { ManualClock } from '../../../src/util/clock';
+import type { LoopUtilization } from '../../../src/util/loop-utilization';
+
+/** An event loop as busy as `utilization` says, in every window. */
+class SetLoop implements LoopUtilization {
+  constructor(public utilization: number) {}
+
+  sinceLastSample(): number {
+    return this.utilization;
+  }
+}
 
 describe('StoreQueue', () => {
   let clock: ManualClock;
   let queue: StoreQueue;
+  let loop: SetLoop;
 
   beforeEach(() => {
     clock = new ManualClock(1_000_000);
-    queue = new StoreQueue(clock);
+    loop = new SetLoop(0.3);
+    queue = new StoreQueue(clock, loop);
   });
 
   it('predicts no wait before it has seen the store saturated, whatever is queued', () => {
@@ -62,5 +74,25 @@ describe('StoreQueue', () => {
     queue.answered(190);
     expect(queue.waiting()).toBe(10);
     expect(queue.predictedWaitMs(4)).toBe(0);
+  });
+
+  it("sheds nothing while sluice's own event loop is the bottleneck, and again once it is not", () => {
+    const saturatedWindows = (): void => {
+      queue.sent(1_000);
+      for (let i = 0; i < 8; i++) {
+        clock.advance(5);
+        queue.answered(100);
+      }
+    };
+    saturatedWindows();
+    expect(queue.predictedWaitMs(4)).toBeCloseTo(204 / 20, 5);
+    // Answers now wait in sluice, which is busy reading and answering calls: no prediction.
+    loop.utilization = 0.95;
+    saturatedWindows();
+    expect(queue.waiting()).toBeGreaterThanOrEqual(64);
+    expect(queue.predictedWaitMs(4)).toBe(0);
+    loop.utilization = 0.5;
+    saturatedWindows();
+    expect(queue.predictedWaitMs(4)).toBeGreaterThan(0);
   });
 });

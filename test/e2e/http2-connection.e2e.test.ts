@@ -131,6 +131,21 @@ async function storm(port: number): Promise<StormResult> {
   return { answers, goaway, open };
 }
 
+describe('the HTTP/2 connection at default settings', () => {
+  test('announces at most 32 calls open at once (SETTINGS_MAX_CONCURRENT_STREAMS), so a client queues the rest', async () => {
+    const sluice = await startSluiceProcess(configDir);
+    const session = http2.connect(`http://127.0.0.1:${sluice.grpcPort}`);
+    session.on('error', () => undefined);
+    try {
+      const [settings] = (await once(session, 'remoteSettings')) as [http2.Settings];
+      expect(settings.maxConcurrentStreams).toBe(32);
+    } finally {
+      session.destroy();
+      await sluice.stop();
+    }
+  });
+});
+
 describe('a client cancelling 2,000 calls within 2 s on one connection', () => {
   let sluice: SluiceProcess | undefined;
 
