@@ -184,6 +184,9 @@ export async function startSluice(settings: Settings, deps: AppDependencies): Pr
       domains: config.domains(),
       limits: config.rules().length,
       grpcTls: settings.grpcTls === undefined ? 'off' : settings.grpcTls.clientCa === undefined ? 'tls' : 'mtls',
+      // Node < 22.10 cannot raise it: a client cancelling over 1,000 calls on a connection within
+      // about 30 s (Envoy, at its timeout, when sluice is slow) then gets the connection closed.
+      streamResetLimit: grpc.streamResetLimitApplied ? settings.grpcStreamResetLimit : 'node default (1000, then 33/s): needs Node >= 22.10',
     },
     'sluice started',
   );

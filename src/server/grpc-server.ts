@@ -40,6 +40,8 @@ export interface GrpcServerOptions {
 
 export interface GrpcServerHandle {
   readonly port: number;
+  /** Whether `streamResetLimit` is in force (Node >= 22.10); false when none was asked for. */
+  readonly streamResetLimitApplied: boolean;
   /** Lets in-flight calls finish for up to `graceMs`, then cuts the rest. Safe to call twice. */
   shutdown(graceMs: number): Promise<void>;
 }
@@ -117,13 +119,7 @@ export function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServerH
     ...(options.maxConnectionAgeMs !== undefined && { 'grpc.max_connection_age_ms': options.maxConnectionAgeMs }),
     ...(options.maxConnectionAgeGraceMs !== undefined && { 'grpc.max_connection_age_grace_ms': options.maxConnectionAgeGraceMs }),
   });
-  if (options.streamResetLimit !== undefined && !applyStreamResetLimit(server, options.streamResetLimit)) {
-    logger.warn(
-      { node: process.versions.node, wanted: options.streamResetLimit },
-      'this Node cannot raise its HTTP/2 stream-reset limit (Node >= 22.10 can): a client that cancels more than 1000 calls ' +
-        'on one connection within about 30 s (Envoy does, at its timeout, whenever sluice is slow) gets the connection closed, failing its other calls',
-    );
-  }
+  const streamResetLimitApplied = options.streamResetLimit !== undefined && applyStreamResetLimit(server, options.streamResetLimit);
   server.addService(rateLimitServiceDefinition, { ShouldRateLimit: shouldRateLimitHandler(service, logger) });
   health.addToServer(server);
   // `{}`: some versions of the reflection service read `options.services` without a null check.
@@ -144,6 +140,7 @@ export function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServerH
       let stopping: Promise<void> | undefined;
       resolve({
         port: boundPort,
+        streamResetLimitApplied,
         shutdown: (graceMs: number): Promise<void> => {
           stopping ??= shutdown(server, health, graceMs, logger);
           return stopping;

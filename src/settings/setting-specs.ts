@@ -45,11 +45,11 @@ export const SETTING_SPECS = {
   grpcMaxReceiveMessageBytes: { env: 'GRPC_MAX_RECV_MSG_SIZE', kind: 'count', default: '1048576', help: 'largest gRPC request, in bytes' },
   grpcMaxConcurrentStreams: {
     env: 'GRPC_MAX_CONCURRENT_STREAMS',
-    kind: 'count',
-    default: '32',
+    kind: 'size',
+    default: '0',
     help:
-      'calls one connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS; clients queue the rest). ' +
-      'Bounds the calls sluice reads ahead of what it can decide, so those it reads are decided within their deadlines; 0: no limit',
+      'calls one connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS; clients queue the rest, ' +
+      'Envoy opens more connections); 0: no limit',
   },
   grpcStreamResetBurst: {
     env: 'GRPC_STREAM_RESET_BURST',
