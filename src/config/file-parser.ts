@@ -15,13 +15,23 @@ export class FileParser {
   constructor(
     file: string,
     private readonly set: FileSetBuilder,
-    problems: ConfigProblem[],
+    private readonly problems: ConfigProblem[],
   ) {
     this.yaml = new YamlFieldReader(file, problems);
     this.rateLimits = new RateLimitReader(this.yaml);
   }
 
   parse(content: string): void {
+    const firstProblem = this.problems.length;
+    this.parseContent(content);
+    const bound = this.yaml.exhausted;
+    if (bound !== undefined) {
+      // What was found before the walk stopped is noise next to the one problem to fix.
+      this.problems.splice(firstProblem, this.problems.length - firstProblem, bound);
+    }
+  }
+
+  private parseContent(content: string): void {
     const doc = parseDocument(content, YAML_OPTIONS);
     const syntaxError = doc.errors[0];
     if (syntaxError !== undefined) {
@@ -62,6 +72,7 @@ export class FileParser {
     ancestors: Set<YAMLMap>,
   ): void {
     for (const { node, path } of this.yaml.mapItems(field)) {
+      if (this.yaml.exhausted !== undefined) return;
       if (ancestors.has(node)) {
         // An alias to an enclosing descriptor would describe an infinitely deep tree.
         this.yaml.report(path, CHECK_FAILED);
@@ -82,6 +93,7 @@ export class FileParser {
     ancestors: Set<YAMLMap>,
   ): void {
     const fields = this.yaml.readMap(map, nodePath, DESCRIPTOR_KEYS);
+    if (this.yaml.exhausted !== undefined) return;
     const key = this.yaml.readString(fields.get('key'));
     const rawValue = this.yaml.readString(fields.get('value'));
     const shadowMode = this.yaml.readBool(fields.get('shadow_mode')) === true;

@@ -1,5 +1,6 @@
 import { ConfigError } from '../errors';
 import { readConfigDirectory, type ConfigFileContent } from './config-files';
+import { capProblems } from './config-problem';
 import { FileParser } from './file-parser';
 import { FileSetBuilder } from './file-set-builder';
 import type { ConfigProblem, RateLimitConfig } from './types';
@@ -23,7 +24,7 @@ export interface ParsedConfigFiles {
  * Validates a whole file set and builds the lookup tree. Pure: no I/O. Reports every problem in
  * every file rather than stopping at the first, so one `check-config` run shows all of them.
  */
-export function parseConfigFiles(
+function parseFilesUncapped(
   files: readonly ConfigFileContent[],
   options: { mergeDomainConfig: boolean },
 ): ParsedConfigFiles {
@@ -33,6 +34,12 @@ export function parseConfigFiles(
     new FileParser(file.name, set, problems).parse(file.content);
   }
   return problems.length > 0 ? { config: undefined, problems } : { config: set.build(), problems };
+}
+
+/** Every problem of a file set, or its config; at most MAX_PROBLEMS_SHOWN problems are reported. */
+export function parseConfigFiles(files: readonly ConfigFileContent[], options: { mergeDomainConfig: boolean }): ParsedConfigFiles {
+  const parsed = parseFilesUncapped(files, options);
+  return { ...parsed, problems: capProblems(parsed.problems) };
 }
 
 export interface InspectedConfigDirectory extends ParsedConfigFiles {
@@ -49,8 +56,8 @@ export function inspectConfigDirectory(
   options: { ignoreDotFiles: boolean; mergeDomainConfig: boolean },
 ): InspectedConfigDirectory {
   const read = readConfigDirectory(dir, options);
-  const parsed = parseConfigFiles(read.files, options);
-  const problems = [...read.problems, ...parsed.problems];
+  const parsed = parseFilesUncapped(read.files, options);
+  const problems = capProblems([...read.problems, ...parsed.problems]);
   return {
     fileCount: read.files.length,
     config: problems.length > 0 ? undefined : parsed.config,

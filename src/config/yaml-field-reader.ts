@@ -5,6 +5,16 @@ import type { ConfigProblem } from './types';
 import { INVALID, childPath, describeNode, isEmpty, type Field, type Invalid } from './yaml-nodes';
 
 /**
+ * The most map levels one file may expand to, each alias and merge key counted every time it is
+ * expanded. A YAML file can name a map once and repeat it through aliases, each repeat naming the
+ * level below ten times: 600 bytes then describe a million descriptors ("billion laughs"), which
+ * froze the service for half a minute while it walked them. Real configs are far below this (the
+ * bundled example has a few dozen maps; a config with a thousand descriptors, each with a
+ * rate_limit, about 2,000); walking this many takes well under a second.
+ */
+export const MAX_MAPS_PER_FILE = 20_000;
+
+/**
  * Reads one file's YAML map levels and leaves, reporting problems against the file; never throws
  * on bad input. The readers of each part of the format (rate-limit-reader.ts, file-parser.ts)
  * share one per file.
@@ -12,6 +22,10 @@ import { INVALID, childPath, describeNode, isEmpty, type Field, type Invalid } f
 export class YamlFieldReader {
   /** The parsed document, once there is one: aliases resolve against it. */
   doc: Document.Parsed | undefined;
+  /** Map levels read so far, aliases and merge keys counted at each expansion. */
+  private mapsRead = 0;
+  /** Set once the file expanded past MAX_MAPS_PER_FILE: it is refused, and readers stop walking it. */
+  exhausted: ConfigProblem | undefined;
 
   constructor(
     private readonly file: string,
@@ -32,6 +46,17 @@ export class YamlFieldReader {
    */
   readMap(map: YAMLMap, mapPath: string, allowed: ReadonlySet<string>): Map<string, Field> {
     const fields = new Map<string, Field>();
+    if (this.exhausted !== undefined) return fields;
+    if (++this.mapsRead > MAX_MAPS_PER_FILE) {
+      this.exhausted = configProblem(
+        this.file,
+        mapPath,
+        `config error, the file expands to more than ${MAX_MAPS_PER_FILE} maps (YAML aliases or merge keys repeat ` +
+          'parts of it); refused without reading further',
+      );
+      this.problems.push(this.exhausted);
+      return fields;
+    }
     const merged: YAMLMap[] = [];
     for (const pair of map.items) {
       if (isScalar(pair.key) && typeof pair.key.value === 'symbol') {
