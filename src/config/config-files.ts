@@ -4,6 +4,15 @@ import { ConfigError } from '../errors';
 import { configProblem, errorText } from './config-problem';
 import type { ConfigProblem } from './types';
 
+/**
+ * The largest config file, and the most bytes of config in one directory, sluice reads. Parsing
+ * takes about 100 bytes of memory per byte of YAML: a 50 MB file dropped into the directory froze
+ * the service for seconds and kept 1.8 GB. Real configs are kilobytes; a generated one with ten
+ * thousand rules is about 1 MB.
+ */
+export const MAX_CONFIG_FILE_BYTES = 4 * 1024 * 1024;
+export const MAX_CONFIG_DIRECTORY_BYTES = 16 * 1024 * 1024;
+
 export interface ConfigFileRef {
   /** The reference's file name for messages: path relative to the config dir's parent, `/` → `.`. */
   readonly name: string;
@@ -38,9 +47,36 @@ export function listConfigFiles(dir: string, options: { ignoreDotFiles: boolean 
 export function readConfigDirectory(dir: string, options: { ignoreDotFiles: boolean }): ReadConfigDirectory {
   const problems: ConfigProblem[] = [];
   const files: (ConfigFileRef & ConfigFileContent)[] = [];
+  let total = 0;
   for (const file of collectConfigFiles(dir, options, problems)) {
     try {
-      files.push({ ...file, content: fs.readFileSync(file.path, 'utf8') });
+      const before = fs.statSync(file.path);
+      if (before.size > MAX_CONFIG_FILE_BYTES) {
+        problems.push(configProblem(file.name, '', `config file is ${before.size} bytes, over the limit of ${MAX_CONFIG_FILE_BYTES}; not read`));
+        continue;
+      }
+      total += before.size;
+      if (total > MAX_CONFIG_DIRECTORY_BYTES) {
+        problems.push(configProblem(file.name, '', `config files add up to over ${MAX_CONFIG_DIRECTORY_BYTES} bytes here; not read`));
+        break;
+      }
+      const bytes = fs.readFileSync(file.path);
+      const after = fs.statSync(file.path);
+      // Rewritten in place while we read it: what we have may be half of each version.
+      if (after.size !== before.size || after.mtimeMs !== before.mtimeMs || bytes.length !== after.size) {
+        problems.push(configProblem(file.name, '', 'config file changed while it was being read; not taken'));
+        continue;
+      }
+      let content: string;
+      try {
+        content = STRICT_UTF8.decode(bytes);
+      } catch {
+        // Decoding leniently would turn each bad byte into U+FFFD: two different values, one counter.
+        const at = firstInvalidUtf8(bytes);
+        problems.push(configProblem(file.name, '', `config file is not valid UTF-8 (line ${lineOf(bytes, at)}, byte ${at})`));
+        continue;
+      }
+      files.push({ ...file, content });
     } catch (error) {
       problems.push(configProblem(file.name, '', `cannot read config file: ${errorText(error)}`));
     }
@@ -55,6 +91,13 @@ function collectConfigFiles(
 ): ConfigFileRef[] {
   const root = path.resolve(dir);
   const base = path.dirname(root);
+  let realRoot: string;
+  try {
+    realRoot = fs.realpathSync(root);
+  } catch {
+    realRoot = root;
+  }
+  const inside = (real: string): boolean => real === realRoot || real.startsWith(realRoot + path.sep);
   const found: ConfigFileRef[] = [];
   // Real paths of the directories being walked: a symlink back to one of them would never end.
   const ancestors = new Set<string>();
@@ -83,6 +126,13 @@ function collectConfigFiles(
       let isFile = entry.isFile();
       if (entry.isSymbolicLink()) {
         try {
+          // Links stay inside the config directory (the kubelet's all do): one to /etc would read
+          // a whole tree and quote other files' contents in its errors.
+          const resolved = fs.realpathSync(full);
+          if (!inside(resolved)) {
+            problems.push(configProblem(path.relative(base, full).split(path.sep).join('.'), '', 'symlink points outside the config directory; not followed'));
+            continue;
+          }
           const target = fs.statSync(full);
           isDirectory = target.isDirectory();
           isFile = target.isFile();
@@ -102,4 +152,34 @@ function collectConfigFiles(
 
   walk(root, dir);
   return found.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
+
+/** Offset of the first byte that does not decode as UTF-8 (a slow scan, only when decoding failed). */
+function firstInvalidUtf8(bytes: Buffer): number {
+  let low = 0;
+  let high = bytes.length;
+  // The longest prefix that decodes; a bad sequence starts right after it (at most 3 bytes back).
+  while (low < high) {
+    const mid = Math.ceil((low + high) / 2);
+    if (decodesAsPrefix(bytes.subarray(0, mid))) low = mid;
+    else high = mid - 1;
+  }
+  return low;
+}
+
+function decodesAsPrefix(bytes: Buffer): boolean {
+  try {
+    new TextDecoder('utf-8', { fatal: true }).decode(bytes, { stream: true });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function lineOf(bytes: Buffer, offset: number): number {
+  let line = 1;
+  for (let i = 0; i < offset; i++) if (bytes[i] === 0x0a) line++;
+  return line;
 }

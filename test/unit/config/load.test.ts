@@ -385,17 +385,29 @@ describe('listConfigFiles', () => {
     ]);
   });
 
-  it('follows symlinks, skips dangling ones and does not loop on a link to an enclosing directory', () => {
-    writeFile('elsewhere/real.yaml', '');
+  it('follows symlinks inside the directory, skips dangling ones and does not loop on a link to an enclosing directory', () => {
     writeFile('config/own.yaml', '');
+    writeFile('config/sub/real.yaml', '');
+    const dir = path.join(tmp, 'config');
+    fs.symlinkSync(path.join(dir, 'sub'), path.join(dir, 'linked'));
+    fs.symlinkSync(path.join(tmp, 'missing.yaml'), path.join(dir, 'dangling.yaml'));
+    fs.symlinkSync('.', path.join(dir, 'self'));
+    fs.symlinkSync('..', path.join(dir, 'sub', 'up'));
+    const names = listConfigFiles(dir, { ignoreDotFiles: false }).map((file) => file.name);
+    // `self` and `sub/up` lead back to the directory being walked, so the walk stops there.
+    expect(names).toEqual(['config.linked.real.yaml', 'config.own.yaml', 'config.sub.real.yaml']);
+  });
+
+  it('refuses symlinks that leave the directory, naming them', () => {
+    writeFile('elsewhere/real.yaml', '');
+    writeFile('config/own.yaml', 'domain: own\n');
     const dir = path.join(tmp, 'config');
     fs.symlinkSync(path.join(tmp, 'elsewhere'), path.join(dir, 'linked'));
-    fs.symlinkSync(path.join(tmp, 'missing.yaml'), path.join(dir, 'dangling.yaml'));
     fs.symlinkSync('..', path.join(dir, 'up'));
-    fs.symlinkSync('.', path.join(dir, 'self'));
-    const names = listConfigFiles(dir, { ignoreDotFiles: false }).map((file) => file.name);
-    // `up` leads to tmp, whose `config` child is the directory being walked, so it stops there.
-    expect(names).toEqual(['config.linked.real.yaml', 'config.own.yaml', 'config.up.elsewhere.real.yaml']);
+    expect(loadError(dir).problems.map((p) => p.message)).toEqual([
+      'config.linked: symlink points outside the config directory; not followed',
+      'config.up: symlink points outside the config directory; not followed',
+    ]);
   });
 
   it('reports a missing directory', () => {
