@@ -1,11 +1,13 @@
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
+import { InvalidArgumentError } from '../errors';
 import type { Logger } from '../logging/logger';
 import type { RateLimitService } from '../service/types';
 import { toGrpcStatus } from './grpc-status';
 import type { HealthState } from './health';
 import { packageDefinition, rateLimitServiceDefinition } from './proto';
 import { linkForReflection } from './reflection';
+import { checkRequestBytes } from './request-bytes';
 import { applyStreamResetLimit, type StreamResetLimit } from './stream-reset-limit';
 import { type GrpcServerTls, serverCredentials } from './tls';
 import type { TlsReloader } from './tls-reloader';
@@ -97,11 +99,36 @@ function deadlineMs(deadline: grpc.Deadline): number | undefined {
   return Number.isFinite(ms) ? ms : undefined;
 }
 
+/** A request whose bytes failed `checkRequestBytes`: answered INVALID_ARGUMENT by the handler. */
+class MalformedRequest {
+  constructor(readonly problem: string) {}
+}
+
+/**
+ * The RLS service as the server decodes it: each request's bytes are checked before protobufjs
+ * decodes them. A failed check is handed to the handler rather than thrown, since grpc-js answers
+ * a throwing deserializer with INTERNAL and no message.
+ */
+function checkedServiceDefinition(): grpc.ServiceDefinition {
+  const method = rateLimitServiceDefinition.ShouldRateLimit!;
+  return {
+    ...rateLimitServiceDefinition,
+    ShouldRateLimit: {
+      ...method,
+      requestDeserialize: (bytes: Buffer): unknown => {
+        const problem = checkRequestBytes(bytes);
+        return problem === undefined ? method.requestDeserialize(bytes) : new MalformedRequest(problem);
+      },
+    },
+  };
+}
+
 async function decide(
   service: RateLimitService,
   raw: unknown,
   deadline: number | undefined,
 ): Promise<{ domain: string; response: WireResponseShape }> {
+  if (raw instanceof MalformedRequest) throw new InvalidArgumentError(raw.problem);
   const request = fromWireRequest(raw);
   const response = await service.shouldRateLimit(request, deadline === undefined ? {} : { deadlineMs: deadline });
   return { domain: request.domain, response: toWireResponse(response) };
@@ -120,7 +147,7 @@ export function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServerH
     ...(options.maxConnectionAgeGraceMs !== undefined && { 'grpc.max_connection_age_grace_ms': options.maxConnectionAgeGraceMs }),
   });
   const streamResetLimitApplied = options.streamResetLimit !== undefined && applyStreamResetLimit(server, options.streamResetLimit);
-  server.addService(rateLimitServiceDefinition, { ShouldRateLimit: shouldRateLimitHandler(service, logger) });
+  server.addService(checkedServiceDefinition(), { ShouldRateLimit: shouldRateLimitHandler(service, logger) });
   health.addToServer(server);
   // `{}`: some versions of the reflection service read `options.services` without a null check.
   new ReflectionService(linkForReflection(packageDefinition), {}).addToServer(server);
