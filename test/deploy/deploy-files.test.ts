@@ -159,21 +159,32 @@ describe('envoy/envoy.yaml', () => {
     const cluster = envoy.clusters.get('sluice')!;
     expect(cluster.addresses).toEqual([{ host: 'sluice', port: GRPC_PORT }]);
     expect(GRPC_PORT).toBe(8081);
-    expect(cluster.config['type']).toBe('STRICT_DNS');
+    // STRICT_DNS through the DNS cluster extension, without the deprecated Cluster DNS fields.
+    expect(cluster.config['type']).toBeUndefined();
+    expect(cluster.config['dns_refresh_rate']).toBeUndefined();
+    const clusterType = obj(cluster.config['cluster_type'], 'cluster_type');
+    expect(clusterType['name']).toBe('envoy.cluster.dns');
+    expect(obj(clusterType['typed_config'], 'DnsCluster')).toMatchObject({
+      '@type': 'type.googleapis.com/envoy.extensions.clusters.dns.v3.DnsCluster',
+      all_addresses_in_single_endpoint: false,
+    });
     const options = obj(obj(cluster.config['typed_extension_protocol_options'], 'options')['envoy.extensions.upstreams.http.v3.HttpProtocolOptions'], 'http options');
     expect(obj(options['explicit_http_config'], 'explicit_http_config')['http2_protocol_options']).toBeDefined();
     const health = arr(cluster.config['health_checks'], 'health_checks').map((h) => obj(obj(h, 'hc')['grpc_health_check'], 'grpc_health_check'));
     expect(health).toEqual([{ service_name: RLS_SERVICE_NAME }]);
   });
 
-  it('configures every rate limit filter for V3, a timeout, X-RateLimit headers and a known domain', () => {
+  it('configures every rate limit filter for V3, a timeout and a known domain; X-RateLimit headers from one filter per endpoint', () => {
     expect(envoy.rateLimitFilters.length).toBeGreaterThanOrEqual(2);
     for (const filter of envoy.rateLimitFilters) {
       expect(obj(filter.config['rate_limit_service'], 'rls')['transport_api_version']).toBe('V3');
       expect(filter.config['timeout']).toMatch(/^\d+(\.\d+)?s$/);
-      expect(filter.config['enable_x_ratelimit_headers']).toBe('DRAFT_VERSION_03');
       expect(config.domains()).toContain(filter.domain);
     }
+    // Stages 0 and 1 both limit the token endpoint: only stage 1 adds the headers, so a response
+    // carries one set.
+    const headers = Object.fromEntries(envoy.rateLimitFilters.map((f) => [f.stage, f.config['enable_x_ratelimit_headers']]));
+    expect(headers).toEqual({ 0: undefined, 1: 'DRAFT_VERSION_03', 2: 'DRAFT_VERSION_03' });
     const stages = envoy.rateLimitFilters.map((f) => f.stage);
     expect(new Set(stages).size).toBe(stages.length);
   });

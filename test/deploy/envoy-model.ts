@@ -302,7 +302,7 @@ function fullMatch(regex: string, value: string): boolean {
   return new RegExp(`^(?:${regex})$`).test(value);
 }
 
-/** RBACPerRoute ALLOW rules with `metadata` principals (the only shape our files use). */
+/** RBACPerRoute ALLOW rules with `sourced_metadata` principals on dynamic metadata (the only shape our files use). */
 function rbacAllows(route: RouteModel, ctx: RequestContext): boolean {
   const perRoute = route.typedPerFilterConfig['envoy.filters.http.rbac'];
   if (perRoute === undefined) return true;
@@ -310,7 +310,9 @@ function rbacAllows(route: RouteModel, ctx: RequestContext): boolean {
   if (rules['action'] !== 'ALLOW') throw new Error('only ALLOW rbac rules are modelled');
   return Object.values(obj(rules['policies'], 'rbac.policies')).some((policy) =>
     arr(obj(policy, 'policy')['principals'], 'principals').every((p) => {
-      const matcher = obj(obj(p, 'principal')['metadata'], 'principal.metadata');
+      const sourced = obj(obj(p, 'principal')['sourced_metadata'], 'principal.sourced_metadata');
+      if ((sourced['metadata_source'] ?? 'DYNAMIC') !== 'DYNAMIC') throw new Error('only dynamic metadata principals are modelled');
+      const matcher = obj(sourced['metadata_matcher'], 'principal.sourced_metadata.metadata_matcher');
       const keys = arr(matcher['path'], 'principal.metadata.path').map((k) => str(obj(k, 'path')['key'], 'path.key'));
       const value = metadataString(ctx, str(matcher['filter'], 'principal.metadata.filter'), keys);
       const regex = str(obj(obj(obj(matcher['value'], 'value')['string_match'], 'string_match')['safe_regex'], 'safe_regex')['regex'], 'regex');
