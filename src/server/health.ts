@@ -1,6 +1,6 @@
 import { HealthImplementation } from 'grpc-health-check';
 import type { ServingStatus } from 'grpc-health-check';
-import type { Server } from '@grpc/grpc-js';
+import type { Server, ServerWritableStream, ServiceDefinition, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { RLS_SERVICE_NAME } from './proto';
 
 /**
@@ -24,6 +24,8 @@ export class HealthState {
   private draining = false;
   private readonly implementation: HealthImplementation;
   private current: ServingStatus = 'NOT_SERVING';
+  /** Open `Watch` streams, each with whether it watches a name we serve: told of every change, ended at drain. */
+  private readonly watches = new Map<ServerWritableStream<WatchRequest, WatchResponse>, boolean>();
 
   constructor() {
     this.implementation = new HealthImplementation(
@@ -41,10 +43,18 @@ export class HealthState {
     this.publish();
   }
 
-  /** On SIGTERM: report NOT_SERVING so traffic moves away, while calls keep being answered. */
+  /**
+   * On SIGTERM: report NOT_SERVING so traffic moves away, while calls keep being answered. Watch
+   * streams get NOT_SERVING and end: an open stream would otherwise hold the shutdown for the
+   * whole grace period and then break with UNAVAILABLE.
+   */
   setDraining(draining: boolean): void {
     this.draining = draining;
     this.publish();
+    if (draining) {
+      for (const call of this.watches.keys()) call.end();
+      this.watches.clear();
+    }
   }
 
   isServing(): boolean {
@@ -60,18 +70,44 @@ export class HealthState {
     return reasons;
   }
 
-  /** Adds `grpc.health.v1.Health` (Check, Watch, List) to a server. */
+  /** Adds `grpc.health.v1.Health` to a server: Check and List from grpc-health-check, Watch our own. */
   addToServer(server: Server): void {
-    this.implementation.addToServer(server);
+    const withOwnWatch = {
+      addService: (service: ServiceDefinition, handlers: UntypedServiceImplementation): void => {
+        server.addService(service, { ...handlers, watch: (call: ServerWritableStream<WatchRequest, WatchResponse>) => this.watch(call) });
+      },
+    };
+    this.implementation.addToServer(withOwnWatch as unknown as Server);
+  }
+
+  private watch(call: ServerWritableStream<WatchRequest, WatchResponse>): void {
+    const known = HEALTH_SERVICE_NAMES.includes(call.request.service ?? '');
+    call.write({ status: known ? this.current : 'SERVICE_UNKNOWN' });
+    if (this.draining) {
+      call.end();
+      return;
+    }
+    // An unknown name stays open until drain, as the protocol says: it may become known later.
+    this.watches.set(call, known);
+    call.on('cancelled', () => this.watches.delete(call));
   }
 
   private publish(): void {
     const next: ServingStatus = this.isServing() ? 'SERVING' : 'NOT_SERVING';
-    // setStatus wakes every Watch stream; only do it on a real change.
+    // Wake Watch streams only on a real change.
     if (next === this.current) return;
     this.current = next;
     for (const name of HEALTH_SERVICE_NAMES) {
       this.implementation.setStatus(name, next);
     }
+    for (const [call, known] of this.watches) if (known) call.write({ status: next });
   }
+}
+
+interface WatchRequest {
+  service?: string;
+}
+
+interface WatchResponse {
+  status: ServingStatus | 'SERVICE_UNKNOWN';
 }
