@@ -17,14 +17,14 @@ import { startRedisServer } from '../test/support/redis-server';
  *   bystander   a caller keeping 8 calls of 64 descriptors in flight, beside a bystander sending
  *               1-descriptor calls one at a time
  *   start       fresh `sluice serve` starts, one call sent the moment the gRPC port accepts
- *   overload    h2load (4 connections, 4 descriptors): the sustainable rate (closed loop, 64 in
+ *   overload    h2load (4 connections unless told, 4 descriptors): the sustainable rate (closed loop, 64 in
  *               flight, no deadline), then open loop at twice it with Envoy's `grpc-timeout: 20m`
  *               on every call; decisions per second (OK + OVER_LIMIT, from sluice's metrics)
  *               under overload as a share of the sustainable rate
  *
  * Not a pass/fail test (test/e2e/under-load.e2e.test.ts is): a table of answers, rerunnable
  * before and after a change. Knobs: LOAD_SUSTAIN_MS (10000), LOAD_STARTS (20), LOAD_DEADLINE_MS
- * (5000, the client deadline of every call), LOAD_OVERLOAD_S (5), LOAD_OVERLOAD_FACTOR (2).
+ * (5000, the client deadline of every call), LOAD_OVERLOAD_S (5), LOAD_OVERLOAD_FACTOR (2), LOAD_OVERLOAD_CONNECTIONS (4).
  */
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -35,6 +35,8 @@ const DEADLINE_MS = Number(process.env.LOAD_DEADLINE_MS ?? 5_000);
 const OVERLOAD_S = Number(process.env.LOAD_OVERLOAD_S ?? 5);
 /** Offered rate in the overload scenario, as a multiple of the sustainable one. */
 const OVERLOAD_FACTOR = Number(process.env.LOAD_OVERLOAD_FACTOR ?? 2);
+/** h2load connections in the overload scenario (Envoy opens one per worker thread, and more when they are full). */
+const OVERLOAD_CONNECTIONS = Number(process.env.LOAD_OVERLOAD_CONNECTIONS ?? 4);
 
 const CONFIG = `
 domain: load
@@ -165,11 +167,13 @@ async function bystander(instance: Instance): Promise<{ big: Counts; bystander: 
   return { big, bystander: small };
 }
 
-/** sluice's `sluice_requests_total{result}`, from its debug port. */
+/** sluice's `sluice_requests_total{result}` and its CPU seconds (`cpu`), from its debug port. */
 async function results(debugPort: number): Promise<Counts> {
   const text = await (await fetch(`http://127.0.0.1:${debugPort}/metrics`)).text();
   const out: Counts = {};
   for (const m of text.matchAll(/^sluice_requests_total\{result="(\w+)"\} (\d+)/gm)) out[m[1]!] = Number(m[2]);
+  const cpu = /^process_cpu_seconds_total ([\d.e+-]+)/m.exec(text);
+  if (cpu !== null) out.cpu = Number(cpu[1]);
   return out;
 }
 
@@ -179,7 +183,7 @@ function delta(after: Counts, before: Counts): Counts {
   return out;
 }
 
-/** One h2load run: 4 connections, the 4-descriptor request; closed loop (no deadline) or at `rps` with Envoy's 20 ms grpc-timeout. */
+/** One h2load run: OVERLOAD_CONNECTIONS connections, the 4-descriptor request; closed loop (64 in flight, no deadline) or at `rps` with Envoy's 20 ms grpc-timeout. */
 function h2load(port: number, seconds: number, rps?: number): void {
   const message = shouldRateLimitMethod.serialize(req([[['tenant', 't1']], [['tenant', 't1'], ['user_id', 'u1']], [['route', 'orders']], [['bystander', 'u1']]]));
   const frame = Buffer.alloc(5 + message.length);
@@ -189,10 +193,10 @@ function h2load(port: number, seconds: number, rps?: number): void {
   fs.writeFileSync(path.join(dir, 'body.bin'), frame);
   try {
     execFileSync('h2load', [
-      '-D', String(seconds), '-c', '4',
+      '-D', String(seconds), '-c', String(OVERLOAD_CONNECTIONS),
       // Open loop: room for every call the rate sends while earlier ones wait.
-      '-m', rps === undefined ? '16' : '1000',
-      ...(rps === undefined ? [] : ['--rps', String(Math.ceil(rps / 4))]),
+      '-m', rps === undefined ? String(Math.max(1, Math.round(64 / OVERLOAD_CONNECTIONS))) : '1000',
+      ...(rps === undefined ? [] : ['--rps', String(Math.ceil(rps / OVERLOAD_CONNECTIONS))]),
       '-d', path.join(dir, 'body.bin'), '-H', 'content-type: application/grpc', '-H', 'te: trailers',
       ...(rps === undefined ? [] : ['-H', 'grpc-timeout: 20m']),
       `http://127.0.0.1:${port}/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit`,
@@ -202,18 +206,29 @@ function h2load(port: number, seconds: number, rps?: number): void {
   }
 }
 
-/** Sustainable decisions/s closed-loop, then what is decided per second when twice that is offered. */
-async function overload(instance: Instance, seconds: number): Promise<{ sustainable: Counts; overloaded: Counts; ratio: number; perSecond: [number, number] }> {
-  const decided = (c: Counts): number => (c.ok ?? 0) + (c.over_limit ?? 0);
+interface Phase {
+  /** Answers by result (from sluice's metrics). */
+  readonly answers: Counts;
+  /** OK + OVER_LIMIT per second. */
+  readonly decidedPerSecond: number;
+  /** sluice's CPU over the phase, in cores: tells a sluice that wasted its CPU from one that got less of it (h2load shares the machine). */
+  readonly cores: number;
+}
+
+async function phase(instance: Instance, seconds: number, rps?: number): Promise<Phase> {
+  const before = await results(instance.debugPort);
+  h2load(instance.port, seconds, rps);
+  const after = await results(instance.debugPort);
+  const { cpu = 0, ...answers } = delta(after, before);
+  return { answers, decidedPerSecond: ((answers.ok ?? 0) + (answers.over_limit ?? 0)) / seconds, cores: cpu / seconds };
+}
+
+/** Sustainable decisions/s closed-loop, then what is decided per second when OVERLOAD_FACTOR times that is offered. */
+async function overload(instance: Instance, seconds: number): Promise<{ sustainable: Phase; overloaded: Phase }> {
   h2load(instance.port, 1);
-  let before = await results(instance.debugPort);
-  h2load(instance.port, seconds);
-  const sustainable = delta(await results(instance.debugPort), before);
-  const rate = decided(sustainable) / seconds;
-  before = await results(instance.debugPort);
-  h2load(instance.port, seconds, OVERLOAD_FACTOR * rate);
-  const overloaded = delta(await results(instance.debugPort), before);
-  return { sustainable, overloaded, ratio: decided(overloaded) / Math.max(1, decided(sustainable)), perSecond: [rate, decided(overloaded) / seconds] };
+  const sustainable = await phase(instance, seconds);
+  const overloaded = await phase(instance, seconds, OVERLOAD_FACTOR * sustainable.decidedPerSecond);
+  return { sustainable, overloaded };
 }
 
 /** Starts sluice, and the moment its gRPC port is announced sends one call. */
@@ -268,8 +283,13 @@ async function main(): Promise<void> {
       await sleep(500);
       const o = await overload(three, OVERLOAD_S);
       await stopSluice(three);
-      show(`overload: sustainable, closed loop ${OVERLOAD_S} s (${o.perSecond[0].toFixed(0)} decisions/s)`, o.sustainable);
-      show(`overload: offered ${OVERLOAD_FACTOR} × sustainable for ${OVERLOAD_S} s (${o.perSecond[1].toFixed(0)} decisions/s, ${(100 * o.ratio).toFixed(0)} % of sustainable)`, o.overloaded);
+      const perCore = (p: Phase): string => (p.cores > 0 ? `, ${(p.decidedPerSecond / p.cores).toFixed(0)} per sluice core-second at ${p.cores.toFixed(2)} cores` : '');
+      show(`overload (${OVERLOAD_CONNECTIONS} connections): sustainable, closed loop ${OVERLOAD_S} s (${o.sustainable.decidedPerSecond.toFixed(0)} decisions/s${perCore(o.sustainable)})`, o.sustainable.answers);
+      show(
+        `overload (${OVERLOAD_CONNECTIONS} connections): offered ${OVERLOAD_FACTOR} × sustainable for ${OVERLOAD_S} s (${o.overloaded.decidedPerSecond.toFixed(0)} decisions/s, ` +
+          `${((100 * o.overloaded.decidedPerSecond) / Math.max(1, o.sustainable.decidedPerSecond)).toFixed(0)} % of sustainable${perCore(o.overloaded)})`,
+        o.overloaded.answers,
+      );
     }
   } finally {
     await redis.stop();

@@ -8,6 +8,7 @@ import { SluiceMetrics } from './metrics/metrics';
 import { metricsRoute, rlconfigRoute } from './server/debug-routes';
 import { HealthState } from './server/health';
 import { jsonRoute } from './server/json-route';
+import { MIN_CALLS_PER_CONNECTION } from './server/call-budget';
 import { startGrpcServer } from './server/grpc-server';
 import { TlsReloader } from './server/tls-reloader';
 import { healthcheckRoute, indexRoute, startHttpServer } from './server/http-server';
@@ -130,6 +131,13 @@ export async function startSluice(settings: Settings, deps: AppDependencies): Pr
       maxReceiveMessageLength: settings.grpcMaxReceiveMessageBytes,
       streamResetLimit: settings.grpcStreamResetLimit,
       ...(settings.grpcMaxConcurrentStreams > 0 && { maxConcurrentStreams: settings.grpcMaxConcurrentStreams }),
+      ...(settings.maxCallsInFlight > 0 && {
+        callBudget: {
+          total: settings.maxCallsInFlight,
+          minPerConnection: MIN_CALLS_PER_CONNECTION,
+          ...(settings.grpcMaxConcurrentStreams > 0 && { maxPerConnection: settings.grpcMaxConcurrentStreams }),
+        },
+      }),
       tls: settings.grpcTls,
       tlsReloader,
       maxConnectionAgeMs: settings.grpcMaxConnectionAgeMs,
@@ -187,6 +195,8 @@ export async function startSluice(settings: Settings, deps: AppDependencies): Pr
       // Node < 22.10 cannot raise it: a client cancelling over 1,000 calls on a connection within
       // about 30 s (Envoy, at its timeout, when sluice is slow) then gets the connection closed.
       streamResetLimit: grpc.streamResetLimitApplied ? settings.grpcStreamResetLimit : 'node default (1000, then 33/s): needs Node >= 22.10',
+      // Shared among connections through grpc-js's servers; 'not applied' if a grpc-js upgrade hid them.
+      maxCallsInFlight: settings.maxCallsInFlight === 0 ? 'no limit' : grpc.callBudgetApplied ? settings.maxCallsInFlight : 'not applied',
     },
     'sluice started',
   );

@@ -2,12 +2,14 @@ import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { InvalidArgumentError } from '../errors';
 import type { Logger } from '../logging/logger';
+import { type Clock, systemClock } from '../util/clock';
 import type { RateLimitService } from '../service/types';
 import { toGrpcStatus } from './grpc-status';
 import type { HealthState } from './health';
 import { packageDefinition, rateLimitServiceDefinition } from './proto';
 import { linkForReflection } from './reflection';
 import { checkRequestBytes } from './request-bytes';
+import { type CallBudget, ConnectionCallShares, shareCallsAmongConnections, tolerateRefusedStreams } from './call-budget';
 import { applyStreamResetLimit, type StreamResetLimit } from './stream-reset-limit';
 import { type GrpcServerTls, serverCredentials } from './tls';
 import type { TlsReloader } from './tls-reloader';
@@ -27,6 +29,10 @@ export interface GrpcServerOptions {
   readonly streamResetLimit?: StreamResetLimit;
   /** Calls one connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS); no limit when unset. */
   readonly maxConcurrentStreams?: number;
+  /** Calls all connections together may have open at once under overload, shared among them; no limit when unset. */
+  readonly callBudget?: CallBudget;
+  /** Times how long the calls open have been calm (CallBudget); the system clock when unset. */
+  readonly clock?: Clock;
   /** TLS or mutual TLS; plaintext (h2c) when unset. */
   readonly tls?: GrpcServerTls | undefined;
   /** Serves `tls` and follows its files (GRPC_SERVER_TLS_RELOAD_INTERVAL); without it, `tls` as read at start. */
@@ -44,6 +50,8 @@ export interface GrpcServerHandle {
   readonly port: number;
   /** Whether `streamResetLimit` is in force (Node >= 22.10); false when none was asked for. */
   readonly streamResetLimitApplied: boolean;
+  /** Whether `callBudget` is shared among connections; false when none was asked for. */
+  readonly callBudgetApplied: boolean;
   /** Lets in-flight calls finish for up to `graceMs`, then cuts the rest. Safe to call twice. */
   shutdown(graceMs: number): Promise<void>;
 }
@@ -59,9 +67,10 @@ function shouldRateLimitHandler(
 ): grpc.handleUnaryCall<unknown, WireResponseShape> {
   return (call, callback) => {
     const started = performance.now();
+    const deadline = deadlineMs(call.getDeadline());
     // `decide` is async, so a synchronous throw anywhere in conversion or in the service arrives
     // here as a rejection: the handler itself cannot throw.
-    decide(service, call.request, deadlineMs(call.getDeadline()))
+    decide(service, call.request, deadline)
       .then(
         ({ domain, response }) => {
           logger.debug(
@@ -147,6 +156,17 @@ export function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServerH
     ...(options.maxConnectionAgeGraceMs !== undefined && { 'grpc.max_connection_age_grace_ms': options.maxConnectionAgeGraceMs }),
   });
   const streamResetLimitApplied = options.streamResetLimit !== undefined && applyStreamResetLimit(server, options.streamResetLimit);
+  const callShares =
+    options.callBudget === undefined
+      ? undefined
+      : new ConnectionCallShares(options.callBudget, options.clock ?? systemClock, (overloaded, limit) => {
+          if (overloaded) {
+            logger.warn({ callsPerConnection: limit, maxCallsInFlight: options.callBudget?.total }, 'calls arrive faster than they are decided: each connection is held to its share');
+          } else {
+            logger.info('calls no longer arrive faster than they are decided: connection shares lifted');
+          }
+        });
+  if (options.callBudget !== undefined) tolerateRefusedStreams(server, options.callBudget);
   server.addService(checkedServiceDefinition(), { ShouldRateLimit: shouldRateLimitHandler(service, logger) });
   health.addToServer(server);
   // `{}`: some versions of the reflection service read `options.services` without a null check.
@@ -164,11 +184,14 @@ export function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServerH
         { address: bindAddress(host, boundPort), tls: options.tls === undefined ? 'off' : options.tls.clientCa === undefined ? 'tls' : 'mtls' },
         'gRPC server listening',
       );
+      const stopPressureChecks = callShares === undefined ? undefined : shareCallsAmongConnections(server, callShares);
       let stopping: Promise<void> | undefined;
       resolve({
         port: boundPort,
         streamResetLimitApplied,
+        callBudgetApplied: stopPressureChecks !== undefined,
         shutdown: (graceMs: number): Promise<void> => {
+          stopPressureChecks?.();
           stopping ??= shutdown(server, health, graceMs, logger);
           return stopping;
         },

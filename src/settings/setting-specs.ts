@@ -51,6 +51,16 @@ export const SETTING_SPECS = {
       'calls one connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS; clients queue the rest, ' +
       'Envoy opens more connections); 0: no limit',
   },
+  maxCallsInFlight: {
+    env: 'MAX_CALLS_IN_FLIGHT',
+    kind: 'size',
+    default: '64',
+    help:
+      'most calls all gRPC connections together may have open while calls arrive faster than sluice decides them: ' +
+      'each connection is then offered an equal share (at least 4) in its HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS, ' +
+      'shrunk to what sluice answers in 10 ms, and clients (Envoy, gRPC) hold further calls until one ends; lifted ' +
+      'once the clients leave their shares unfilled for 1 s. 0: off',
+  },
   grpcStreamResetBurst: {
     env: 'GRPC_STREAM_RESET_BURST',
     kind: 'count',

@@ -54,6 +54,8 @@ export interface Settings {
   readonly grpcStreamResetLimit: StreamResetLimit;
   /** GRPC_MAX_CONCURRENT_STREAMS: calls one connection may have open at once; 0 for no limit. */
   readonly grpcMaxConcurrentStreams: number;
+  /** Calls open at once over all gRPC connections; 0: no limit. */
+  readonly maxCallsInFlight: number;
   readonly shutdownGraceMs: number;
   /** Undefined when REDIS_URL is empty: counters live in process memory. Holds secrets: never log it. */
   readonly redis: RedisConnectionSettings | undefined;
@@ -182,6 +184,7 @@ export function loadSettings(env: NodeJS.ProcessEnv, argv: readonly string[]): S
     maxDescriptorsInFlight: num('maxDescriptorsInFlight'),
     grpcMaxReceiveMessageBytes: num('grpcMaxReceiveMessageBytes'),
     grpcMaxConcurrentStreams: num('grpcMaxConcurrentStreams'),
+    maxCallsInFlight: num('maxCallsInFlight'),
     grpcStreamResetLimit: { burst: num('grpcStreamResetBurst'), ratePerSecond: num('grpcStreamResetRate') },
     shutdownGraceMs: num('shutdownGraceMs'),
     redis: undefined,

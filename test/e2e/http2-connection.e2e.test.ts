@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { RLS_SERVICE_NAME, shouldRateLimitMethod } from '../../src/server/proto';
 import { streamResetLimitSupported } from '../../src/server/stream-reset-limit';
 import { nodeWithStreamResetLimit } from '../support/modern-node';
+import { type RedisServer, startRedisServer } from '../support/redis-server';
 import { type SluiceProcess, startSluiceProcess } from '../support/sluice-process';
 
 /**
@@ -59,22 +60,27 @@ interface StormResult {
 }
 
 /** One call on `session`: the overall code, or what went wrong. */
-function call(session: http2.ClientHttp2Session): Promise<string> {
+function call(session: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders = {}): Promise<string> {
   return new Promise((resolve) => {
     const stream = session.request({
       ':method': 'POST',
       ':path': `/${RLS_SERVICE_NAME}/ShouldRateLimit`,
       'content-type': 'application/grpc',
       te: 'trailers',
+      ...headers,
     });
     const chunks: Buffer[] = [];
     let status: string | undefined;
     let message = '';
     stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-    stream.on('trailers', (trailers) => {
-      status = String(trailers['grpc-status']);
-      message = String(trailers['grpc-message'] ?? '');
-    });
+    const readStatus = (fields: http2.IncomingHttpHeaders): void => {
+      if (fields['grpc-status'] === undefined) return;
+      status = String(fields['grpc-status']);
+      message = String(fields['grpc-message'] ?? '');
+    };
+    // An error may come as a trailers-only response: its status is in the headers.
+    stream.on('response', readStatus);
+    stream.on('trailers', readStatus);
     stream.on('error', () => undefined);
     stream.on('close', () => {
       if (status === '0') {
@@ -131,18 +137,104 @@ async function storm(port: number): Promise<StormResult> {
   return { answers, goaway, open };
 }
 
-describe('GRPC_MAX_CONCURRENT_STREAMS', () => {
-  test('is announced to the client as SETTINGS_MAX_CONCURRENT_STREAMS, so that it queues the rest', async () => {
-    const sluice = await startSluiceProcess(configDir, { GRPC_MAX_CONCURRENT_STREAMS: '32' });
-    const session = http2.connect(`http://127.0.0.1:${sluice.grpcPort}`);
-    session.on('error', () => undefined);
-    try {
-      const [settings] = (await once(session, 'remoteSettings')) as [http2.Settings];
-      expect(settings.maxConcurrentStreams).toBe(32);
-    } finally {
-      session.destroy();
-      await sluice.stop();
-    }
+/** A client connection and the SETTINGS_MAX_CONCURRENT_STREAMS values sluice sent it, in order. */
+function connectRecordingShares(port: number): { session: http2.ClientHttp2Session; shares: number[] } {
+  const session = http2.connect(`http://127.0.0.1:${port}`);
+  session.on('error', () => undefined);
+  const shares: number[] = [];
+  session.on('remoteSettings', (settings: http2.Settings) => {
+    if (settings.maxConcurrentStreams !== undefined && shares.at(-1) !== settings.maxConcurrentStreams) shares.push(settings.maxConcurrentStreams);
+  });
+  return { session, shares };
+}
+
+async function eventually(check: () => boolean): Promise<void> {
+  for (let i = 0; i < 300 && !check(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+  expect(check()).toBe(true);
+}
+
+const FLOOD = 3000;
+/**
+ * How a flood's calls may be answered: decided, or refused for want of time. A call sent as a new
+ * stream just as the limit fell (before the client heard of it) is reset: 7 REFUSED_STREAM (gRPC
+ * clients retry those) or 11 ENHANCE_YOUR_CALM (Node counts a stream closed in the same read).
+ */
+const ANSWERED = ['OK', 'deadline exceeded', 'overloaded', 'reset 7', 'reset 11'];
+
+/** FLOOD calls with Envoy's 20 ms deadline, all at once on `session`: how each was answered. */
+async function flood(session: http2.ClientHttp2Session): Promise<Record<string, number>> {
+  const answers: Record<string, number> = {};
+  for (const a of await Promise.all(Array.from({ length: FLOOD }, () => call(session, { 'grpc-timeout': '20m' })))) {
+    const kind = a === 'OK' ? 'OK' : a.startsWith('error 4:') ? 'deadline exceeded' : a.startsWith('error 8:') ? 'overloaded' : a;
+    answers[kind] = (answers[kind] ?? 0) + 1;
+  }
+  return answers;
+}
+
+function startedLine(sluice: SluiceProcess): Record<string, unknown> {
+  return JSON.parse(sluice.log.find((line) => line.includes('"sluice started"'))!) as Record<string, unknown>;
+}
+
+describe('the calls open at once (MAX_CALLS_IN_FLIGHT, GRPC_MAX_CONCURRENT_STREAMS)', () => {
+  let sluice: SluiceProcess | undefined;
+  let redis: RedisServer | undefined;
+  const sessions: http2.ClientHttp2Session[] = [];
+
+  afterEach(async () => {
+    for (const session of sessions.splice(0)) session.destroy();
+    await sluice?.stop();
+    sluice = undefined;
+    await redis?.stop();
+    redis = undefined;
+  });
+
+  test(
+    'at the default, a flood of calls with Envoy\'s 20 ms deadline on one connection gets it held to the budget of 64, ' +
+      'every call answered and the connection kept; once the flood is over the limit is lifted',
+    async () => {
+      redis = await startRedisServer();
+      sluice = await startSluiceProcess(configDir, { REDIS_URL: `127.0.0.1:${redis.port}` });
+      expect(startedLine(sluice).maxCallsInFlight).toBe(64);
+      const client = connectRecordingShares(sluice.grpcPort);
+      sessions.push(client.session);
+      let goaway: number | undefined;
+      client.session.on('goaway', (code: number) => {
+        goaway ??= code;
+      });
+      await once(client.session, 'connect');
+      // Outside overload the connection is not held to a share.
+      expect(await call(client.session)).toBe('OK');
+      expect(client.shares.every((limit) => limit > 64)).toBe(true);
+
+      // Far more calls than sluice decides in 20 ms, all at once, on one connection: read before
+      // any limit, they are answered past their deadline (or refused); the connection is held.
+      const first = await flood(client.session);
+      expect(client.shares).toContain(64);
+      expect(sluice.log.some((line) => line.includes('each connection is held to its share'))).toBe(true);
+      // The same flood again, the connection held to its share: the client sends each call as
+      // another ends, so sluice reads no more than it decides in time.
+      const second = await flood(client.session);
+      for (const answers of [first, second]) {
+        expect(Object.keys(answers).filter((k) => !ANSWERED.includes(k))).toEqual([]);
+      }
+      expect(second.OK ?? 0).toBeGreaterThanOrEqual(FLOOD / 2);
+      expect(goaway).toBeUndefined();
+      expect(client.session.closed || client.session.destroyed).toBe(false);
+
+      // Quiet again: the limit is lifted and calls are decided.
+      await eventually(() => sluice!.log.some((line) => line.includes('connection shares lifted')));
+      await eventually(() => (client.shares.at(-1) ?? 0) > 64);
+      expect(await call(client.session, { 'grpc-timeout': '20m' })).toBe('OK');
+    },
+  );
+
+  test('GRPC_MAX_CONCURRENT_STREAMS caps each connection; MAX_CALLS_IN_FLIGHT=0 turns the budget off', async () => {
+    sluice = await startSluiceProcess(configDir, { GRPC_MAX_CONCURRENT_STREAMS: '32', MAX_CALLS_IN_FLIGHT: '0' });
+    const client = connectRecordingShares(sluice.grpcPort);
+    sessions.push(client.session);
+    await eventually(() => client.shares.length > 0);
+    expect(client.shares).toEqual([32]);
+    expect(startedLine(sluice).maxCallsInFlight).toBe('no limit');
   });
 });
 
