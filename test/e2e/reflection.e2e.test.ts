@@ -127,6 +127,12 @@ describe.each(['v1', 'v1alpha'] as const)('server reflection %s, from Python grp
     expect(report.linked.by_symbol).toEqual(expected);
   });
 
+  it('serves well-known files identical to the standard ones: a client that adds every file it gets is not refused', () => {
+    // The C++ DescriptorPool accepts a second add of a file only when both copies are identical.
+    expect(report.linked.by_symbol_add_all?.error).toBeUndefined();
+    expect([...(report.linked.by_symbol_add_all?.added ?? [])].sort()).toEqual([...ENVOY_FILES, ...WELL_KNOWN].sort());
+  });
+
   it('links into an empty pool too, taking the well-known files from the server', () => {
     expect(report.linked.by_symbol_empty_pool?.error).toBeUndefined();
     expect([...(report.linked.by_symbol_empty_pool?.added ?? [])].sort()).toEqual([...ENVOY_FILES, ...WELL_KNOWN].sort());

@@ -128,17 +128,19 @@ def has_file(pool, name):
         return False
 
 
-def link(pool, files):
+def link(pool, files, skip_known=True):
     """Adds `files` (and their dependencies among them) to `pool` as a reflection-backed pool does:
     a file the pool already has by name is not added again. Returns what was added / reused; raises
-    on a file that does not link (a missing dependency, a symbol defined twice, a bad reference)."""
+    on a file that does not link (a missing dependency, a symbol defined twice, a bad reference).
+    With skip_known=False every file is added, as a naive client does: the pool accepts a file it
+    already has only when the two are identical."""
     by_name = {f.name: f for f in files}
     added, reused = [], []
 
     def add(name, chain):
         if name in added or name in reused:
             return
-        if has_file(pool, name):
+        if has_file(pool, name) and (skip_known or name not in by_name):
             reused.append(name)
             if name in by_name:
                 check_same_symbols(pool.FindFileByName(name), by_name[name])
@@ -195,7 +197,8 @@ def main():
         # A client that already holds the well-known types (as every protobuf runtime does), and
         # one that holds nothing and takes the server's copies.
         cases = [("by_filename", files, pool_with_well_known_types), ("by_symbol", files_by_symbol, pool_with_well_known_types),
-                 ("by_symbol_empty_pool", files_by_symbol, descriptor_pool.DescriptorPool)]
+                 ("by_symbol_empty_pool", files_by_symbol, descriptor_pool.DescriptorPool),
+                 ("by_symbol_add_all", files_by_symbol, pool_with_well_known_types)]
         # Every listed service resolves by its name too (health, reflection itself).
         for name in out["services"] if isinstance(out["services"], list) else []:
             received, error = reflection.files(file_containing_symbol=name)
@@ -204,7 +207,7 @@ def main():
         for how, received, new_pool in cases:
             pool = new_pool()
             try:
-                added, reused = link(pool, received or [])
+                added, reused = link(pool, received or [], skip_known=how != "by_symbol_add_all")
                 service = RLS_SERVICE if not how.startswith("service ") else how[len("service "):]
                 linked[how] = {"added": added, "reused": sorted(reused), "service": describe_service(pool, service)}
             except Exception as err:  # noqa: BLE001 - the error is the answer
