@@ -6,8 +6,8 @@ import { type Clock, systemClock } from '../util/clock';
 import type { RateLimitService } from '../service/types';
 import { toGrpcStatus } from './grpc-status';
 import type { HealthState } from './health';
-import { packageDefinition, rateLimitServiceDefinition } from './proto';
-import { linkForReflection } from './reflection';
+import { packageDefinition, rateLimitServiceDefinition, REFLECTED_PROTOS } from './proto';
+import { withReflectionFiles } from './reflection';
 import { checkRequestBytes } from './request-bytes';
 import { type CallBudget, ConnectionCallShares, shareCallsAmongConnections, tolerateRefusedStreams } from './call-budget';
 import { applyStreamResetLimit, type StreamResetLimit } from './stream-reset-limit';
@@ -170,7 +170,7 @@ export function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServerH
   server.addService(checkedServiceDefinition(), { ShouldRateLimit: shouldRateLimitHandler(service, logger) });
   health.addToServer(server);
   // `{}`: some versions of the reflection service read `options.services` without a null check.
-  new ReflectionService(linkForReflection(packageDefinition), {}).addToServer(server);
+  new ReflectionService(withReflectionFiles(packageDefinition, REFLECTED_PROTOS), {}).addToServer(server);
 
   const address = bindAddress(host, port);
   return new Promise<GrpcServerHandle>((resolve, reject) => {

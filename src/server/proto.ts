@@ -4,6 +4,7 @@ import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import type { MethodDefinition, PackageDefinition, ServiceDefinition } from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
+import type { ReflectedProto } from './reflection';
 
 /**
  * The protos, loaded once. Everything that speaks the wire (server, CLI client, test client) uses
@@ -62,14 +63,30 @@ export const PROTO_ROOT = findProtoRoot(__dirname);
 const HEALTH_PROTO_ROOT = path.resolve(path.dirname(healthProtoPath), '..', '..');
 
 /**
- * Every file reflection must be able to serve: the RLS file pulls in the trimmed HeaderValue,
- * RateLimitDescriptor and RateLimitUnit files and the Google well-known types (resolved from
- * protobufjs's bundled copies), so `file_containing_symbol` lookups find every dependency.
+ * The RLS and health services as the server and clients encode them. The RLS file pulls in the
+ * trimmed HeaderValue, RateLimitDescriptor and RateLimitUnit files and the Google well-known types
+ * (resolved from protobufjs's bundled copies). Reflection serves REFLECTED_PROTOS below instead.
  */
 export const packageDefinition: PackageDefinition = loadSync([RLS_PROTO, HEALTH_PROTO], {
   ...LOADER_OPTIONS,
   includeDirs: [PROTO_ROOT, HEALTH_PROTO_ROOT],
 });
+
+/** `@grpc/reflection` ships grpc's reflection protos at `<pkg>/build/proto/grpc/reflection/...`. */
+const REFLECTION_PROTO_ROOT = path.resolve(path.dirname(require.resolve('@grpc/reflection')), '..', 'proto');
+
+/**
+ * What server reflection serves, under the names protoc-built servers use: the RLS file (and,
+ * through its imports, the Envoy files and `google/protobuf/*.proto`), health, and reflection
+ * itself (v1 and v1alpha, both served). grpc-health-check ships health.proto outside its canonical
+ * `grpc/health/v1/` path.
+ */
+export const REFLECTED_PROTOS: readonly ReflectedProto[] = [
+  { includeDir: PROTO_ROOT, file: RLS_PROTO },
+  { includeDir: HEALTH_PROTO_ROOT, file: HEALTH_PROTO, servedAs: 'grpc/health/v1/health.proto' },
+  { includeDir: REFLECTION_PROTO_ROOT, file: 'grpc/reflection/v1/reflection.proto' },
+  { includeDir: REFLECTION_PROTO_ROOT, file: 'grpc/reflection/v1alpha/reflection.proto' },
+];
 
 // ---------------------------------------------------------------------------------------------
 // Wire shapes, exactly as proto-loader produces and accepts them with the options above. Every

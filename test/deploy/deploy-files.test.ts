@@ -5,6 +5,8 @@ import { loadConfigDirectory, parseConfigFiles } from '../../src/config/load';
 import type { RateLimitConfig } from '../../src/config/types';
 import { RLS_SERVICE_NAME } from '../../src/server/proto';
 import { SETTING_SPECS, loadSettings } from '../../src/settings/settings';
+import { IMAGE_NODE_VERSION } from '../support/modern-node';
+import { type Stage, all, copies, healthcheck, inBuildContext, last, readDockerfile } from './dockerfile-model';
 import {
   type Entry,
   type EnvoyModel,
@@ -339,7 +341,8 @@ describe('docker-compose.yml', () => {
   });
 
   it('gives sluice the example config as its config directory, and Redis', () => {
-    const settings = loadSettings(env('sluice'), []);
+    const command = arr(service('sluice')['command'], 'sluice.command').map((c) => str(c, 'command'));
+    const settings = loadSettings(env('sluice'), command.slice(1));
     const mountedAt = [...mounts('sluice').entries()].find(([, from]) => from === './examples/oauth2')?.[0];
     expect(mountedAt).toBeDefined();
     expect(settings.configDir).toBe(path.resolve(mountedAt!));
@@ -351,14 +354,13 @@ describe('docker-compose.yml', () => {
     expect(health).toContain(`:${HTTP_PORT}/healthcheck`);
   });
 
-  it("builds the sluice image from files that exist, running the built CLI", () => {
-    const dockerfile = str(obj(service('sluice')['build'], 'build')['dockerfile_inline'], 'dockerfile_inline');
-    for (const line of dockerfile.split('\n')) {
-      const copy = /^COPY (?!--from)(.+) \S+$/.exec(line.trim());
-      if (copy) for (const source of copy[1]!.split(' ')) expect(fs.existsSync(path.join(ROOT, source))).toBe(true);
-    }
-    expect(dockerfile).toContain('ENTRYPOINT ["node", "dist/src/cli/main.js"]');
-    expect(fs.existsSync(path.join(ROOT, 'src/cli/main.ts'))).toBe(true);
+  it('builds sluice from the root Dockerfile and runs plain `serve`, so the mounted config applies', () => {
+    expect(service('sluice')['build']).toEqual({ context: '.', dockerfile: 'Dockerfile' });
+    const command = arr(service('sluice')['command'], 'sluice.command').map((c) => str(c, 'command'));
+    expect(command[0]).toBe('serve');
+    // The settings sluice would load: env plus the command's flags (not the image's default CMD).
+    const settings = loadSettings(env('sluice'), command.slice(1));
+    expect(settings.configDir).toBe(path.resolve('/data/ratelimit/config'));
   });
 
   it('tells the issuer the issuer and audience Envoy checks', () => {
@@ -457,6 +459,117 @@ describe('deploy/kubernetes', () => {
       expect({ port: grpc['port'], targetPort: grpc['targetPort'], appProtocol: grpc['appProtocol'] }).toEqual({ port: GRPC_PORT, targetPort: 'grpc', appProtocol: 'grpc' });
       expect(spec['selector']).toEqual(obj(obj(find('Deployment', 'sluice')['spec'], 'spec')['selector'], 'selector')['matchLabels']);
     }
+  });
+});
+
+describe('Dockerfile (the image compose builds and Kubernetes runs)', () => {
+  const stages = (): Stage[] => readDockerfile();
+  const runtime = (): Stage => stages()[stages().length - 1]!;
+  const dockerignore = (): string => fs.readFileSync(path.join(ROOT, '.dockerignore'), 'utf8');
+  const composeSluice = (): Obj => obj(obj(obj(readYaml('docker-compose.yml'), 'compose')['services'], 'services')['sluice'], 'sluice');
+  const k8sContainer = (): Obj => {
+    const deployment = readYamlDocuments('deploy/kubernetes/deployment.yaml')
+      .map((d) => obj(d, 'deployment.yaml'))
+      .find((d) => d['kind'] === 'Deployment')!;
+    const spec = obj(obj(obj(deployment['spec'], 'spec')['template'], 'template')['spec'], 'pod spec');
+    return obj(arr(spec['containers'], 'containers').map((c) => obj(c, 'container')).find((c) => c['name'] === 'sluice'), 'sluice container');
+  };
+  const k8sPodSecurity = (): Obj => {
+    const deployment = readYamlDocuments('deploy/kubernetes/deployment.yaml')
+      .map((d) => obj(d, 'deployment.yaml'))
+      .find((d) => d['kind'] === 'Deployment')!;
+    return obj(obj(obj(obj(deployment['spec'], 'spec')['template'], 'template')['spec'], 'pod spec')['securityContext'], 'securityContext');
+  };
+
+  it('has a build stage and a runtime stage, both on node:24-alpine, the Node release the tests run the image\'s service on', () => {
+    expect(stages().map((s) => ({ image: s.image, name: s.name }))).toEqual([
+      { image: 'node:24-alpine', name: 'build' },
+      { image: 'node:24-alpine', name: undefined },
+    ]);
+    // test/deploy/image-node.test.ts runs the runtime stage's files on Node IMAGE_NODE_VERSION.
+    expect(IMAGE_NODE_VERSION.split('.')[0]).toBe('24');
+    // engines is a floor (>=20: CI's Node); the image's release must satisfy it.
+    const engines = (JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { engines: { node: string } }).engines.node;
+    const floor = /^>=(\d+)$/.exec(engines);
+    expect(floor).not.toBeNull();
+    expect(24).toBeGreaterThanOrEqual(Number(floor![1]));
+    expect(Number(process.versions.node.split('.')[0])).toBeGreaterThanOrEqual(Number(floor![1]));
+  });
+
+  it('compiles in the build stage (npm ci, then tsc) and ships only production dependencies', () => {
+    const [build] = stages();
+    const buildRuns = all(build!, 'RUN').map((r) => r.raw);
+    expect(buildRuns.some((r) => /\bnpm ci\b/.test(r))).toBe(true);
+    expect(buildRuns.some((r) => r.includes('tsc -p tsconfig.build.json'))).toBe(true);
+    const runtimeRuns = all(runtime(), 'RUN').map((r) => r.raw);
+    // --ignore-scripts: the package's `prepare` (tsc) would fail without dev dependencies.
+    expect(runtimeRuns.filter((r) => /\bnpm ci\b/.test(r))).toEqual([expect.stringMatching(/npm ci --omit=dev --ignore-scripts\b/)]);
+    const fromBuild = copies(runtime()).filter((c) => c.from !== undefined);
+    expect(fromBuild).toEqual([{ from: 'build', sources: ['/app/dist/src'], dest: './dist/src' }]);
+    expect(JSON.stringify(copies(runtime()))).not.toContain('node_modules');
+  });
+
+  it('copies only files that exist and that .dockerignore keeps in the build context', () => {
+    for (const stage of stages()) {
+      for (const copy of copies(stage).filter((c) => c.from === undefined)) {
+        for (const source of copy.sources) {
+          expect({ source, exists: fs.existsSync(path.join(ROOT, source)), inContext: inBuildContext(source, dockerignore()) }).toEqual({
+            source,
+            exists: true,
+            inContext: true,
+          });
+        }
+      }
+    }
+    for (const kept of ['node_modules', 'dist', '.git', 'test']) expect({ kept, inContext: inBuildContext(kept, dockerignore()) }).toEqual({ kept, inContext: false });
+  });
+
+  it('runs as a non-root user, the uid and gid the Kubernetes pod runs as', () => {
+    const user = last(runtime(), 'USER')?.raw;
+    expect(user).toMatch(/^\d+:\d+$/);
+    const [uid, gid] = user!.split(':').map(Number);
+    expect(uid).not.toBe(0);
+    expect({ uid, gid }).toEqual({ uid: k8sPodSecurity()['runAsUser'], gid: k8sPodSecurity()['runAsGroup'] });
+    expect(k8sPodSecurity()['runAsNonRoot']).toBe(true);
+  });
+
+  it("EXPOSEs sluice's default ports: gRPC, HTTP and debug", () => {
+    const exposed = all(runtime(), 'EXPOSE').flatMap((e) => e.raw.split(/\s+/)).map(Number).sort();
+    expect(exposed).toEqual([GRPC_PORT, HTTP_PORT, DEBUG_PORT].sort());
+  });
+
+  it('health-checks /healthcheck on the HTTP port sluice listens on (PORT, default 8080)', () => {
+    const check = healthcheck(runtime());
+    expect(check).toBeDefined();
+    const url = /http:\/\/127\.0\.0\.1:\$\{(\w+):-(\d+)\}(\/\S*?)"/.exec(check!.command);
+    expect(url).not.toBeNull();
+    const [, variable, fallback, route] = url!;
+    expect({ variable, fallback: Number(fallback) }).toEqual({ variable: SETTING_SPECS.port.env, fallback: HTTP_PORT });
+    // The route the HTTP server really serves (src/app.ts) and the probe Kubernetes uses.
+    expect(fs.readFileSync(path.join(ROOT, 'src/app.ts'), 'utf8')).toContain(`'${route!}': healthcheckRoute(health)`);
+    expect(obj(obj(k8sContainer()['startupProbe'], 'startupProbe')['httpGet'], 'httpGet')['path']).toBe(route);
+    // The check itself is run against a live server in test/deploy/image-node.test.ts.
+  });
+
+  it('serves the bundled example config by default, through the built CLI', () => {
+    expect(last(runtime(), 'ENTRYPOINT')?.exec).toEqual(['node', 'dist/src/cli/main.js']);
+    const cmd = last(runtime(), 'CMD')?.exec;
+    expect(cmd?.[0]).toBe('serve');
+    const settings = loadSettings({}, cmd!.slice(1));
+    const workdir = last(runtime(), 'WORKDIR')!.raw;
+    const copied = copies(runtime()).find((c) => c.sources.includes('examples'));
+    expect(path.posix.join(workdir, copied!.dest)).toBe(path.posix.join(workdir, 'examples'));
+    expect(path.relative(process.cwd(), settings.configDir ?? '')).toBe('examples/oauth2');
+    expect(fs.existsSync(path.join(ROOT, 'examples/oauth2/ratelimit.yaml'))).toBe(true);
+  });
+
+  it('is the image compose builds and names, and the one Kubernetes runs', () => {
+    expect(obj(composeSluice()['build'], 'build')['dockerfile']).toBe('Dockerfile');
+    expect(k8sContainer()['image']).toBe(composeSluice()['image']);
+    expect(composeSluice()['image']).toBe(`sluice:${(JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version}`);
+    // Both replace the default CMD with plain `serve`, so their RUNTIME_* settings apply.
+    expect(k8sContainer()['args']).toEqual(['serve']);
+    expect(composeSluice()['command']).toEqual(['serve']);
   });
 });
 

@@ -6,17 +6,26 @@ import { streamResetLimitSupported } from '../../src/server/stream-reset-limit';
 const ROOT = path.resolve(__dirname, '../..');
 
 /**
- * The Node release the image runs (Dockerfile: node:24), for the tests of what only a current LTS
- * can do. The npm registry carries Node itself as `node-<platform>-<arch>` packages.
+ * The Node release the image runs (Dockerfile: node:24-alpine; test/deploy checks the major), for
+ * the tests of the image's service and of what only a current LTS can do. The npm registry
+ * carries Node itself as `node-<platform>-<arch>` packages.
  */
 export const IMAGE_NODE_VERSION = '24.22.3';
 
 /**
  * A Node binary that can raise the HTTP/2 stream-reset limit: this one when it can, otherwise
- * Node IMAGE_NODE_VERSION from the npm registry, unpacked once into node_modules/.cache.
+ * the image's Node (imageNode()).
  */
 export function nodeWithStreamResetLimit(): string {
-  if (streamResetLimitSupported()) return process.execPath;
+  return streamResetLimitSupported() ? process.execPath : imageNode();
+}
+
+/**
+ * Node IMAGE_NODE_VERSION, the release the Dockerfile's node:24-alpine runs: this one when it is
+ * that release, otherwise from the npm registry, unpacked once into node_modules/.cache.
+ */
+export function imageNode(): string {
+  if (process.version === `v${IMAGE_NODE_VERSION}`) return process.execPath;
   const pkg = `node-${process.platform}-${process.arch}`;
   const dir = path.join(ROOT, 'node_modules/.cache/sluice-test-node', `${pkg}-${IMAGE_NODE_VERSION}`);
   const binary = path.join(dir, 'package/bin/node');

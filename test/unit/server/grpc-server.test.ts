@@ -257,43 +257,67 @@ describe('gRPC server', () => {
       });
     }
 
-    // The reflection service describes the package definition it was given (ours: RLS + health),
-    // not itself.
-    it('lists the RLS service and health', async () => {
+    it('lists the RLS service, health, and reflection itself (v1 and v1alpha)', async () => {
       const response = await reflect(t.address, { list_services: '' });
       const names = (response.list_services_response?.service ?? []).map((s) => s.name);
-      expect(names).toEqual(expect.arrayContaining([RLS_SERVICE_NAME, 'grpc.health.v1.Health']));
+      expect(names.sort()).toEqual([
+        RLS_SERVICE_NAME,
+        'grpc.health.v1.Health',
+        'grpc.reflection.v1.ServerReflection',
+        'grpc.reflection.v1alpha.ServerReflection',
+      ]);
     });
 
-    it('serves the RLS file with every file it depends on (trimmed Envoy protos and well-known types)', async () => {
+    it('serves the RLS file under its real name with every file it imports (Envoy files and well-known types)', async () => {
       const response = await reflect(t.address, { file_containing_symbol: RLS_SERVICE_NAME });
       expect(response.error_response).toBeUndefined();
       const files = (response.file_descriptor_response?.file_descriptor_proto ?? []).map(
         (bytes) => FileDescriptorProto.decode(bytes) as IFileDescriptorProto,
       );
-      // proto-loader regroups files by package (one `<package>.proto` each). Strict clients
-      // (grpcurl) link a file only through its declared dependencies, which proto-loader leaves
-      // empty; src/server/reflection.ts fills them in.
+      // Strict clients (grpcurl, C++/Python pools) link a file only through its declared
+      // dependencies, by the names protoc gives them; src/server/reflection.ts rebuilds both.
       expect(Object.fromEntries(files.map((f) => [f.name, f.dependency]))).toEqual({
-        'envoy_service_ratelimit_v3.proto': [
-          'envoy_config_core_v3.proto',
-          'envoy_extensions_common_ratelimit_v3.proto',
-          'google_protobuf.proto',
+        'envoy/service/ratelimit/v3/rls.proto': [
+          'envoy/config/core/v3/base.proto',
+          'envoy/extensions/common/ratelimit/v3/ratelimit.proto',
+          'google/protobuf/duration.proto',
+          'google/protobuf/struct.proto',
+          'google/protobuf/timestamp.proto',
         ],
-        'envoy_extensions_common_ratelimit_v3.proto': ['envoy_type_v3.proto', 'google_protobuf.proto'],
-        'envoy_config_core_v3.proto': [],
-        'envoy_type_v3.proto': [],
-        'google_protobuf.proto': [],
+        'envoy/extensions/common/ratelimit/v3/ratelimit.proto': ['envoy/type/v3/ratelimit_unit.proto', 'google/protobuf/wrappers.proto'],
+        'envoy/config/core/v3/base.proto': [],
+        'envoy/type/v3/ratelimit_unit.proto': [],
+        'google/protobuf/duration.proto': [],
+        'google/protobuf/struct.proto': [],
+        'google/protobuf/timestamp.proto': [],
+        'google/protobuf/wrappers.proto': [],
       });
-      // Type references are fully qualified, and map entries carry protoc's `<Field>Entry` name.
-      const rls = files.find((f) => f.name === 'envoy_service_ratelimit_v3.proto');
+      // Type references are fully qualified, map entries carry protoc's `<Field>Entry` name, and
+      // the bundled Value's camelCase fields get their real snake_case names.
+      const rls = files.find((f) => f.name === 'envoy/service/ratelimit/v3/rls.proto');
       const request = rls?.messageType?.find((m) => m.name === 'RateLimitRequest');
       expect(request?.field?.find((f) => f.name === 'descriptors')?.typeName).toBe(
         '.envoy.extensions.common.ratelimit.v3.RateLimitDescriptor',
       );
-      const struct = files.find((f) => f.name === 'google_protobuf.proto')?.messageType?.find((m) => m.name === 'Struct');
-      expect(struct?.nestedType?.map((n) => n.name)).toEqual(['FieldsEntry']);
-      expect(struct?.field?.[0]?.typeName).toBe('.google.protobuf.Struct.FieldsEntry');
+      const struct = files.find((f) => f.name === 'google/protobuf/struct.proto');
+      const structMessage = struct?.messageType?.find((m) => m.name === 'Struct');
+      expect(structMessage?.nestedType?.map((n) => n.name)).toEqual(['FieldsEntry']);
+      expect(structMessage?.field?.[0]?.typeName).toBe('.google.protobuf.Struct.FieldsEntry');
+      expect(struct?.messageType?.find((m) => m.name === 'Value')?.field?.map((f) => f.name)).toEqual([
+        'null_value',
+        'number_value',
+        'string_value',
+        'bool_value',
+        'struct_value',
+        'list_value',
+      ]);
+    });
+
+    it('answers a lookup by the real file name', async () => {
+      const response = await reflect(t.address, { file_by_filename: 'envoy/service/ratelimit/v3/rls.proto' });
+      expect(response.error_response).toBeUndefined();
+      const first = FileDescriptorProto.decode(response.file_descriptor_response?.file_descriptor_proto?.[0] ?? Buffer.alloc(0));
+      expect((first as IFileDescriptorProto).name).toBe('envoy/service/ratelimit/v3/rls.proto');
     });
   });
 
