@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Enum, type Field, MapField, Root, Type, util } from 'protobufjs';
-import { LineCounter, parseAllDocuments } from 'yaml';
+import { LineCounter, isMap, isScalar, parseAllDocuments } from 'yaml';
 import { ROOT } from './envoy-model';
 
 /**
@@ -358,6 +358,14 @@ export function yamlDocuments(text: string): YamlDocument[] {
       {
         value,
         lineOf(parts: readonly PathPart[]): number | undefined {
+          // A mapping key's own line (its value may start on the next one).
+          const parent: unknown = parts.length > 0 ? doc.getIn(parts.slice(0, -1), true) : undefined;
+          if (isMap(parent)) {
+            const last = parts[parts.length - 1];
+            const pair = parent.items.find((p) => isScalar(p.key) && String(p.key.value) === String(last));
+            const offset = pair !== undefined && isScalar(pair.key) ? pair.key.range?.[0] : undefined;
+            if (offset !== undefined) return lineCounter.linePos(offset).line;
+          }
           for (let n = parts.length; n >= 0; n--) {
             const node: unknown = doc.getIn(parts.slice(0, n), true);
             if (isObject(node) && Array.isArray(node['range'])) {
