@@ -6,6 +6,8 @@ import {
   BOOTSTRAP,
   ENVOY_FILTER_VALUE_TYPES,
   EnvoySchema,
+  VENDOR_DIR,
+  VENDOR_DIR_V1_34,
   type PathPart,
   type SchemaProblem,
   type YamlDocument,
@@ -23,9 +25,11 @@ import {
  */
 
 let schema: EnvoySchema;
+let schemaV134: EnvoySchema;
 
 beforeAll(() => {
-  schema = EnvoySchema.load();
+  schema = EnvoySchema.load(VENDOR_DIR);
+  schemaV134 = EnvoySchema.load(VENDOR_DIR_V1_34);
 });
 
 const read = (relative: string): string => fs.readFileSync(path.join(ROOT, relative), 'utf8');
@@ -41,8 +45,8 @@ function yamlFiles(dir: string): string[] {
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 
 /** Checks a Bootstrap document. */
-function checkBootstrap(file: string, text: string): string[] {
-  return yamlDocuments(text).flatMap((doc) => schema.check(BOOTSTRAP, doc.value).map((p) => describeProblem(file, doc, p)));
+function checkBootstrap(file: string, text: string, api: EnvoySchema = schema): string[] {
+  return yamlDocuments(text).flatMap((doc) => api.check(BOOTSTRAP, doc.value).map((p) => describeProblem(file, doc, p)));
 }
 
 /** One Envoy message found inside a Kubernetes or Istio document. */
@@ -82,7 +86,7 @@ function configMapEntries(doc: unknown): { key: string; kind: 'envoy' | 'sluice'
 }
 
 /** Envoy problems in one Kubernetes/Istio YAML file: EnvoyFilter patches and ConfigMaps holding Envoy config. */
-function checkManifests(file: string, text: string): { checked: string[]; problems: string[] } {
+function checkManifests(file: string, text: string, api: EnvoySchema = schema): { checked: string[]; problems: string[] } {
   const checked: string[] = [];
   const problems: string[] = [];
   const report = (doc: YamlDocument, list: SchemaProblem[]): void => {
@@ -91,7 +95,7 @@ function checkManifests(file: string, text: string): { checked: string[]; proble
   for (const doc of yamlDocuments(text)) {
     for (const m of envoyFilterMessages(doc.value)) {
       checked.push(`${formatPath(m.path)} as ${m.type}`);
-      report(doc, schema.check(m.type, m.value, m.path));
+      report(doc, api.check(m.type, m.value, m.path));
     }
     for (const entry of configMapEntries(doc.value)) {
       if (entry.kind === 'other') problems.push(`${file} data[${JSON.stringify(entry.key)}]: neither Envoy nor sluice config; teach this test what it is`);
@@ -99,7 +103,7 @@ function checkManifests(file: string, text: string): { checked: string[]; proble
       const at = ['data', entry.key];
       checked.push(`${formatPath(at)} as ${BOOTSTRAP}`);
       // The line is the block scalar's: paths inside it are relative to the embedded document.
-      report(doc, schema.check(BOOTSTRAP, entry.value, at));
+      report(doc, api.check(BOOTSTRAP, entry.value, at));
     }
   }
   return { checked, problems };
@@ -107,16 +111,21 @@ function checkManifests(file: string, text: string): { checked: string[]; proble
 
 const manifestFiles = [...yamlFiles('deploy/istio'), ...yamlFiles('deploy/kubernetes')];
 
-describe('Envoy files decode strictly against Envoy v3 API', () => {
+describe.each([
+  ['today', () => schema],
+  ['Envoy 1.34, which docker-compose.yml runs', () => schemaV134],
+])('Envoy files decode strictly against the Envoy v3 API of %s', (_name, api) => {
   it('envoy/envoy.yaml is a Bootstrap with no unknown, invalid or deprecated field', () => {
-    expect(checkBootstrap('envoy/envoy.yaml', read('envoy/envoy.yaml'))).toEqual([]);
+    expect(checkBootstrap('envoy/envoy.yaml', read('envoy/envoy.yaml'), api())).toEqual([]);
   });
 
   it.each(manifestFiles)('%s: every Envoy message (EnvoyFilter patches, ConfigMaps) checks out', (file) => {
-    const { problems } = checkManifests(file, read(file));
+    const { problems } = checkManifests(file, read(file), api());
     expect(problems).toEqual([]);
   });
+});
 
+describe('what the Envoy checks cover', () => {
   it('checks every EnvoyFilter patch of deploy/istio, by the type its applyTo names', () => {
     const checked = yamlFiles('deploy/istio').flatMap((f) => checkManifests(f, read(f)).checked);
     expect(checked).toHaveLength(8);
@@ -186,6 +195,17 @@ describe('the checker bites', () => {
     expect(
       check(cluster, { name: 'a', typed_extension_protocol_options: { x: { '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions', explicit_http_config: { http3: {} } } } }),
     ).toEqual(['typed_extension_protocol_options.x.explicit_http_config.http3: unknown-field']);
+  });
+
+  it('holds the files to the API of the Envoy release compose runs, not only to today\'s', () => {
+    const image = /image: envoyproxy\/envoy:v(\d+\.\d+)-latest/.exec(read('docker-compose.yml'));
+    expect(image?.[1]).toBe('1.34');
+    expect(path.basename(VENDOR_DIR_V1_34)).toBe(`envoy-api-v${image![1]!}`);
+    const hcm = 'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
+    // Added to the API after 1.34: fine today, unknown to the Envoy compose runs.
+    const newer = { stat_prefix: 'edge', stream_flush_timeout: '1s' };
+    expect(schema.check(hcm, newer)).toEqual([]);
+    expect(schemaV134.check(hcm, newer).map((p) => `${formatPath(p.path)}: ${p.kind}`)).toEqual(['stream_flush_timeout: unknown-field']);
   });
 
   it('reports Envoy config inside a Kubernetes ConfigMap, with its path', () => {

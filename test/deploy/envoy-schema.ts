@@ -15,6 +15,8 @@ import { ROOT } from './envoy-model';
  */
 
 export const VENDOR_DIR = path.join(ROOT, 'test/vendor/envoy-api');
+/** The API of the Envoy release docker-compose.yml runs (envoyproxy/envoy:v1.34-latest). */
+export const VENDOR_DIR_V1_34 = path.join(ROOT, 'test/vendor/envoy-api-v1.34');
 
 export type PathPart = string | number;
 
