@@ -575,6 +575,14 @@ describe('deploy/istio', () => {
   });
 });
 
+describe('rate_limits in the deployment files', () => {
+  it('are found only in envoy/envoy.yaml and deploy/istio/envoyfilter.yaml, the two files checked above', () => {
+    const files = [...listFiles('envoy', /\.ya?ml$/), ...listFiles('deploy', /\.ya?ml$/), 'docker-compose.yml'];
+    const withRateLimits = files.filter((f) => rateLimitEntries(fs.readFileSync(path.join(ROOT, f), 'utf8')).length > 0);
+    expect(withRateLimits).toEqual(['envoy/envoy.yaml', 'deploy/istio/envoyfilter.yaml'].sort((a, b) => files.indexOf(a) - files.indexOf(b)));
+  });
+});
+
 describe('the descriptor check bites', () => {
   const istioText = (): string => fs.readFileSync(path.join(ROOT, 'deploy/istio/envoyfilter.yaml'), 'utf8');
   const istioFilters = (): RateLimitFilterModel[] =>
