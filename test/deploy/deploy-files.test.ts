@@ -3,6 +3,8 @@ import * as path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { loadConfigDirectory, parseConfigFiles } from '../../src/config/load';
 import type { RateLimitConfig } from '../../src/config/types';
+import { explainDescriptor, formatExplanation } from '../../src/config/explain';
+import { LoadedRateLimitConfig } from '../../src/config/rate-limit-config';
 import { RLS_SERVICE_NAME } from '../../src/server/proto';
 import { SETTING_SPECS, loadSettings } from '../../src/settings/settings';
 import { IMAGE_NODE_VERSION } from '../support/modern-node';
@@ -17,6 +19,7 @@ import {
   type RateLimitFilterModel,
   type RequestContext,
   type RouteModel,
+  rateLimitEntries,
   arr,
   buildDescriptor,
   httpFilter,
@@ -29,6 +32,7 @@ import {
   routeModel,
   str,
 } from './envoy-model';
+import { formatPath } from './envoy-schema';
 
 /**
  * The deployment files cannot run here (no Docker engine, Envoy or Kubernetes), so these tests
@@ -50,6 +54,7 @@ const SAMPLE: Readonly<Record<string, string>> = {
   grant_type: 'authorization_code',
   scope: 'orders:read orders:write',
   remote_address: '203.0.113.7',
+  source_cluster: 'edge',
 };
 
 /** Keys whose absence means "not that kind of request": Envoy drops the descriptor on purpose. */
@@ -73,65 +78,101 @@ function listFiles(dir: string, ext: RegExp): string[] {
   return out.sort();
 }
 
-/** Every metadata action of these routes, filled from SAMPLE at the path it reads. */
-function sampleContext(routes: readonly RouteModel[]): RequestContext {
+/**
+ * A request carrying a SAMPLE value wherever these actions read one: metadata at the path each
+ * `metadata` action reads, headers for `request_headers`, query parameters for `query_parameters`.
+ */
+function sampleContext(actionLists: readonly (readonly unknown[])[]): RequestContext {
   const metadata: Record<string, Obj> = {};
-  for (const route of routes) {
-    for (const entry of route.rateLimits) {
-      for (const [i, action] of entry.actions.entries()) {
-        if (obj(action, route.name)['metadata'] === undefined) continue;
-        const m = metadataAction(obj(action, route.name), `${route.name}.actions[${i}]`);
-        const value = SAMPLE[m.descriptorKey];
-        if (value === undefined) throw new Error(`no SAMPLE value for descriptor key ${m.descriptorKey}`);
+  const headers: Record<string, string> = {};
+  const query: Record<string, string> = {};
+  const sample = (key: string): string => {
+    const value = SAMPLE[key];
+    if (value === undefined) throw new Error(`no SAMPLE value for descriptor key ${key}`);
+    return value;
+  };
+  for (const actions of actionLists) {
+    for (const [i, raw] of actions.entries()) {
+      const action = obj(raw, `actions[${i}]`);
+      if (action['metadata'] !== undefined) {
+        const m = metadataAction(action, `actions[${i}]`);
         let node = (metadata[m.namespace] ??= {});
         for (const key of m.path.slice(0, -1)) node = (node[key] ??= {}) as Obj;
-        node[m.path[m.path.length - 1]!] = value;
+        node[m.path[m.path.length - 1]!] = sample(m.descriptorKey);
+      } else if (action['request_headers'] !== undefined) {
+        const spec = obj(action['request_headers'], 'request_headers');
+        headers[str(spec['header_name'], 'header_name').toLowerCase()] = sample(str(spec['descriptor_key'], 'descriptor_key'));
+      } else if (action['query_parameters'] !== undefined) {
+        const spec = obj(action['query_parameters'], 'query_parameters');
+        query[str(spec['query_parameter_name'], 'query_parameter_name')] = sample(str(spec['descriptor_key'], 'descriptor_key'));
       }
     }
   }
-  return { remoteAddress: SAMPLE['remote_address']!, metadata };
+  return { remoteAddress: sample('remote_address'), sourceCluster: sample('source_cluster'), metadata, headers, query };
 }
 
 const describeEntries = (entries: readonly Entry[]): string => entries.map((e) => `${e.key}=${e.value}`).join(',');
 
+/** A comment on a rate_limits entry that is meant to get no limit from the example config, and why. */
+const NO_LIMIT_MARKER = /sluice: matches no limit: *(\S.*)/;
+
+/** `sluice explain`'s verdict, and its printout for the problem message when there is no limit. */
+function explainLimit(domain: string, descriptor: readonly Entry[]): { limited: boolean; printout: string } {
+  if (!(config instanceof LoadedRateLimitConfig)) throw new Error('explain needs the loaded config tree');
+  const explanation = explainDescriptor(config, domain, descriptor);
+  const limited = explanation.verdict.kind === 'limited' && explanation.verdict.rules.some((r) => r.limit !== undefined);
+  return { limited, printout: formatExplanation(explanation, 0).join('\n') };
+}
+
 /**
- * For every rate limit entry of every route: the stage has a filter, the descriptor built from
- * representative values gets a limit from the example config, and so does the one built with
- * every claim missing (default values), unless the entry is droppable by design.
+ * For every `rate_limits` entry anywhere in `text` (route, virtual host or per-route config): its
+ * stage has one filter, and the descriptor it produces (every action firing, SAMPLE values) gets a
+ * limit from the example config as `sluice explain` traces it; so does the one produced with every
+ * value missing (default values), unless the entry is droppable by design. An entry whose comment
+ * says `sluice: matches no limit: <why>` must get none.
  */
-function checkRoutesAgainstConfig(routes: readonly RouteModel[], filters: readonly RateLimitFilterModel[]): string[] {
+function checkRateLimitsAgainstConfig(file: string, text: string, filters: readonly RateLimitFilterModel[]): string[] {
   const problems: string[] = [];
-  const full = sampleContext(routes);
-  const empty: RequestContext = { remoteAddress: SAMPLE['remote_address']! };
-  for (const route of routes) {
-    route.rateLimits.forEach((entry, i) => {
-      const where = `route ${route.name} rate_limits[${i}]`;
-      const stageFilters = filters.filter((f) => f.stage === entry.stage);
-      if (stageFilters.length !== 1) {
-        problems.push(`${where}: stage ${entry.stage} is evaluated by ${stageFilters.length} rate limit filters (want 1)`);
-        return;
+  const entries = rateLimitEntries(text);
+  const full = sampleContext(entries.map((e) => e.actions));
+  for (const entry of entries) {
+    const where = `${file}:${entry.line} ${formatPath(entry.path)}`;
+    const stageFilters = filters.filter((f) => f.stage === entry.stage);
+    if (stageFilters.length !== 1) {
+      problems.push(`${where}: stage ${entry.stage} is evaluated by ${stageFilters.length} rate limit filters (want 1)`);
+      continue;
+    }
+    const domain = stageFilters[0]!.domain;
+    const ctx: RequestContext = { ...full, ...(entry.routeCluster === undefined ? {} : { routeCluster: entry.routeCluster }) };
+    const descriptor = buildDescriptor(entry.actions, ctx, where, { assumeValueMatches: true });
+    const meantForNone = NO_LIMIT_MARKER.exec(entry.comment);
+    if (descriptor === undefined) {
+      problems.push(`${where}: no descriptor even with every value present`);
+      continue;
+    }
+    const verdict = explainLimit(domain, descriptor);
+    if (meantForNone !== null) {
+      if (verdict.limited) problems.push(`${where}: says it matches no limit (${meantForNone[1]}), but (${describeEntries(descriptor)}) is limited by ${EXAMPLE}`);
+      continue;
+    }
+    if (!verdict.limited) {
+      problems.push(`${where}: (${describeEntries(descriptor)}) has no limit in domain ${domain} of ${EXAMPLE}; sluice explain says:\n${verdict.printout}`);
+      continue;
+    }
+    const empty: RequestContext = { remoteAddress: full.remoteAddress!, sourceCluster: full.sourceCluster!, ...(entry.routeCluster === undefined ? {} : { routeCluster: entry.routeCluster }) };
+    const fallback = buildDescriptor(entry.actions, empty, where, { assumeValueMatches: true });
+    if (fallback === undefined) {
+      const keys = entry.actions
+        .filter((a) => obj(a, where)['metadata'] !== undefined)
+        .map((a) => metadataAction(obj(a, where), where))
+        .filter((m) => m.defaultValue === undefined)
+        .map((m) => m.descriptorKey);
+      if (!keys.every((k) => DROPPABLE_WHEN_ABSENT.has(k))) {
+        problems.push(`${where}: dropped when ${keys.join(', ')} is missing: give it a default_value (limiting must not switch off)`);
       }
-      const domain = stageFilters[0]!.domain;
-      const descriptor = buildDescriptor(entry.actions, full, where);
-      if (descriptor === undefined) {
-        problems.push(`${where}: no descriptor even with every value present`);
-      } else if (config.getLimit(domain, descriptor)?.rule.limit === undefined) {
-        problems.push(`${where}: (${describeEntries(descriptor)}) has no limit in domain ${domain} of ${EXAMPLE}`);
-      }
-      const fallback = buildDescriptor(entry.actions, empty, where);
-      if (fallback === undefined) {
-        const keys = entry.actions
-          .filter((a) => obj(a, where)['metadata'] !== undefined)
-          .map((a) => metadataAction(obj(a, where), where))
-          .filter((m) => m.defaultValue === undefined)
-          .map((m) => m.descriptorKey);
-        if (!keys.every((k) => DROPPABLE_WHEN_ABSENT.has(k))) {
-          problems.push(`${where}: dropped when ${keys.join(', ')} is missing: give it a default_value (limiting must not switch off)`);
-        }
-      } else if (config.getLimit(domain, fallback)?.rule.limit === undefined) {
-        problems.push(`${where}: with claims missing, (${describeEntries(fallback)}) has no limit in ${EXAMPLE}`);
-      }
-    });
+    } else if (!explainLimit(domain, fallback).limited) {
+      problems.push(`${where}: with claims missing, (${describeEntries(fallback)}) has no limit in ${EXAMPLE}; sluice explain says:\n${explainLimit(domain, fallback).printout}`);
+    }
   }
   return problems;
 }
@@ -192,11 +233,13 @@ describe('envoy/envoy.yaml', () => {
   });
 
   it('sends only descriptors the example config limits, and keeps limiting when claims are missing', () => {
-    expect(checkRoutesAgainstConfig([...envoy.routes.values()], envoy.rateLimitFilters)).toEqual([]);
+    const entries = rateLimitEntries(fs.readFileSync(path.join(ROOT, 'envoy/envoy.yaml'), 'utf8'));
+    expect(entries.length).toBe([...envoy.routes.values()].reduce((n, r) => n + r.rateLimits.length, 0));
+    expect(checkRateLimitsAgainstConfig('envoy/envoy.yaml', fs.readFileSync(path.join(ROOT, 'envoy/envoy.yaml'), 'utf8'), envoy.rateLimitFilters)).toEqual([]);
   });
 
   it('sends the two descriptors other tests rely on, to the named limits', () => {
-    const ctx = sampleContext([...envoy.routes.values()]);
+    const ctx = sampleContext([...envoy.routes.values()].flatMap((r) => r.rateLimits.map((e) => e.actions)));
     const names = (route: string): (string | undefined)[] =>
       envoy.routes.get(route)!.rateLimits.map((e) => {
         const d = buildDescriptor(e.actions, ctx);
@@ -618,7 +661,9 @@ describe('deploy/istio', () => {
 
   it('sends only descriptors the example config limits, with the same fail-open/closed split as envoy.yaml', () => {
     const filters = istioFilters().filter((f) => f.type === RATE_LIMIT_TYPE).map(rateLimitFilter);
-    expect(checkRoutesAgainstConfig(istioRoutes(), filters)).toEqual([]);
+    const text = fs.readFileSync(path.join(ROOT, 'deploy/istio/envoyfilter.yaml'), 'utf8');
+    expect(rateLimitEntries(text).length).toBe(istioRoutes().reduce((n, r) => n + r.rateLimits.length, 0));
+    expect(checkRateLimitsAgainstConfig('deploy/istio/envoyfilter.yaml', text, filters)).toEqual([]);
     const byStage = (fs: readonly RateLimitFilterModel[]) => fs.map((f) => [f.stage, f.failureModeDeny, f.domain]);
     expect(byStage(filters)).toEqual(byStage(envoy.rateLimitFilters));
     for (const route of istioRoutes()) {
@@ -640,5 +685,89 @@ describe('deploy/istio', () => {
     const luaOf = (filters: readonly { type: string; config: Obj }[]): unknown =>
       obj(filters.find((f) => f.type === LUA_TYPE)!.config['source_codes'], 'source_codes');
     expect(luaOf(istioFilters())).toEqual(luaOf(envoy.filters));
+  });
+});
+
+describe('rate_limits in the deployment files', () => {
+  it('are found only in envoy/envoy.yaml and deploy/istio/envoyfilter.yaml, the two files checked above', () => {
+    const files = [...listFiles('envoy', /\.ya?ml$/), ...listFiles('deploy', /\.ya?ml$/), 'docker-compose.yml'];
+    const withRateLimits = files.filter((f) => rateLimitEntries(fs.readFileSync(path.join(ROOT, f), 'utf8')).length > 0);
+    expect(withRateLimits).toEqual(['envoy/envoy.yaml', 'deploy/istio/envoyfilter.yaml'].sort((a, b) => files.indexOf(a) - files.indexOf(b)));
+  });
+});
+
+describe('the descriptor check bites', () => {
+  const istioText = (): string => fs.readFileSync(path.join(ROOT, 'deploy/istio/envoyfilter.yaml'), 'utf8');
+  const istioFilters = (): RateLimitFilterModel[] =>
+    readYamlDocuments('deploy/istio/envoyfilter.yaml')
+      .flatMap((d) => arr(obj(obj(d, 'doc')['spec'], 'spec')['configPatches'], 'configPatches'))
+      .map((p) => obj(p, 'patch'))
+      .filter((p) => p['applyTo'] === 'HTTP_FILTER')
+      .map((p) => httpFilter(obj(p['patch'], 'patch')['value'], 'filter'))
+      .filter((f) => f.type === RATE_LIMIT_TYPE)
+      .map(rateLimitFilter);
+  /** The Istio file with one more entry on the token route, after `comment` lines. */
+  const withEntry = (comment: string, action: string): string => {
+    const anchor = '          route:\n            rate_limits:\n';
+    expect(istioText()).toContain(anchor);
+    const entry = `${comment}              - stage: 2\n                actions:\n                  - ${action}\n`;
+    return istioText().replace(anchor, anchor + entry);
+  };
+  const probe = 'header_value_match: { descriptor_value: probe, headers: [{ name: x-probe, present_match: true }] }';
+
+  it('reports an entry whose descriptor no rule limits, with what sluice explain says', () => {
+    const problems = checkRateLimitsAgainstConfig('ef.yaml', withEntry('', probe), istioFilters());
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(/^ef\.yaml:253 spec\.configPatches\[0\]\.patch\.value\.route\.rate_limits\[0\]: \(header_match=probe\) has no limit in domain oauth2/);
+    expect(problems[0]).toContain('⇒ no limit: header_match=probe matches no node at level 1');
+  });
+
+  it('accepts it when its comment says why it is meant to match none, and holds the comment to it', () => {
+    const why = '              # sluice: matches no limit: counted by another service\n';
+    expect(checkRateLimitsAgainstConfig('ef.yaml', withEntry(why, probe), istioFilters())).toEqual([]);
+    const limited = 'generic_key: { descriptor_key: route, descriptor_value: orders-create }';
+    const withScope = withEntry(why, limited).replace(`- ${limited}\n`, `- ${limited}\n                  - generic_key: { descriptor_key: scope, descriptor_value: "orders:write" }\n`);
+    expect(checkRateLimitsAgainstConfig('ef.yaml', withScope, istioFilters())).toEqual([
+      'ef.yaml:254 spec.configPatches[0].patch.value.route.rate_limits[0]: says it matches no limit (counted by another service), but (route=orders-create,scope=orders:write) is limited by examples/oauth2/ratelimit.yaml',
+    ]);
+  });
+});
+
+describe('rate limit actions produce what Envoy sends', () => {
+  const one = (action: Obj, ctx: RequestContext): Entry[] | undefined => buildDescriptor([action], ctx);
+  const base: RequestContext = { remoteAddress: '192.0.2.77', sourceCluster: 'edge', routeCluster: 'api', headers: { 'x-tier': 'gold' }, query: { plan: 'pro' } };
+
+  it('source_cluster, destination_cluster, remote_address, masked_remote_address', () => {
+    expect(one({ source_cluster: {} }, base)).toEqual([{ key: 'source_cluster', value: 'edge' }]);
+    expect(one({ destination_cluster: {} }, base)).toEqual([{ key: 'destination_cluster', value: 'api' }]);
+    expect(one({ remote_address: {} }, base)).toEqual([{ key: 'remote_address', value: '192.0.2.77' }]);
+    expect(one({ masked_remote_address: { v4_prefix_mask_len: 24 } }, base)).toEqual([{ key: 'masked_remote_address', value: '192.0.2.0/24' }]);
+    expect(one({ masked_remote_address: {} }, base)).toEqual([{ key: 'masked_remote_address', value: '192.0.2.77/32' }]);
+  });
+
+  it('request_headers and query_parameters: the value, or a dropped descriptor unless skip_if_absent', () => {
+    expect(one({ request_headers: { header_name: 'X-Tier', descriptor_key: 'tier' } }, base)).toEqual([{ key: 'tier', value: 'gold' }]);
+    expect(one({ request_headers: { header_name: 'x-none', descriptor_key: 'tier' } }, base)).toBeUndefined();
+    expect(one({ request_headers: { header_name: 'x-none', descriptor_key: 'tier', skip_if_absent: true } }, base)).toEqual([]);
+    expect(one({ query_parameters: { query_parameter_name: 'plan', descriptor_key: 'plan' } }, base)).toEqual([{ key: 'plan', value: 'pro' }]);
+    expect(one({ query_parameters: { query_parameter_name: 'none', descriptor_key: 'plan' } }, base)).toBeUndefined();
+  });
+
+  it('header_value_match and query_parameter_value_match: descriptor_value when matched (or not, with expect_match false)', () => {
+    const gold = { headers: [{ name: 'x-tier', string_match: { exact: 'gold' } }], descriptor_value: 'gold' };
+    expect(one({ header_value_match: gold }, base)).toEqual([{ key: 'header_match', value: 'gold' }]);
+    expect(one({ header_value_match: { ...gold, descriptor_key: 'tier' } }, base)).toEqual([{ key: 'tier', value: 'gold' }]);
+    expect(one({ header_value_match: { ...gold, expect_match: false } }, base)).toBeUndefined();
+    expect(one({ header_value_match: { ...gold, headers: [{ name: 'x-tier', string_match: { prefix: 'sil' } }] } }, base)).toBeUndefined();
+    expect(one({ header_value_match: { ...gold, headers: [{ name: 'x-tier', string_match: { prefix: 'sil' } }], expect_match: false } }, base)).toEqual([{ key: 'header_match', value: 'gold' }]);
+    expect(one({ header_value_match: { descriptor_value: 'anon', headers: [{ name: 'authorization', present_match: false }] } }, base)).toEqual([{ key: 'header_match', value: 'anon' }]);
+    expect(one({ header_value_match: { descriptor_value: 'x', headers: [{ name: 'x-tier', invert_match: true, safe_regex_match: { regex: 'g.*' } }] } }, base)).toBeUndefined();
+    const pro = { query_parameters: [{ name: 'plan', string_match: { exact: 'pro' } }], descriptor_value: 'pro' };
+    expect(one({ query_parameter_value_match: pro }, base)).toEqual([{ key: 'query_match', value: 'pro' }]);
+    expect(one({ query_parameter_value_match: pro }, { ...base, query: {} })).toBeUndefined();
+  });
+
+  it('throws on an action it does not model, so a new one cannot be skipped', () => {
+    expect(() => one({ extension: { name: 'x' } }, base)).toThrow(/not modelled/);
   });
 });

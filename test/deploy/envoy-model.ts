@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { parseAllDocuments } from 'yaml';
+import { LineCounter, isAlias, isMap, isNode, isScalar, isSeq, parseAllDocuments } from 'yaml';
 import type { WireRequestShape, WireResponseShape } from '../../src/server/proto';
 
 /**
@@ -70,6 +70,20 @@ export interface RequestContext {
   readonly metadata?: Readonly<Record<string, Obj>>;
   /** Request headers, lower-case names. */
   readonly headers?: Readonly<Record<string, string>>;
+  /** Query parameters of the request path, decoded. */
+  readonly query?: Readonly<Record<string, string>>;
+  /** This Envoy's `--service-cluster` (`source_cluster` action). */
+  readonly sourceCluster?: string;
+  /** The cluster the route picked (`destination_cluster` action). */
+  readonly routeCluster?: string;
+}
+
+export interface BuildOptions {
+  /**
+   * Take every `header_value_match` / `query_parameter_value_match` as firing (appending its
+   * entry) without a request to match: the descriptor the entry is written to produce.
+   */
+  readonly assumeValueMatches?: boolean;
 }
 
 /** A `metadata` action: where it reads and what it falls back to. */
@@ -105,8 +119,69 @@ function metadataString(ctx: RequestContext, namespace: string, keys: readonly s
   return typeof node === 'string' ? node : undefined;
 }
 
-/** The descriptor one `rate_limits` entry produces, or undefined when Envoy would drop it. */
-export function buildDescriptor(actions: readonly unknown[], ctx: RequestContext, where = 'actions'): Entry[] | undefined {
+/** Envoy's StringMatcher on one value (RE2 full match for safe_regex). */
+function stringMatches(matcher: Obj, value: string, where: string): boolean {
+  const ignoreCase = matcher['ignore_case'] === true;
+  const v = ignoreCase ? value.toLowerCase() : value;
+  const lit = (key: string): string => {
+    const raw = str(matcher[key], `${where}.${key}`);
+    return ignoreCase ? raw.toLowerCase() : raw;
+  };
+  if (matcher['exact'] !== undefined) return v === lit('exact');
+  if (matcher['prefix'] !== undefined) return v.startsWith(lit('prefix'));
+  if (matcher['suffix'] !== undefined) return v.endsWith(lit('suffix'));
+  if (matcher['contains'] !== undefined) return v.includes(lit('contains'));
+  if (matcher['safe_regex'] !== undefined) return fullMatch(str(obj(matcher['safe_regex'], where)['regex'], `${where}.safe_regex.regex`), value);
+  throw new Error(`${where}: string matcher ${Object.keys(matcher).join(', ')} is not modelled`);
+}
+
+/** Envoy's HeaderMatcher (route_components.proto) on a set of values keyed by name. */
+function headerMatches(raw: unknown, values: Readonly<Record<string, string>> | undefined, where: string): boolean {
+  const matcher = obj(raw, where);
+  const name = str(matcher['name'], `${where}.name`).toLowerCase();
+  let value = values?.[name];
+  if (value === undefined && matcher['treat_missing_header_as_empty'] === true) value = '';
+  let matched: boolean;
+  if (matcher['present_match'] !== undefined) matched = (value !== undefined) === (matcher['present_match'] === true);
+  else if (value === undefined) matched = false;
+  else if (matcher['string_match'] !== undefined) matched = stringMatches(obj(matcher['string_match'], where), value, `${where}.string_match`);
+  else if (matcher['exact_match'] !== undefined) matched = value === str(matcher['exact_match'], where);
+  else if (matcher['prefix_match'] !== undefined) matched = value.startsWith(str(matcher['prefix_match'], where));
+  else if (matcher['suffix_match'] !== undefined) matched = value.endsWith(str(matcher['suffix_match'], where));
+  else if (matcher['contains_match'] !== undefined) matched = value.includes(str(matcher['contains_match'], where));
+  else if (matcher['safe_regex_match'] !== undefined) matched = fullMatch(str(obj(matcher['safe_regex_match'], where)['regex'], where), value);
+  else if (Object.keys(matcher).every((k) => k === 'name' || k === 'invert_match' || k === 'treat_missing_header_as_empty')) matched = true;
+  else throw new Error(`${where}: header matcher ${Object.keys(matcher).join(', ')} is not modelled`);
+  // Envoy inverts the whole result, absent header included (present_match: false aside).
+  return matcher['invert_match'] === true ? !matched : matched;
+}
+
+/** Envoy's QueryParameterMatcher: present, or a string match on the value. */
+function queryParameterMatches(raw: unknown, query: Readonly<Record<string, string>> | undefined, where: string): boolean {
+  const matcher = obj(raw, where);
+  const value = query?.[str(matcher['name'], `${where}.name`)];
+  if (matcher['present_match'] !== undefined) return (value !== undefined) === (matcher['present_match'] === true);
+  if (value === undefined) return false;
+  if (matcher['string_match'] === undefined) return true;
+  return stringMatches(obj(matcher['string_match'], where), value, `${where}.string_match`);
+}
+
+/** `192.0.2.77` with a /24 mask → `192.0.2.0/24` (IPv4 only: our tests use IPv4 peers). */
+function maskIPv4(address: string, bits: number, where: string): string {
+  const octets = address.split('.').map(Number);
+  if (octets.length !== 4 || octets.some((o) => !Number.isInteger(o) || o < 0 || o > 255)) throw new Error(`${where}: only IPv4 is modelled, got ${address}`);
+  const n = octets.reduce((acc, o) => acc * 256 + o, 0);
+  const masked = bits === 0 ? 0 : n - (n % 2 ** (32 - bits));
+  return `${[24, 16, 8, 0].map((shift) => Math.floor(masked / 2 ** shift) % 256).join('.')}/${bits}`;
+}
+
+/**
+ * The descriptor one `rate_limits` entry produces, or undefined when Envoy would drop it. Each
+ * action appends what router_ratelimit.cc appends; `header_value_match` and
+ * `query_parameter_value_match` append their `descriptor_value` when the request matches all
+ * their matchers (or does not, with `expect_match: false`), else drop the descriptor.
+ */
+export function buildDescriptor(actions: readonly unknown[], ctx: RequestContext, where = 'actions', options: BuildOptions = {}): Entry[] | undefined {
   const entries: Entry[] = [];
   for (const [i, raw] of actions.entries()) {
     const action = obj(raw, `${where}[${i}]`);
@@ -142,6 +217,45 @@ export function buildDescriptor(actions: readonly unknown[], ctx: RequestContext
           return undefined;
         }
         entries.push({ key: m.descriptorKey, value });
+        break;
+      }
+      case 'source_cluster':
+        if (ctx.sourceCluster === undefined) throw new Error(`${where}[${i}]: source_cluster needs the Envoy's --service-cluster`);
+        entries.push({ key: 'source_cluster', value: ctx.sourceCluster });
+        break;
+      case 'destination_cluster':
+        if (ctx.routeCluster === undefined) throw new Error(`${where}[${i}]: destination_cluster needs the route's cluster`);
+        entries.push({ key: 'destination_cluster', value: ctx.routeCluster });
+        break;
+      case 'masked_remote_address': {
+        if (ctx.remoteAddress === undefined) return undefined;
+        const bits = spec['v4_prefix_mask_len'] === undefined ? 32 : Number(spec['v4_prefix_mask_len']);
+        entries.push({ key: 'masked_remote_address', value: maskIPv4(ctx.remoteAddress, bits, `${where}[${i}]`) });
+        break;
+      }
+      case 'query_parameters': {
+        const value = ctx.query?.[str(spec['query_parameter_name'], `${where}[${i}].query_parameter_name`)];
+        if (value === undefined) {
+          if (spec['skip_if_absent'] === true) break;
+          return undefined;
+        }
+        entries.push({ key: str(spec['descriptor_key'], `${where}[${i}].descriptor_key`), value });
+        break;
+      }
+      case 'header_value_match':
+      case 'query_parameter_value_match': {
+        const headers = kind === 'header_value_match';
+        const list = arr(spec[headers ? 'headers' : 'query_parameters'], `${where}[${i}].${kind}`);
+        const expect = spec['expect_match'] !== false;
+        const matched = list.every((m, j) =>
+          headers ? headerMatches(m, ctx.headers, `${where}[${i}].headers[${j}]`) : queryParameterMatches(m, ctx.query, `${where}[${i}].query_parameters[${j}]`),
+        );
+        if (options.assumeValueMatches !== true && matched !== expect) return undefined;
+        const defaultKey = headers ? 'header_match' : 'query_match';
+        entries.push({
+          key: spec['descriptor_key'] === undefined ? defaultKey : str(spec['descriptor_key'], `${where}[${i}].descriptor_key`),
+          value: str(spec['descriptor_value'], `${where}[${i}].descriptor_value`),
+        });
         break;
       }
       default:
@@ -401,4 +515,58 @@ export function tokenEndpointMetadata(values: { client_id?: string; grant_type?:
   const md: Obj = {};
   for (const [k, v] of Object.entries(values)) if (v !== undefined) md[k] = v;
   return { 'sluice.oauth2': md };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Every `rate_limits` list of a YAML file, wherever it is (route, virtual host, per-route config).
+
+export interface RateLimitsEntryAt {
+  /** Where the entry is, e.g. `...routes[3].route.rate_limits[1]`, in its YAML document. */
+  readonly path: readonly (string | number)[];
+  /** 1-based line of the entry in the file. */
+  readonly line: number;
+  readonly stage: number;
+  readonly actions: readonly unknown[];
+  /** The comment lines written just before the entry (and before its anchor, for an alias). */
+  readonly comment: string;
+  /** The `cluster` beside the list (a RouteAction's), for `destination_cluster`. */
+  readonly routeCluster: string | undefined;
+}
+
+export function rateLimitEntries(text: string): RateLimitsEntryAt[] {
+  const out: RateLimitsEntryAt[] = [];
+  const lineCounter = new LineCounter();
+  for (const doc of parseAllDocuments(text, { lineCounter })) {
+    const walk = (node: unknown, at: (string | number)[]): void => {
+      if (isSeq(node)) {
+        node.items.forEach((item, i) => walk(item, [...at, i]));
+        return;
+      }
+      if (!isMap(node)) return;
+      for (const pair of node.items) {
+        const key = isScalar(pair.key) ? String(pair.key.value) : '';
+        if (key === 'rate_limits' && isSeq(pair.value)) {
+          const cluster = node.get('cluster');
+          pair.value.items.forEach((item, i) => {
+            const target = isAlias(item) ? item.resolve(doc) : item;
+            const list = pair.value as { commentBefore?: string | null };
+            const comments = [i === 0 ? list.commentBefore : undefined, (item as { commentBefore?: string }).commentBefore, (target as { commentBefore?: string } | undefined)?.commentBefore];
+            const entry = obj(isNode(target) ? target.toJS(doc) : undefined, `${at.join('.')}.rate_limits[${i}]`);
+            out.push({
+              path: [...at, 'rate_limits', i],
+              line: lineCounter.linePos(isNode(item) ? (item.range?.[0] ?? 0) : 0).line,
+              stage: typeof entry['stage'] === 'number' ? entry['stage'] : 0,
+              actions: arr(entry['actions'], `${at.join('.')}.rate_limits[${i}].actions`),
+              comment: comments.filter((c): c is string => typeof c === 'string').join('\n'),
+              routeCluster: typeof cluster === 'string' ? cluster : undefined,
+            });
+          });
+        } else {
+          walk(pair.value, [...at, key]);
+        }
+      }
+    };
+    walk(doc.contents, []);
+  }
+  return out;
 }
