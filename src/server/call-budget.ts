@@ -40,6 +40,13 @@ export interface CallBudget {
 export const MIN_CALLS_PER_CONNECTION = 4;
 /** How often the calls open are looked at. */
 export const PRESSURE_CHECK_MS = 25;
+/**
+ * A look finds overload when more calls than the budget are open and some were answered after
+ * their deadline (a `grpc-timeout` the client sent) since the previous look; two looks in a row
+ * must find it. A burst of calls with time to spare is not overload however many are open
+ * (holding the connections then would refuse streams the clients had already sent), and a pause
+ * in sluice (a long GC) makes the calls it held late at one look, not two.
+ */
 /** Under overload, the shares are lifted once the clients have left their shares unfilled this long. */
 export const CALM_BEFORE_LIFTING_MS = 1000;
 /**
@@ -69,8 +76,9 @@ export interface SharingSession {
 /**
  * The budget at work: counts the calls open (HTTP/2 streams read and not yet closed, over all
  * connections: a call waiting for grpc-js to get to it counts, as do calls being decided), and
- * when more than `total` are open at two checks in a row (calls arrive faster than they are
- * decided), offers every connection its share of the calls held open; while the clients fill
+ * when at two checks in a row more than `total` are open and calls were answered past their
+ * deadlines (calls arrive faster than they are decided), offers every connection its share of
+ * the calls held open (at most `total`); while the clients fill
  * their shares, holds as many as sluice answers in TARGET_WAIT_MS (at most `total`); when the
  * clients have left their shares unfilled for CALM_BEFORE_LIFTING_MS, lifts the shares.
  */
@@ -78,15 +86,16 @@ export class ConnectionCallShares {
   /** Each open session and the limit it was last sent. */
   private readonly sessions = new Map<SharingSession, number>();
   private open = 0;
-  /** Calls closed since the last check, and when that was (epoch ms). */
+  /** Calls closed since the last check, those of them past their deadline, and when the last check was (epoch ms). */
   private closedSinceCheck = 0;
+  private lateSinceCheck = 0;
   private lastCheckMs: number;
   /** Under overload: the calls held open at once, and the rate (per ms) at which they are answered (0: not measured yet). */
   private held: number;
   private answeredPerMs = 0;
   private overloaded = false;
-  /** Whether more than `total` calls were open at the previous check. */
-  private overAtLastCheck = false;
+  /** Whether the previous check found overload: more than `total` open, and calls answered late. */
+  private lateAtLastCheck = false;
   /** Since when (epoch ms) the clients have left their shares unfilled, while overloaded. */
   private calmSince: number | undefined;
 
@@ -105,10 +114,11 @@ export class ConnectionCallShares {
     this.open++;
   }
 
-  /** A call's stream closed: answered, cancelled or reset. */
-  streamClosed(): void {
+  /** A call's stream closed: answered, cancelled or reset; `deadlineMs` (epoch ms) when it had one. */
+  streamClosed(deadlineMs?: number): void {
     this.open--;
     this.closedSinceCheck++;
+    if (deadlineMs !== undefined && deadlineMs <= this.clock.nowMs()) this.lateSinceCheck++;
   }
 
   /** Whether connections are held to their shares now. */
@@ -150,12 +160,12 @@ export class ConnectionCallShares {
     const now = this.clock.nowMs();
     const elapsed = now - this.lastCheckMs;
     const closed = this.closedSinceCheck;
+    const late = this.open > total && this.lateSinceCheck > 0;
     this.lastCheckMs = now;
     this.closedSinceCheck = 0;
-    const over = this.open > total;
+    this.lateSinceCheck = 0;
     if (!this.overloaded) {
-      // Two checks in a row: a burst that is being decided drains before the next look.
-      if (over && this.overAtLastCheck) {
+      if (late && this.lateAtLastCheck) {
         this.overloaded = true;
         this.held = total;
         this.answeredPerMs = 0;
@@ -176,7 +186,7 @@ export class ConnectionCallShares {
         this.onChange(false, this.limit());
       }
     }
-    this.overAtLastCheck = over;
+    this.lateAtLastCheck = late;
   }
 
   /** Holds as many calls open as are answered in TARGET_WAIT_MS at `answeredPerMs`, re-offering the shares when that moved by a tenth. */
@@ -232,18 +242,33 @@ export function tolerateRefusedStreams(server: grpc.Server, budget: CallBudget):
  * grpc-js's servers (the version is pinned, and a test fails if the field goes away). Returns a
  * function that stops the checks, or undefined when it could not share the budget.
  */
-export function shareCallsAmongConnections(server: grpc.Server, shares: ConnectionCallShares): (() => void) | undefined {
+export function shareCallsAmongConnections(server: grpc.Server, shares: ConnectionCallShares, clock: Clock): (() => void) | undefined {
   const servers = (server as unknown as WithHttp2Servers).http2Servers;
   if (!(servers instanceof Map) || servers.size === 0) return undefined;
   const closed = (): void => shares.streamClosed();
   for (const http2Server of servers.keys()) {
     http2Server.on('session', (session: http2.ServerHttp2Session) => shares.add(session));
-    http2Server.on('stream', (stream: http2.ServerHttp2Stream) => {
+    http2Server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
       shares.streamOpened();
-      stream.once('close', closed);
+      const timeoutMs = grpcTimeoutMs(headers['grpc-timeout']);
+      if (timeoutMs === undefined) {
+        stream.once('close', closed);
+      } else {
+        const deadlineMs = clock.nowMs() + timeoutMs;
+        stream.once('close', () => shares.streamClosed(deadlineMs));
+      }
     });
   }
   const timer = setInterval(() => shares.check(), PRESSURE_CHECK_MS);
   timer.unref();
   return () => clearInterval(timer);
+}
+
+const GRPC_TIMEOUT_UNIT_MS: Readonly<Record<string, number>> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 1e-3, n: 1e-6 };
+
+/** A `grpc-timeout` header ("20m": up to 8 digits and a unit) in ms; undefined when absent or malformed. */
+export function grpcTimeoutMs(header: string | string[] | undefined): number | undefined {
+  if (typeof header !== 'string') return undefined;
+  const match = /^(\d{1,8})([HMSmun])$/.exec(header);
+  return match === null ? undefined : Number(match[1]) * GRPC_TIMEOUT_UNIT_MS[match[2]!]!;
 }

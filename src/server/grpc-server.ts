@@ -184,7 +184,7 @@ export function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServerH
         { address: bindAddress(host, boundPort), tls: options.tls === undefined ? 'off' : options.tls.clientCa === undefined ? 'tls' : 'mtls' },
         'gRPC server listening',
       );
-      const stopPressureChecks = callShares === undefined ? undefined : shareCallsAmongConnections(server, callShares);
+      const stopPressureChecks = callShares === undefined ? undefined : shareCallsAmongConnections(server, callShares, options.clock ?? systemClock);
       let stopping: Promise<void> | undefined;
       resolve({
         port: boundPort,

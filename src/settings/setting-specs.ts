@@ -56,7 +56,8 @@ export const SETTING_SPECS = {
     kind: 'size',
     default: '64',
     help:
-      'most calls all gRPC connections together may have open while calls arrive faster than sluice decides them: ' +
+      'most calls all gRPC connections together may have open while calls arrive faster than sluice decides them ' +
+      '(more open than this, and calls answered past their deadline, at two looks 25 ms apart): ' +
       'each connection is then offered an equal share (at least 4) in its HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS, ' +
       'shrunk to what sluice answers in 10 ms, and clients (Envoy, gRPC) hold further calls until one ends; lifted ' +
       'once the clients leave their shares unfilled for 1 s. 0: off',

@@ -4,6 +4,7 @@ import * as grpc from '@grpc/grpc-js';
 import {
   CALM_BEFORE_LIFTING_MS,
   ConnectionCallShares,
+  grpcTimeoutMs,
   MIN_CALLS_HELD,
   TARGET_WAIT_MS,
   shareCallsAmongConnections,
@@ -44,28 +45,46 @@ function end(shares: ConnectionCallShares, n: number): void {
   for (let i = 0; i < n; i++) shares.streamClosed();
 }
 
+/** A call answered past its deadline, another sent in its place: what a look at an overloaded sluice finds. */
+function lateAnswers(shares: ConnectionCallShares, clock: ManualClock): void {
+  shares.streamClosed(clock.nowMs() - 1);
+  shares.streamOpened();
+}
+
 describe('ConnectionCallShares', () => {
   test('outside overload no connection is held to a share, and none is sent a SETTINGS frame', () => {
     const { shares, clock } = setup();
     const a = new RecordingSession();
     shares.add(a);
+    // The budget open and calls answered late: not more than the budget.
     start(shares, clock, 64);
+    lateAnswers(shares, clock);
     shares.check();
+    lateAnswers(shares, clock);
+    shares.check();
+    // More than the budget, calls answered late at one look only: a pause, not overload.
+    start(shares, clock, 1);
+    lateAnswers(shares, clock);
+    shares.check();
+    shares.check();
+    lateAnswers(shares, clock);
     shares.check();
     expect(shares.isOverloaded()).toBe(false);
     expect(shares.limit()).toBe(UNLIMITED);
     expect(a.sent).toEqual([]);
   });
 
-  test('more calls open than the budget at two checks in a row: every connection is offered its share, and the shares follow the connections', () => {
+  test('more than the budget open and calls answered late, at two checks in a row: every connection is offered its share, and the shares follow the connections', () => {
     const { shares, clock, changes } = setup();
     const a = new RecordingSession();
     const b = new RecordingSession();
     shares.add(a);
     shares.add(b);
     start(shares, clock, 65);
+    lateAnswers(shares, clock);
     shares.check();
     expect(shares.isOverloaded()).toBe(false);
+    lateAnswers(shares, clock);
     shares.check();
     expect(shares.isOverloaded()).toBe(true);
     expect(changes).toEqual([[true, 32]]);
@@ -79,13 +98,17 @@ describe('ConnectionCallShares', () => {
     expect(shares.connections()).toBe(2);
   });
 
-  test('a burst that drains before the next check holds no one', () => {
+  test('nor does a burst answered in time, however many are open (holding it would refuse streams already sent)', () => {
     const { shares, clock } = setup();
     shares.add(new RecordingSession());
     start(shares, clock, 1000);
-    shares.check();
-    end(shares, 990);
-    shares.check();
+    for (let i = 0; i < 10; i++) {
+      // Calls without a deadline, and calls answered before theirs.
+      end(shares, 25);
+      for (let j = 0; j < 25; j++) shares.streamClosed(clock.nowMs() + 1);
+      start(shares, clock, 50);
+      shares.check();
+    }
     expect(shares.isOverloaded()).toBe(false);
   });
 
@@ -94,7 +117,9 @@ describe('ConnectionCallShares', () => {
     const a = new RecordingSession();
     shares.add(a);
     start(shares, clock, 100);
+    lateAnswers(shares, clock);
     shares.check();
+    lateAnswers(shares, clock);
     shares.check();
     // The clients fill their shares: still overloaded however long it lasts.
     end(shares, 100 - 64);
@@ -131,7 +156,9 @@ describe('ConnectionCallShares', () => {
     shares.add(a);
     shares.add(b);
     start(shares, clock, 65);
+    lateAnswers(shares, clock);
     shares.check();
+    lateAnswers(shares, clock);
     shares.check();
     expect(a.sent).toEqual([32]);
     end(shares, 1);
@@ -167,7 +194,9 @@ describe('ConnectionCallShares', () => {
     const sessions = Array.from({ length: 8 }, () => new RecordingSession());
     for (const s of sessions) floor.shares.add(s);
     start(floor.shares, floor.clock, 17);
+    lateAnswers(floor.shares, floor.clock);
     floor.shares.check();
+    lateAnswers(floor.shares, floor.clock);
     floor.shares.check();
     expect(floor.shares.limit()).toBe(4);
 
@@ -177,7 +206,9 @@ describe('ConnectionCallShares', () => {
     // Outside overload the cap is what the server's own SETTINGS already say: nothing is sent.
     expect(capped.shares.limit()).toBe(20);
     start(capped.shares, capped.clock, 65);
+    lateAnswers(capped.shares, capped.clock);
     capped.shares.check();
+    lateAnswers(capped.shares, capped.clock);
     capped.shares.check();
     expect(one.sent).toEqual([]);
   });
@@ -193,10 +224,29 @@ describe('ConnectionCallShares', () => {
       throw Object.assign(new Error('Maximum number of pending settings acknowledgements'), { code: 'ERR_HTTP2_MAX_PENDING_SETTINGS_ACK' });
     };
     start(shares, clock, 65);
+    lateAnswers(shares, clock);
     shares.check();
+    lateAnswers(shares, clock);
     expect(() => shares.check()).not.toThrow();
     expect(closing.sent).toEqual([]);
     expect(fine.sent).toEqual([21]);
+  });
+});
+
+describe('grpcTimeoutMs', () => {
+  test.each([
+    ['20m', 20],
+    ['1S', 1000],
+    ['2M', 120_000],
+    ['1H', 3_600_000],
+    ['5000u', 5],
+    ['12345678n', 12.345678],
+  ])('%s is %d ms', (header, ms) => {
+    expect(grpcTimeoutMs(header)).toBeCloseTo(ms);
+  });
+
+  test.each([[undefined], [''], ['20'], ['m'], ['123456789m'], ['20x'], [['20m', '30m']]])('%p is no deadline', (header) => {
+    expect(grpcTimeoutMs(header)).toBeUndefined();
   });
 });
 
@@ -215,7 +265,7 @@ describe('over real connections', () => {
     port = await new Promise<number>((resolve, reject) => {
       server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, bound) => {
         if (err) return reject(err);
-        stopChecks = shareCallsAmongConnections(server, shares);
+        stopChecks = shareCallsAmongConnections(server, shares, clock);
         resolve(bound);
       });
     });
@@ -249,7 +299,9 @@ describe('over real connections', () => {
     const second = connect();
     await until(() => shares.connections() === 2);
     start(shares, clock, 25);
+    lateAnswers(shares, clock);
     shares.check();
+    lateAnswers(shares, clock);
     shares.check();
     await until(() => first.seen.at(-1) === 12 && second.seen.at(-1) === 12);
     second.session.close();
