@@ -1,6 +1,8 @@
 import { ConfigHolder } from './config/config-holder';
 import { loadConfigDirectory } from './config/load';
 import { ConfigWatcher } from './config/watcher';
+import { DEFAULT_CONFIG_SIZE_LIMITS } from './config/config-files';
+import { WorkerConfigLoader, workerHeapMb } from './config/worker-config-loader';
 import { Limiter } from './limiter/limiter';
 import type { Logger } from './logging/logger';
 import { InstrumentedStore } from './metrics/instrumented-store';
@@ -38,7 +40,20 @@ export interface AppDependencies {
   readonly clock?: Clock;
   /** Overrides the store chosen from settings (tests). */
   readonly store?: CounterStore;
+  /**
+   * The compiled config reload worker; default: the one beside the compiled app. Tests that run
+   * the TypeScript sources point it at the dist/ build.
+   */
+  readonly configWorkerScript?: string;
 }
+
+/**
+ * Longest a reload may take to read and check the config before its worker is stopped and the
+ * reload refused. A backstop: the size and expansion bounds keep parsing finite; the slowest set
+ * within the default limits (16 MiB of dense flow-style YAML, four files of 51,000 descriptors)
+ * took 54 s on a busy 2-core machine, a real config well under a second.
+ */
+const CONFIG_RELOAD_TIMEOUT_MS = 60_000;
 
 /**
  * The composition root: the only place that picks implementations and wires the layers
@@ -55,17 +70,32 @@ export async function startSluice(settings: Settings, deps: AppDependencies): Pr
     chargeRejectedHits: settings.chargeRejectedHits,
   });
   const configs = new ConfigHolder();
+  const limits = DEFAULT_CONFIG_SIZE_LIMITS;
+  // Start-up reads on this thread: nothing is being answered yet, and a bad config must fail the
+  // start. Reloads run on a worker thread (WorkerConfigLoader).
   const config = loadConfigDirectory(settings.configDir, {
     ignoreDotFiles: settings.ignoreDotFiles,
     mergeDomainConfig: settings.mergeDomainConfig,
+    limits,
   });
   configs.set(config);
   metrics.configLoaded(config);
+  const loader = new WorkerConfigLoader({
+    request: {
+      dir: settings.configDir,
+      ignoreDotFiles: settings.ignoreDotFiles,
+      mergeDomainConfig: settings.mergeDomainConfig,
+      limits,
+    },
+    heapMb: workerHeapMb(limits.maxFileBytes),
+    timeoutMs: CONFIG_RELOAD_TIMEOUT_MS,
+    script: deps.configWorkerScript,
+  });
   const watcher = new ConfigWatcher({
     dir: settings.configDir,
     watchRoot: settings.watchRoot,
     ignoreDotFiles: settings.ignoreDotFiles,
-    mergeDomainConfig: settings.mergeDomainConfig,
+    loader,
     debounceMs: settings.configReloadDebounceMs,
     holder: configs,
     logger: logger.child({ module: 'config-watcher' }),
