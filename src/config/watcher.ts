@@ -210,20 +210,31 @@ export class ConfigWatcher {
     }
   }
 
-  /** `dir` and every directory below it that the loader reads (hidden ones skipped as it does). */
+  /**
+   * `dir` and every directory below it that the loader reads (hidden ones skipped as it does, and
+   * links out of `dir` not followed, as it refuses them): this walk runs on the main thread, and a
+   * link to `/etc` would have it list a whole tree between two calls.
+   */
   private directoriesToWatch(dir: string): string[] {
     const found: string[] = [];
     const seen = new Set<string>();
+    let root: string;
+    try {
+      root = fs.realpathSync(dir);
+    } catch {
+      return [];
+    }
+    const inside = (real: string): boolean => real === root || real.startsWith(root + path.sep);
     const walk = (current: string): void => {
       let real: string;
       let entries: fs.Dirent[];
       try {
         real = fs.realpathSync(current);
+        if (seen.has(real) || !inside(real)) return;
         entries = fs.readdirSync(current, { withFileTypes: true });
       } catch {
         return;
       }
-      if (seen.has(real)) return;
       seen.add(real);
       found.push(current);
       for (const entry of entries) {
