@@ -1,7 +1,6 @@
 import { ConfigHolder } from './config/config-holder';
 import { loadConfigDirectory } from './config/load';
 import { ConfigWatcher } from './config/watcher';
-import { DEFAULT_CONFIG_SIZE_LIMITS } from './config/config-files';
 import { WorkerConfigLoader, workerHeapMb } from './config/worker-config-loader';
 import { Limiter } from './limiter/limiter';
 import type { Logger } from './logging/logger';
@@ -48,14 +47,6 @@ export interface AppDependencies {
 }
 
 /**
- * Longest a reload may take to read and check the config before its worker is stopped and the
- * reload refused. A backstop: the size and expansion bounds keep parsing finite; the slowest set
- * within the default limits (16 MiB of dense flow-style YAML, four files of 51,000 descriptors)
- * took 54 s on a busy 2-core machine, a real config well under a second.
- */
-const CONFIG_RELOAD_TIMEOUT_MS = 60_000;
-
-/**
  * The composition root: the only place that picks implementations and wires the layers
  * (config → limiter → store; service; servers). Throws ConfigError if the initial config is bad,
  * so a broken deployment fails loudly at start instead of serving without limits.
@@ -70,7 +61,7 @@ export async function startSluice(settings: Settings, deps: AppDependencies): Pr
     chargeRejectedHits: settings.chargeRejectedHits,
   });
   const configs = new ConfigHolder();
-  const limits = DEFAULT_CONFIG_SIZE_LIMITS;
+  const limits = settings.configLimits;
   // Start-up reads on this thread: nothing is being answered yet, and a bad config must fail the
   // start. Reloads run on a worker thread (WorkerConfigLoader).
   const config = loadConfigDirectory(settings.configDir, {
@@ -88,7 +79,7 @@ export async function startSluice(settings: Settings, deps: AppDependencies): Pr
       limits,
     },
     heapMb: workerHeapMb(limits.maxFileBytes),
-    timeoutMs: CONFIG_RELOAD_TIMEOUT_MS,
+    timeoutMs: settings.configReloadTimeoutMs,
     script: deps.configWorkerScript,
   });
   const watcher = new ConfigWatcher({
