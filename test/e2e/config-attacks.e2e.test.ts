@@ -264,6 +264,28 @@ describe('a config directory under attack, watched by a real sluice serve', () =
     expect(result.maxWaitMs).toBeLessThan(MAX_WAIT_MS);
   });
 
+  // Not an attack: the most a reload may hand the main thread to re-link (slices of 1,000 plus the
+  // young-generation collections of ~10 MB of new objects: 20-30 ms at worst here). Asserted on
+  // sluice's own event-loop stall; the probe's wait, which also holds this process's stalls, is
+  // reported.
+  test('the largest file the bounds accept (9,999 limits, 800 KB) is taken without sluice stalling 50 ms', async () => {
+    const content = dense('big', 9_999);
+    const { sluice: server, client: rls } = await start();
+    const probe = startProbe(rls);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await drop('big.yaml', content);
+    await waitFor(() => logged(server, 'config reloaded').some((line) => line['limits'] === 9_999 + 1), 30_000, 'the large config');
+    // The old config's garbage is collected after the swap: keep probing through that too.
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    const result = await probe.stop();
+    const stall = await serverStallMs(server);
+    console.log(`probe (9,999 limits taken): ${result.calls} calls, longest wait ${result.maxWaitMs.toFixed(1)} ms; sluice's longest event-loop stall ${stall.toFixed(1)} ms`);
+    expect(result.errors).toEqual([]);
+    expect(stall).toBeLessThan(MAX_WAIT_MS);
+    const res = await rls.shouldRateLimit({ domain: 'big', descriptors: [{ entries: [{ key: 'k', value: 'v9998' }], hits_addend: { value: 0 } }] });
+    expect(res.statuses?.[0]?.current_limit?.requests_per_unit).toBe(9_999);
+  });
+
   test('a file rewritten in place while sluice reads it is never taken half-written', async () => {
     const { sluice: server, client: rls, baselineRss } = await start();
     const limits = 600;
