@@ -65,7 +65,12 @@ export function listConfigFiles(dir: string, options: { ignoreDotFiles: boolean 
 /** Lists and reads the files under `dir`, collecting problems instead of throwing. */
 export function readConfigDirectory(
   dir: string,
-  options: { ignoreDotFiles: boolean; limits?: ConfigSizeLimits | undefined },
+  options: {
+    ignoreDotFiles: boolean;
+    limits?: ConfigSizeLimits | undefined;
+    /** Reloads: a file changed less than this many ms ago is not taken yet (see below). */
+    settleMs?: number | undefined;
+  },
 ): ReadConfigDirectory {
   const { maxFileBytes, maxDirectoryBytes } = options.limits ?? DEFAULT_CONFIG_SIZE_LIMITS;
   const problems: ConfigProblem[] = [];
@@ -91,6 +96,15 @@ export function readConfigDirectory(
       // Rewritten in place while we read it: what we have may be half of each version.
       if (after.size !== before.size || after.mtimeMs !== before.mtimeMs || bytes.length !== after.size) {
         problems.push(configProblem(file.name, '', 'config file changed while it was being read; not taken'));
+        unstable = true;
+        continue;
+      }
+      // Read between two writes of a writer that is not done: whole as far as the stats can tell,
+      // but perhaps only the first part. A reload comes at least `settleMs` after the last change
+      // it heard of, so a younger file is still being written. (An mtime in the future says nothing.)
+      const age = Date.now() - after.mtimeMs;
+      if (options.settleMs !== undefined && age >= 0 && age < options.settleMs) {
+        problems.push(configProblem(file.name, '', `config file changed ${Math.round(age)} ms ago and may still be being written; not taken yet`));
         unstable = true;
         continue;
       }

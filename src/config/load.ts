@@ -55,6 +55,8 @@ export interface ConfigDirectoryOptions {
   readonly mergeDomainConfig: boolean;
   /** Defaults: MAX_CONFIG_FILE_BYTES, MAX_CONFIG_DIRECTORY_BYTES. */
   readonly limits?: ConfigSizeLimits | undefined;
+  /** Reloads only: files changed less than this many ms ago are still being written (unstable). */
+  readonly settleMs?: number | undefined;
 }
 
 /**

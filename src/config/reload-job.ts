@@ -10,6 +10,8 @@ export interface ReloadRequest {
   readonly ignoreDotFiles: boolean;
   readonly mergeDomainConfig: boolean;
   readonly limits: ConfigSizeLimits;
+  /** A file changed less than this many ms ago is not taken yet (0 or absent: take what is there). */
+  readonly settleMs?: number | undefined;
 }
 
 /** The worker's one answer; plain data, so it crosses to the main thread by structured clone. */

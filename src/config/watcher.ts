@@ -98,6 +98,7 @@ export class ConfigWatcher {
   /** Reloads now (no debounce); resolves when this reload is done. */
   async reloadNow(): Promise<ReloadResult> {
     await this.running;
+    // Asked for now: the caller says the files are ready, so none is held back as still being written.
     const result = await this.options.loader.load(this.closing.signal);
     this.apply(result);
     return result.ok ? { ok: true, config: result.config } : { ok: false, problems: result.problems };
@@ -149,13 +150,16 @@ export class ConfigWatcher {
 
   private async reloadWithRetries(): Promise<void> {
     const retries = this.options.readRetries ?? DEFAULT_READ_RETRIES;
-    let result = await this.options.loader.load(this.closing.signal);
+    // A reload comes at least a debounce after the last event it heard of: a file changed more
+    // recently than that is still being written (a writer pausing between writes), not torn-read.
+    const settleMs = this.options.debounceMs;
+    let result = await this.options.loader.load(this.closing.signal, settleMs);
     for (let attempt = 0; attempt < retries && !result.ok && result.unstable === true && !this.closed; attempt++) {
       // Mid-swap a listed file can vanish before it is read; the swap's next event would reload
       // anyway, but one that never comes (the last step) must not leave a spurious error.
       this.options.logger.debug({ problems: result.problems.map((p) => p.message) }, 'config read failed; retrying');
       await delay(this.options.debounceMs);
-      result = await this.options.loader.load(this.closing.signal);
+      result = await this.options.loader.load(this.closing.signal, settleMs);
     }
     if (!this.closed) this.apply(result);
   }

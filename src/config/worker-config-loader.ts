@@ -10,9 +10,12 @@ export type LoadOutcome =
   | { readonly ok: true; readonly config: RateLimitConfig; readonly fingerprints: readonly string[] }
   | { readonly ok: false; readonly problems: readonly ConfigProblem[]; readonly unstable?: boolean };
 
-/** Reads and checks the config directory for a reload. Never rejects; `signal` abandons the load. */
+/**
+ * Reads and checks the config directory for a reload. Never rejects; `signal` abandons the load;
+ * files changed less than `settleMs` ago are not taken yet (an unstable outcome, worth retrying).
+ */
 export interface ConfigLoader {
-  load(signal?: AbortSignal): Promise<LoadOutcome>;
+  load(signal?: AbortSignal, settleMs?: number): Promise<LoadOutcome>;
 }
 
 export interface WorkerConfigLoaderOptions {
@@ -55,8 +58,8 @@ export function workerHeapMb(maxFileBytes: number): number {
 export class WorkerConfigLoader implements ConfigLoader {
   constructor(private readonly options: WorkerConfigLoaderOptions) {}
 
-  async load(signal?: AbortSignal): Promise<LoadOutcome> {
-    const reply = await this.runWorker(signal);
+  async load(signal?: AbortSignal, settleMs?: number): Promise<LoadOutcome> {
+    const reply = await this.runWorker(signal, settleMs);
     if (!reply.ok) return reply;
     try {
       const { config, ruleJson } = await configFromSnapshot(reply.snapshot, this.options.pause ?? nextTurn);
@@ -66,7 +69,7 @@ export class WorkerConfigLoader implements ConfigLoader {
     }
   }
 
-  private runWorker(signal: AbortSignal | undefined): Promise<ReloadReply> {
+  private runWorker(signal: AbortSignal | undefined, settleMs: number | undefined): Promise<ReloadReply> {
     const { request, heapMb, timeoutMs } = this.options;
     const script = this.options.script ?? path.join(__dirname, 'reload-worker.js');
     return new Promise<ReloadReply>((resolve) => {
@@ -93,7 +96,7 @@ export class WorkerConfigLoader implements ConfigLoader {
       signal?.addEventListener('abort', abandon);
       try {
         worker = new Worker(script, {
-          workerData: request,
+          workerData: { ...request, settleMs } satisfies ReloadRequest,
           resourceLimits: { maxOldGenerationSizeMb: heapMb },
           // Its output is not sluice's log; a reply is all it has to say.
           stdout: true,

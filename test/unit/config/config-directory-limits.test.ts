@@ -52,6 +52,23 @@ describe('a config directory', () => {
     expect(err).toContain("sluice check-config: CONFIG_MAX_DIRECTORY_BYTES must be a positive integer, got 'lots'");
   });
 
+  test('on reload (settleMs), a file changed more recently than that is still being written: not taken yet, worth a retry', () => {
+    // Written just now: a reload should not have come yet, so a writer may be between two writes.
+    const early = readConfigDirectory(dir, { ...options, settleMs: 60_000 });
+    expect(early.files).toEqual([]);
+    expect(early.unstable).toBe(true);
+    expect(early.problems.map((p) => p.message)).toEqual([expect.stringMatching(/^config\.good\.yaml: config file changed \d+ ms ago and may still be being written; not taken yet$/)]);
+    // Old enough, or no settle asked for (start, check-config): taken.
+    const past = new Date(Date.now() - 1_000);
+    fs.utimesSync(path.join(dir, 'good.yaml'), past, past);
+    expect(readConfigDirectory(dir, { ...options, settleMs: 500 }).problems).toEqual([]);
+    expect(readConfigDirectory(dir, options).problems).toEqual([]);
+    // An mtime in the future (a clock that stepped back) cannot tell anything: taken.
+    const future = new Date(Date.now() + 3_600_000);
+    fs.utimesSync(path.join(dir, 'good.yaml'), future, future);
+    expect(readConfigDirectory(dir, { ...options, settleMs: 500 }).problems).toEqual([]);
+  });
+
   test('a symlink out of the directory is refused by name and not followed: nothing of its target is quoted', () => {
     const outside = path.join(tmp, 'secrets');
     fs.mkdirSync(outside);
