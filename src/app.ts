@@ -1,6 +1,7 @@
 import { ConfigHolder } from './config/config-holder';
 import { loadConfigDirectory } from './config/load';
 import { ConfigWatcher } from './config/watcher';
+import { WorkerConfigLoader, workerHeapMb } from './config/worker-config-loader';
 import { Limiter } from './limiter/limiter';
 import type { Logger } from './logging/logger';
 import { InstrumentedStore } from './metrics/instrumented-store';
@@ -39,6 +40,11 @@ export interface AppDependencies {
   readonly clock?: Clock;
   /** Overrides the store chosen from settings (tests). */
   readonly store?: CounterStore;
+  /**
+   * The compiled config reload worker; default: the one beside the compiled app. Tests that run
+   * the TypeScript sources point it at the dist/ build.
+   */
+  readonly configWorkerScript?: string;
 }
 
 /**
@@ -56,17 +62,32 @@ export async function startSluice(settings: Settings, deps: AppDependencies): Pr
     chargeRejectedHits: settings.chargeRejectedHits,
   });
   const configs = new ConfigHolder();
+  const limits = settings.configLimits;
+  // Start-up reads on this thread: nothing is being answered yet, and a bad config must fail the
+  // start. Reloads run on a worker thread (WorkerConfigLoader).
   const config = loadConfigDirectory(settings.configDir, {
     ignoreDotFiles: settings.ignoreDotFiles,
     mergeDomainConfig: settings.mergeDomainConfig,
+    limits,
   });
   configs.set(config);
   metrics.configLoaded(config);
+  const loader = new WorkerConfigLoader({
+    request: {
+      dir: settings.configDir,
+      ignoreDotFiles: settings.ignoreDotFiles,
+      mergeDomainConfig: settings.mergeDomainConfig,
+      limits,
+    },
+    heapMb: workerHeapMb(limits.maxFileBytes),
+    timeoutMs: settings.configReloadTimeoutMs,
+    script: deps.configWorkerScript,
+  });
   const watcher = new ConfigWatcher({
     dir: settings.configDir,
     watchRoot: settings.watchRoot,
     ignoreDotFiles: settings.ignoreDotFiles,
-    mergeDomainConfig: settings.mergeDomainConfig,
+    loader,
     debounceMs: settings.configReloadDebounceMs,
     holder: configs,
     logger: logger.child({ module: 'config-watcher' }),

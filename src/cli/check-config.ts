@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { errorText, inspectConfigDirectory } from '../config/load';
-import { envFlag } from './env-flag';
+import { envConfigLimits, envFlag } from './env-flag';
 
 export interface CheckConfigIo {
   readonly out: (line: string) => void;
@@ -44,12 +44,14 @@ export function runCheckConfig(
 
   const mergeDomainConfig = values['merge-domain-config'] === true || reportedEnvFlag(env, 'MERGE_DOMAIN_CONFIG', io);
   const ignoreDotFiles = values['ignore-dotfiles'] === true || reportedEnvFlag(env, 'RUNTIME_IGNOREDOTFILES', io);
-  if (mergeDomainConfig === undefined || ignoreDotFiles === undefined) {
+  const limits = envConfigLimits(env);
+  if (typeof limits === 'string') io.err(`sluice check-config: ${limits}`);
+  if (mergeDomainConfig === undefined || ignoreDotFiles === undefined || typeof limits === 'string') {
     io.err(USAGE);
     return 2;
   }
 
-  const { config, problems, fileCount } = inspectConfigDirectory(dir, { ignoreDotFiles, mergeDomainConfig });
+  const { config, problems, fileCount } = inspectConfigDirectory(dir, { ignoreDotFiles, mergeDomainConfig, limits });
   if (config === undefined) {
     problems.forEach((problem) => io.err(problem.message));
     return 1;

@@ -1,10 +1,11 @@
 import { parseArgs } from 'node:util';
+import type { ConfigSizeLimits } from '../config/config-files';
 import { explainRequest, formatExplanation } from '../config/explain';
 import { errorText, inspectConfigDirectory } from '../config/load';
 import { LoadedRateLimitConfig } from '../config/rate-limit-config';
 import type { DescriptorEntry } from '../config/types';
 import { UsageError, parseDescriptorEntries } from './client';
-import { envFlag } from './env-flag';
+import { envConfigLimits, envFlag } from './env-flag';
 
 export interface ExplainIo {
   readonly out: (line: string) => void;
@@ -36,6 +37,7 @@ export function runExplain(
   let descriptors: DescriptorEntry[][];
   let mergeDomainConfig: boolean;
   let ignoreDotFiles: boolean;
+  let limits: ConfigSizeLimits;
   try {
     let parsed;
     try {
@@ -65,6 +67,9 @@ export function runExplain(
     descriptors = values.descriptor.map(parseDescriptorEntries);
     mergeDomainConfig = values['merge-domain-config'] === true || flagFromEnv(env, 'MERGE_DOMAIN_CONFIG');
     ignoreDotFiles = values['ignore-dotfiles'] === true || flagFromEnv(env, 'RUNTIME_IGNOREDOTFILES');
+    const fromEnv = envConfigLimits(env);
+    if (typeof fromEnv === 'string') throw new UsageError(fromEnv);
+    limits = fromEnv;
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
     io.err(`sluice explain: ${error.message}`);
@@ -72,7 +77,7 @@ export function runExplain(
     return 2;
   }
 
-  const { config, problems } = inspectConfigDirectory(dir, { ignoreDotFiles, mergeDomainConfig });
+  const { config, problems } = inspectConfigDirectory(dir, { ignoreDotFiles, mergeDomainConfig, limits });
   if (config === undefined) {
     problems.forEach((problem) => io.err(problem.message));
     return 1;

@@ -13,6 +13,8 @@ import type { ConfigProblem } from './types';
 export const MAX_CONFIG_FILE_BYTES = 4 * 1024 * 1024;
 export const MAX_CONFIG_DIRECTORY_BYTES = 16 * 1024 * 1024;
 
+const CANNOT_READ_DIRECTORY = 'cannot read config directory';
+
 export interface ConfigFileRef {
   /** The reference's file name for messages: path relative to the config dir's parent, `/` → `.`. */
   readonly name: string;
@@ -27,7 +29,24 @@ export interface ConfigFileContent {
 export interface ReadConfigDirectory {
   readonly files: (ConfigFileRef & ConfigFileContent)[];
   readonly problems: ConfigProblem[];
+  /**
+   * Set when a problem may be a moment of an update rather than the update itself: a directory or
+   * file that could not be read (it vanished mid-swap) or a file rewritten while it was read. A
+   * reload tries such a set again before it counts as refused.
+   */
+  readonly unstable: boolean;
 }
+
+/** How much a config directory may hold (CONFIG_MAX_FILE_BYTES, CONFIG_MAX_DIRECTORY_BYTES). */
+export interface ConfigSizeLimits {
+  readonly maxFileBytes: number;
+  readonly maxDirectoryBytes: number;
+}
+
+export const DEFAULT_CONFIG_SIZE_LIMITS: ConfigSizeLimits = {
+  maxFileBytes: MAX_CONFIG_FILE_BYTES,
+  maxDirectoryBytes: MAX_CONFIG_DIRECTORY_BYTES,
+};
 
 /**
  * Every regular file under `dir`, recursively and through symlinks (ConfigMap volumes are symlinks),
@@ -44,20 +63,32 @@ export function listConfigFiles(dir: string, options: { ignoreDotFiles: boolean 
 }
 
 /** Lists and reads the files under `dir`, collecting problems instead of throwing. */
-export function readConfigDirectory(dir: string, options: { ignoreDotFiles: boolean }): ReadConfigDirectory {
+export function readConfigDirectory(
+  dir: string,
+  options: {
+    ignoreDotFiles: boolean;
+    limits?: ConfigSizeLimits | undefined;
+    /** Reloads: a file changed less than this many ms ago is not taken yet (see below). */
+    settleMs?: number | undefined;
+  },
+): ReadConfigDirectory {
+  const { maxFileBytes, maxDirectoryBytes } = options.limits ?? DEFAULT_CONFIG_SIZE_LIMITS;
   const problems: ConfigProblem[] = [];
   const files: (ConfigFileRef & ConfigFileContent)[] = [];
   let total = 0;
-  for (const file of collectConfigFiles(dir, options, problems)) {
+  let unstable = false;
+  const listed = collectConfigFiles(dir, options, problems);
+  if (problems.some((problem) => problem.reason.startsWith(CANNOT_READ_DIRECTORY))) unstable = true;
+  for (const file of listed) {
     try {
       const before = fs.statSync(file.path);
-      if (before.size > MAX_CONFIG_FILE_BYTES) {
-        problems.push(configProblem(file.name, '', `config file is ${before.size} bytes, over the limit of ${MAX_CONFIG_FILE_BYTES}; not read`));
+      if (before.size > maxFileBytes) {
+        problems.push(configProblem(file.name, '', `config file is ${before.size} bytes, over the limit of ${maxFileBytes}; not read`));
         continue;
       }
       total += before.size;
-      if (total > MAX_CONFIG_DIRECTORY_BYTES) {
-        problems.push(configProblem(file.name, '', `config files add up to over ${MAX_CONFIG_DIRECTORY_BYTES} bytes here; not read`));
+      if (total > maxDirectoryBytes) {
+        problems.push(configProblem(file.name, '', `config files add up to over ${maxDirectoryBytes} bytes here; not read`));
         break;
       }
       const bytes = fs.readFileSync(file.path);
@@ -65,6 +96,16 @@ export function readConfigDirectory(dir: string, options: { ignoreDotFiles: bool
       // Rewritten in place while we read it: what we have may be half of each version.
       if (after.size !== before.size || after.mtimeMs !== before.mtimeMs || bytes.length !== after.size) {
         problems.push(configProblem(file.name, '', 'config file changed while it was being read; not taken'));
+        unstable = true;
+        continue;
+      }
+      // Read between two writes of a writer that is not done: whole as far as the stats can tell,
+      // but perhaps only the first part. A reload comes at least `settleMs` after the last change
+      // it heard of, so a younger file is still being written. (An mtime in the future says nothing.)
+      const age = Date.now() - after.mtimeMs;
+      if (options.settleMs !== undefined && age >= 0 && age < options.settleMs) {
+        problems.push(configProblem(file.name, '', `config file changed ${Math.round(age)} ms ago and may still be being written; not taken yet`));
+        unstable = true;
         continue;
       }
       let content: string;
@@ -79,9 +120,10 @@ export function readConfigDirectory(dir: string, options: { ignoreDotFiles: bool
       files.push({ ...file, content });
     } catch (error) {
       problems.push(configProblem(file.name, '', `cannot read config file: ${errorText(error)}`));
+      unstable = true;
     }
   }
-  return { files, problems };
+  return { files, problems, unstable };
 }
 
 function collectConfigFiles(
@@ -109,7 +151,7 @@ function collectConfigFiles(
       entries = fs.readdirSync(current, { withFileTypes: true });
       real = fs.realpathSync(current);
     } catch (error) {
-      problems.push(configProblem(label, '', `cannot read config directory: ${errorText(error)}`));
+      problems.push(configProblem(label, '', `${CANNOT_READ_DIRECTORY}: ${errorText(error)}`));
       return;
     }
     if (ancestors.has(real)) {

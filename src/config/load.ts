@@ -1,5 +1,5 @@
 import { ConfigError } from '../errors';
-import { readConfigDirectory, type ConfigFileContent } from './config-files';
+import { readConfigDirectory, type ConfigFileContent, type ConfigSizeLimits } from './config-files';
 import { capProblems } from './config-problem';
 import { FileParser } from './file-parser';
 import { FileSetBuilder } from './file-set-builder';
@@ -8,6 +8,7 @@ import type { ConfigProblem, RateLimitConfig } from './types';
 export {
   listConfigFiles,
   readConfigDirectory,
+  type ConfigSizeLimits,
   type ConfigFileContent,
   type ConfigFileRef,
   type ReadConfigDirectory,
@@ -45,31 +46,37 @@ export function parseConfigFiles(files: readonly ConfigFileContent[], options: {
 export interface InspectedConfigDirectory extends ParsedConfigFiles {
   /** Files read from the directory (for summaries). */
   readonly fileCount: number;
+  /** A file or directory vanished or changed while read: worth reading again (see ReadConfigDirectory). */
+  readonly unstable: boolean;
+}
+
+export interface ConfigDirectoryOptions {
+  readonly ignoreDotFiles: boolean;
+  readonly mergeDomainConfig: boolean;
+  /** Defaults: MAX_CONFIG_FILE_BYTES, MAX_CONFIG_DIRECTORY_BYTES. */
+  readonly limits?: ConfigSizeLimits | undefined;
+  /** Reloads only: files changed less than this many ms ago are still being written (unstable). */
+  readonly settleMs?: number | undefined;
 }
 
 /**
  * Reads and validates `dir` without throwing: every read and parse problem together, and the
  * config when there is none. What `loadConfigDirectory`, `check-config` and `explain` share.
  */
-export function inspectConfigDirectory(
-  dir: string,
-  options: { ignoreDotFiles: boolean; mergeDomainConfig: boolean },
-): InspectedConfigDirectory {
+export function inspectConfigDirectory(dir: string, options: ConfigDirectoryOptions): InspectedConfigDirectory {
   const read = readConfigDirectory(dir, options);
   const parsed = parseFilesUncapped(read.files, options);
   const problems = capProblems([...read.problems, ...parsed.problems]);
   return {
     fileCount: read.files.length,
+    unstable: read.unstable,
     config: problems.length > 0 ? undefined : parsed.config,
     problems,
   };
 }
 
 /** Loads `dir` as one config; throws `ConfigError` listing every problem. No files ⇒ no domains. */
-export function loadConfigDirectory(
-  dir: string,
-  options: { ignoreDotFiles: boolean; mergeDomainConfig: boolean },
-): RateLimitConfig {
+export function loadConfigDirectory(dir: string, options: ConfigDirectoryOptions): RateLimitConfig {
   const { config, problems } = inspectConfigDirectory(dir, options);
   if (config === undefined) throw new ConfigError(problems);
   return config;

@@ -1,9 +1,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ConfigError } from '../errors';
 import type { Logger } from '../logging/logger';
 import type { ConfigHolder } from './config-holder';
-import { configProblem, errorText, listConfigFiles, parseConfigFiles, type ConfigFileContent } from './load';
+import type { ConfigLoader, LoadOutcome } from './worker-config-loader';
 import type { ConfigProblem, RateLimitConfig } from './types';
 
 /**
@@ -14,9 +13,10 @@ import type { ConfigProblem, RateLimitConfig } from './types';
  * serving. Events are debounced, so the kubelet's multi-step ConfigMap update (new `..<timestamp>`
  * directory, new `..data_tmp` link, rename over `..data`, old directory removed) is one reload.
  *
- * Loading happens off the request path: files are read asynchronously, the set is parsed and
- * validated, and only a finished config reaches `holder.set()`. A request reads the holder once,
- * so every call is decided wholly by the old or wholly by the new config, and none waits.
+ * Loading happens off the request path: the `loader` reads, parses and validates the set on a
+ * worker thread (WorkerConfigLoader), and only a finished config reaches `holder.set()`. A request
+ * reads the holder once, so every call is decided wholly by the old or wholly by the new config,
+ * and none waits.
  *
  * What is watched (node's fs.watch, i.e. inotify on Linux; see `Watch` below for why not chokidar):
  * - `watchRoot` set (RUNTIME_WATCH_ROOT=true, the reference default): only the entry named like
@@ -34,7 +34,8 @@ export interface ConfigWatcherOptions {
   /** When set, reload only when this path (a symlink) is swapped. */
   readonly watchRoot?: string | undefined;
   readonly ignoreDotFiles: boolean;
-  readonly mergeDomainConfig: boolean;
+  /** Reads and checks the directory (off the main thread). */
+  readonly loader: ConfigLoader;
   /** Events closer together than this make one reload. */
   readonly debounceMs: number;
   readonly holder: ConfigHolder;
@@ -42,8 +43,8 @@ export interface ConfigWatcherOptions {
   /** Told about every reload attempt's result (metrics). */
   readonly listener?: ReloadListener;
   /**
-   * A failed read (a file that vanished mid-swap) is retried this many times, `debounceMs` apart,
-   * before the reload counts as failed. Default 3.
+   * A failed read (a file that vanished mid-swap, or was rewritten while read) is retried this many
+   * times, `debounceMs` apart, before the reload counts as failed. Default 3.
    */
   readonly readRetries?: number;
 }
@@ -68,8 +69,17 @@ export class ConfigWatcher {
   private running: Promise<void> | undefined;
   private again = false;
   private closed = false;
+  /** Aborted on close(): a reload's worker is stopped rather than waited for. */
+  private readonly closing = new AbortController();
+  /** The serving config's rules as JSON by id, for the reload log's change summary. */
+  private rulesJson: ReadonlyMap<string, string> | undefined;
 
-  constructor(private readonly options: ConfigWatcherOptions) {}
+  constructor(private readonly options: ConfigWatcherOptions) {
+    // Before start(): the initial config's rules are compared at the first reload, and computing
+    // them then would be main-thread work on a large config while calls are being answered.
+    const initial = options.holder.current()?.rules();
+    this.rulesJson = initial === undefined ? undefined : rulesById(initial, initial.map((rule) => JSON.stringify(rule)));
+  }
 
   /** Starts watching. The initial config is loaded by the caller, before this. */
   start(): void {
@@ -88,13 +98,15 @@ export class ConfigWatcher {
   /** Reloads now (no debounce); resolves when this reload is done. */
   async reloadNow(): Promise<ReloadResult> {
     await this.running;
-    const result = await this.load();
+    // Asked for now: the caller says the files are ready, so none is held back as still being written.
+    const result = await this.options.loader.load(this.closing.signal);
     this.apply(result);
-    return result;
+    return result.ok ? { ok: true, config: result.config } : { ok: false, problems: result.problems };
   }
 
   async close(): Promise<void> {
     this.closed = true;
+    this.closing.abort();
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
     for (const watch of this.watches.values()) watch.close();
@@ -138,24 +150,28 @@ export class ConfigWatcher {
 
   private async reloadWithRetries(): Promise<void> {
     const retries = this.options.readRetries ?? DEFAULT_READ_RETRIES;
-    let result = await this.load();
-    for (let attempt = 0; attempt < retries && !result.ok && result.readFailed && !this.closed; attempt++) {
+    // A reload comes at least a debounce after the last event it heard of: a file changed more
+    // recently than that is still being written (a writer pausing between writes), not torn-read.
+    const settleMs = this.options.debounceMs;
+    let result = await this.options.loader.load(this.closing.signal, settleMs);
+    for (let attempt = 0; attempt < retries && !result.ok && result.unstable === true && !this.closed; attempt++) {
       // Mid-swap a listed file can vanish before it is read; the swap's next event would reload
       // anyway, but one that never comes (the last step) must not leave a spurious error.
       this.options.logger.debug({ problems: result.problems.map((p) => p.message) }, 'config read failed; retrying');
       await delay(this.options.debounceMs);
-      result = await this.load();
+      result = await this.options.loader.load(this.closing.signal, settleMs);
     }
     if (!this.closed) this.apply(result);
   }
 
-  private apply(result: ReloadResult): void {
+  private apply(result: LoadOutcome): void {
     const { holder, logger, listener } = this.options;
     if (result.ok) {
-      const previous = holder.current();
+      const previous = this.rulesJson;
       holder.set(result.config);
+      this.rulesJson = rulesById(result.config.rules(), result.fingerprints);
       logger.info(
-        { domains: result.config.domains(), limits: result.config.rules().length, ...ruleChanges(previous, result.config) },
+        { domains: result.config.domains(), limits: result.config.rules().length, ...ruleChanges(previous, this.rulesJson) },
         'config reloaded',
       );
       listener?.onReloadSuccess(result.config);
@@ -166,36 +182,6 @@ export class ConfigWatcher {
       );
       listener?.onReloadError(result.problems);
     }
-  }
-
-  /** Reads and validates the whole directory. Never throws. */
-  private async load(): Promise<ReloadResult & { readonly readFailed?: boolean }> {
-    const { dir, ignoreDotFiles, mergeDomainConfig } = this.options;
-    let refs;
-    try {
-      refs = listConfigFiles(dir, { ignoreDotFiles });
-    } catch (err) {
-      const problems = err instanceof ConfigError ? err.problems : [configProblem(dir, '', errorText(err))];
-      return { ok: false, problems, readFailed: true };
-    }
-    const problems: ConfigProblem[] = [];
-    const files: ConfigFileContent[] = [];
-    const contents = await Promise.all(
-      refs.map((ref) =>
-        fs.promises.readFile(ref.path, 'utf8').then(
-          (content) => ({ name: ref.name, content }),
-          (err: unknown) => {
-            problems.push(configProblem(ref.name, '', `cannot read config file: ${errorText(err)}`));
-            return undefined;
-          },
-        ),
-      ),
-    );
-    for (const file of contents) if (file !== undefined) files.push(file);
-    if (problems.length > 0) return { ok: false, problems, readFailed: true };
-    const parsed = parseConfigFiles(files, { mergeDomainConfig });
-    if (parsed.config === undefined || parsed.problems.length > 0) return { ok: false, problems: parsed.problems };
-    return { ok: true, config: parsed.config };
   }
 
   /**
@@ -228,20 +214,31 @@ export class ConfigWatcher {
     }
   }
 
-  /** `dir` and every directory below it that the loader reads (hidden ones skipped as it does). */
+  /**
+   * `dir` and every directory below it that the loader reads (hidden ones skipped as it does, and
+   * links out of `dir` not followed, as it refuses them): this walk runs on the main thread, and a
+   * link to `/etc` would have it list a whole tree between two calls.
+   */
   private directoriesToWatch(dir: string): string[] {
     const found: string[] = [];
     const seen = new Set<string>();
+    let root: string;
+    try {
+      root = fs.realpathSync(dir);
+    } catch {
+      return [];
+    }
+    const inside = (real: string): boolean => real === root || real.startsWith(root + path.sep);
     const walk = (current: string): void => {
       let real: string;
       let entries: fs.Dirent[];
       try {
         real = fs.realpathSync(current);
+        if (seen.has(real) || !inside(real)) return;
         entries = fs.readdirSync(current, { withFileTypes: true });
       } catch {
         return;
       }
-      if (seen.has(real)) return;
       seen.add(real);
       found.push(current);
       for (const entry of entries) {
@@ -311,20 +308,30 @@ function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** How a reload changed the rules, by id, for the log line. */
+/** Each rule's JSON by rule id (for a `rate_limits:` node, whose items share an id, the last item's). */
+function rulesById(rules: readonly { readonly id: string }[], json: readonly string[]): Map<string, string> {
+  const byId = new Map<string, string>();
+  rules.forEach((rule, i) => byId.set(rule.id, json[i] ?? ''));
+  return byId;
+}
+
+/**
+ * How a reload changed the rules, by id, for the log line. Rules are compared by their JSON, made
+ * on the reload worker, so the main thread only does map lookups.
+ */
 function ruleChanges(
-  previous: RateLimitConfig | undefined,
-  next: RateLimitConfig,
+  previous: ReadonlyMap<string, string> | undefined,
+  next: ReadonlyMap<string, string>,
 ): { added?: number; removed?: number; changed?: number } {
   if (previous === undefined) return {};
-  const before = new Map(previous.rules().map((rule) => [rule.id, JSON.stringify(rule)]));
   let added = 0;
   let changed = 0;
-  for (const rule of next.rules()) {
-    const old = before.get(rule.id);
+  for (const [id, json] of next) {
+    const old = previous.get(id);
     if (old === undefined) added++;
-    else if (old !== JSON.stringify(rule)) changed++;
-    before.delete(rule.id);
+    else if (old !== json) changed++;
   }
-  return { added, removed: before.size, changed };
+  let removed = 0;
+  for (const id of previous.keys()) if (!next.has(id)) removed++;
+  return { added, removed, changed };
 }

@@ -1,3 +1,4 @@
+import { MAX_CONFIG_DIRECTORY_BYTES, MAX_CONFIG_FILE_BYTES } from '../config/config-files';
 import type { StoreFailureMode } from '../store/counter-store';
 import type { RedisType } from './redis-settings';
 import { LOG_LEVELS, type SettingSpec } from './values';
@@ -146,6 +147,29 @@ export const SETTING_SPECS = {
       'config directory (Kubernetes ConfigMaps: false, with RUNTIME_IGNOREDOTFILES=true). Ignored with --config, whose directory is always watched',
   },
   configReloadDebounce: { env: 'CONFIG_RELOAD_DEBOUNCE', kind: 'duration', default: '150ms', help: 'file events this close together make one reload' },
+  configMaxFileBytes: {
+    env: 'CONFIG_MAX_FILE_BYTES',
+    kind: 'count',
+    default: String(MAX_CONFIG_FILE_BYTES),
+    help:
+      'largest config file read, in bytes; a larger one is refused unread, naming the file and the limit. Parsing takes ' +
+      'about 100 bytes of memory per byte of YAML; the reload worker gets 128 MB of heap per MiB of this (at least 256 MB)',
+  },
+  configMaxDirectoryBytes: {
+    env: 'CONFIG_MAX_DIRECTORY_BYTES',
+    kind: 'count',
+    default: String(MAX_CONFIG_DIRECTORY_BYTES),
+    help: 'most bytes of config files read from the config directory in all; past it the set is refused',
+  },
+  // A backstop, not the routine bound: the size and expansion bounds keep parsing finite. The
+  // slowest set within the default limits (16 MiB of dense flow-style YAML, four files of 51,000
+  // descriptors) took 54 s on a busy 2-core machine; a real config takes well under a second.
+  configReloadTimeout: {
+    env: 'CONFIG_RELOAD_TIMEOUT',
+    kind: 'duration',
+    default: '60s',
+    help: 'longest a reload may spend reading and checking the config (on its worker thread) before it is stopped and refused',
+  },
   nearLimitRatio: { env: 'NEAR_LIMIT_RATIO', kind: 'ratio', default: '0.8', help: 'share of a limit above which admitted hits count as near_limit in metrics' },
   detailedMetricMaxValues: {
     env: 'DETAILED_METRIC_MAX_VALUES',

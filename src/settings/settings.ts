@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { ConfigSizeLimits } from '../config/config-files';
 import { keyPrefixProblem } from '../limiter/counter-key';
 import type { LogLevel } from '../logging/logger';
 import type { StreamResetLimit } from '../server/stream-reset-limit';
@@ -77,6 +78,10 @@ export interface Settings {
   readonly watchRoot: string | undefined;
   /** CONFIG_RELOAD_DEBOUNCE in ms: file events this close together make one reload. */
   readonly configReloadDebounceMs: number;
+  /** CONFIG_MAX_FILE_BYTES, CONFIG_MAX_DIRECTORY_BYTES: what the config directory may hold. */
+  readonly configLimits: ConfigSizeLimits;
+  /** CONFIG_RELOAD_TIMEOUT in ms: a reload's worker is stopped, and the reload refused, after this long. */
+  readonly configReloadTimeoutMs: number;
   /** NEAR_LIMIT_RATIO: hits above floor(limit × ratio) that are still within the limit count as near_limit. */
   readonly nearLimitRatio: number;
   /** DETAILED_METRIC_MAX_VALUES: distinct descriptor-value label sets per `detailed_metric` rule before `_other_`. */
@@ -196,6 +201,8 @@ export function loadSettings(env: NodeJS.ProcessEnv, argv: readonly string[]): S
     storeBreakerCooldownMs: num('storeBreakerCooldown'),
     watchRoot,
     configReloadDebounceMs: num('configReloadDebounce'),
+    configLimits: { maxFileBytes: num('configMaxFileBytes'), maxDirectoryBytes: num('configMaxDirectoryBytes') },
+    configReloadTimeoutMs: num('configReloadTimeout'),
     nearLimitRatio: num('nearLimitRatio'),
     detailedMetricMaxValues: num('detailedMetricMaxValues'),
     localCacheSizeInBytes: num('localCacheSizeInBytes'),

@@ -8,6 +8,12 @@ import type { CounterStore } from '../../src/store/counter-store';
 import type { Clock } from '../../src/util/clock';
 import { type RlsClient, createRlsClient } from './rls-client';
 
+/**
+ * The config reload worker runs compiled JavaScript on its own thread, outside ts-jest: in-process
+ * tests use the dist/ build of it (`npm test` builds dist/ first, as the e2e tests need).
+ */
+export const CONFIG_WORKER_SCRIPT = path.resolve(__dirname, '../../dist/src/config/reload-worker.js');
+
 export interface StartedSluice {
   readonly app: RunningSluice;
   readonly client: RlsClient;
@@ -64,6 +70,7 @@ export async function startTestSluice(options: {
     logger: options.logger ?? silentLogger(),
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.store ? { store: options.store } : {}),
+    configWorkerScript: CONFIG_WORKER_SCRIPT,
   });
   const client = createRlsClient(`127.0.0.1:${app.grpcPort}`);
   return {

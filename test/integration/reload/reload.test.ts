@@ -239,6 +239,28 @@ describe('hot reload of a plain directory (--config DIR)', () => {
   });
 });
 
+describe('CONFIG_MAX_FILE_BYTES on reload', () => {
+  it('a file over the limit set is refused by name and limit, the last good config keeps serving', async () => {
+    const log = capturingLogger();
+    const sluice = await startTestSluice({
+      files: { 'api.yaml': ruleFile('api', 'client_id', 2) },
+      env: { CONFIG_MAX_FILE_BYTES: '200' },
+      args: ['--config-reload-debounce', '50ms'],
+      logger: log.logger,
+    });
+    try {
+      const big = ruleFile('big', 'user', 3, `# ${'x'.repeat(200)}\n`);
+      fs.writeFileSync(path.join(sluice.configDir, 'big.yaml'), big);
+      await waitFor(async () => (await metric(sluice, 'ratelimit_service_config_load_error')) === 1, 2000, 'the refused reload');
+      const refused = log.lines.find((line) => line['msg'] === 'config reload refused; the previous config keeps serving');
+      expect(refused?.['problems']).toEqual([`${path.basename(sluice.configDir)}.big.yaml: config file is ${big.length} bytes, over the limit of 200; not read`]);
+      expect(await limitOf(sluice, 'api', 'client_id')).toBe(2);
+    } finally {
+      await sluice.stop();
+    }
+  });
+});
+
 describe('RUNTIME_WATCH_ROOT=true (the reference default): reload on a swap of RUNTIME_ROOT', () => {
   let base: string;
   let runtime: FakeRuntimeRoot;

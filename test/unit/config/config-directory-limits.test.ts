@@ -3,6 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { MAX_CONFIG_FILE_BYTES, readConfigDirectory } from '../../../src/config/config-files';
 import { inspectConfigDirectory } from '../../../src/config/load';
+import { runCheckConfig } from '../../../src/cli/check-config';
 
 /** What a config directory may hold before sluice refuses to read it, file by file. */
 
@@ -30,6 +31,42 @@ describe('a config directory', () => {
     expect(problems.map((p) => p.message)).toEqual([
       `config.huge.yaml: config file is ${MAX_CONFIG_FILE_BYTES + 1} bytes, over the limit of ${MAX_CONFIG_FILE_BYTES}; not read`,
     ]);
+  });
+
+  test('CONFIG_MAX_FILE_BYTES and CONFIG_MAX_DIRECTORY_BYTES move the limits; the messages name file and limit', () => {
+    fs.writeFileSync(path.join(dir, 'more.yaml'), GOOD.replace('good', 'more'));
+    const tight = inspectConfigDirectory(dir, { ...options, limits: { maxFileBytes: GOOD.length - 1, maxDirectoryBytes: 1_000 } });
+    expect(tight.problems.map((p) => p.message)).toEqual([
+      `config.good.yaml: config file is ${GOOD.length} bytes, over the limit of ${GOOD.length - 1}; not read`,
+      `config.more.yaml: config file is ${GOOD.length} bytes, over the limit of ${GOOD.length - 1}; not read`,
+    ]);
+    const total = inspectConfigDirectory(dir, { ...options, limits: { maxFileBytes: 1_000, maxDirectoryBytes: GOOD.length + 1 } });
+    expect(total.problems.map((p) => p.message)).toEqual([`config.more.yaml: config files add up to over ${GOOD.length + 1} bytes here; not read`]);
+    // check-config reads them from the environment as serve does.
+    const err: string[] = [];
+    const io = { out: () => undefined, err: (line: string) => err.push(line) };
+    expect(runCheckConfig([dir], io, { CONFIG_MAX_FILE_BYTES: String(GOOD.length - 1) })).toBe(1);
+    expect(err[0]).toBe(`config.good.yaml: config file is ${GOOD.length} bytes, over the limit of ${GOOD.length - 1}; not read`);
+    expect(runCheckConfig([dir], io, {})).toBe(0);
+    expect(runCheckConfig([dir], io, { CONFIG_MAX_DIRECTORY_BYTES: 'lots' })).toBe(2);
+    expect(err).toContain("sluice check-config: CONFIG_MAX_DIRECTORY_BYTES must be a positive integer, got 'lots'");
+  });
+
+  test('on reload (settleMs), a file changed more recently than that is still being written: not taken yet, worth a retry', () => {
+    // Written just now: a reload should not have come yet, so a writer may be between two writes.
+    const early = readConfigDirectory(dir, { ...options, settleMs: 60_000 });
+    expect(early.files).toEqual([]);
+    expect(early.unstable).toBe(true);
+    expect(early.problems.map((p) => p.message)).toEqual([expect.stringMatching(/^config\.good\.yaml: config file changed \d+ ms ago and may still be being written; not taken yet$/)]);
+    // Old enough, or no settle asked for (start, check-config): taken.
+    const past = new Date(Date.now() - 1_000);
+    fs.utimesSync(path.join(dir, 'good.yaml'), past, past);
+    expect(readConfigDirectory(dir, { ...options, settleMs: 500 }).problems).toEqual([]);
+    expect(readConfigDirectory(dir, options).problems).toEqual([]);
+    // An mtime in the future (a clock that stepped back) cannot tell anything: taken.
+    const future = new Date(Date.now() + 3_600_000);
+    fs.utimesSync(path.join(dir, 'good.yaml'), future, future);
+    expect(readConfigDirectory(dir, { ...options, settleMs: 500 }).problems).toEqual([]);
   });
 
   test('a symlink out of the directory is refused by name and not followed: nothing of its target is quoted', () => {

@@ -358,3 +358,24 @@ describe('CACHE_KEY_PREFIX', () => {
     ]);
   });
 });
+
+describe('config size limits and reload timeout', () => {
+  it('default to 4 MiB per file, 16 MiB per directory, 60 s per reload', () => {
+    const settings = load({});
+    expect(settings.configLimits).toEqual({ maxFileBytes: 4 * 1024 * 1024, maxDirectoryBytes: 16 * 1024 * 1024 });
+    expect(settings.configReloadTimeoutMs).toBe(60_000);
+  });
+
+  it('read CONFIG_MAX_FILE_BYTES, CONFIG_MAX_DIRECTORY_BYTES (bytes) and CONFIG_RELOAD_TIMEOUT (a duration)', () => {
+    const settings = load({ CONFIG_MAX_FILE_BYTES: '1000', CONFIG_MAX_DIRECTORY_BYTES: '5000', CONFIG_RELOAD_TIMEOUT: '2s' });
+    expect(settings.configLimits).toEqual({ maxFileBytes: 1000, maxDirectoryBytes: 5000 });
+    expect(settings.configReloadTimeoutMs).toBe(2_000);
+  });
+
+  it('refuse 0 (there is no unlimited) and anything but a whole number of bytes', () => {
+    expect(problems({ CONFIG_MAX_FILE_BYTES: '0', CONFIG_MAX_DIRECTORY_BYTES: '4MiB' })).toEqual([
+      "CONFIG_MAX_FILE_BYTES: invalid value '0' (a positive integer)",
+      "CONFIG_MAX_DIRECTORY_BYTES: invalid value '4MiB' (a positive integer)",
+    ]);
+  });
+});
