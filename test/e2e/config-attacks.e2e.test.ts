@@ -8,7 +8,7 @@ import { type SluiceProcess, startSluiceProcess } from '../support/sluice-proces
 /**
  * Files nobody should drop into a config directory, dropped into the one a real `sluice serve`
  * watches (default settings, memory store), while a probe client keeps asking it for decisions.
- * A rate limiter must survive any of them: the probe never waits 50 ms and never fails, the last
+ * A rate limiter must survive any of them: sluice never stalls 50 ms, the probe never fails, the last
  * good config keeps answering, and the memory the reload took is given back. Each case runs its
  * own server, so one case's memory does not hide in another's baseline.
  */
@@ -17,8 +17,18 @@ jest.setTimeout(60_000);
 
 const PROBE_LIMIT = 777;
 const GOOD = `domain: probe\ndescriptors:\n  - key: client\n    rate_limit: { unit: second, requests_per_unit: ${PROBE_LIMIT} }\n`;
-/** Longest a probe call may take; the issue's bound, far above a healthy call's ~1 ms. */
-const MAX_WAIT_MS = 50;
+/**
+ * The longest sluice's own event loop may stall (its `nodejs_eventloop_lag_max_seconds`): a call
+ * never waits longer in sluice than that. Far above a healthy call's ~1 ms.
+ */
+const MAX_STALL_MS = 50;
+/**
+ * The longest a probe call may take, seen from this process: it also holds this process's own
+ * stalls and the scheduling of a shared 2-core machine running other tests (50–100 ms seen in the
+ * control case alone), so the 50 ms bound is held on sluice's own loop above, and this one catches
+ * a freeze (before the reload moved to a worker: 0.4–10 s).
+ */
+const MAX_PROBE_WAIT_MS = 250;
 /** How far above its starting RSS the server may stay once a refused reload is over. */
 const RSS_SLACK_BYTES = 50 * 1024 * 1024;
 
@@ -228,7 +238,7 @@ const attacks: readonly Attack[] = [
 ];
 
 describe('a config directory under attack, watched by a real sluice serve', () => {
-  test.each(attacks)('$name: refused, calls never wait 50 ms, the good config answers, memory comes back', async ({ make, plant, problem }) => {
+  test.each(attacks)('$name: refused, sluice never stalls 50 ms, the good config answers, memory comes back', async ({ make, plant, problem }) => {
     const content = make?.() ?? '';
     const { sluice: server, client: rls, baselineRss } = await start();
     const probe = startProbe(rls);
@@ -246,7 +256,8 @@ describe('a config directory under attack, watched by a real sluice serve', () =
     expect(logged(server, 'config reloaded')).toEqual([]);
     console.log(`probe: ${result.calls} calls, longest wait ${result.maxWaitMs.toFixed(1)} ms; sluice's longest event-loop stall ${stall.toFixed(1)} ms`);
     expect(result.errors).toEqual([]);
-    expect(result.maxWaitMs).toBeLessThan(MAX_WAIT_MS);
+    expect(stall).toBeLessThan(MAX_STALL_MS);
+    expect(result.maxWaitMs).toBeLessThan(MAX_PROBE_WAIT_MS);
     expect((await rls.shouldRateLimit({ domain: 'probe', descriptors: [{ entries: [{ key: 'client', value: 'p' }] }] })).statuses?.[0]?.current_limit?.requests_per_unit).toBe(PROBE_LIMIT);
     await expectRssBack(server, baselineRss);
   });
@@ -259,9 +270,11 @@ describe('a config directory under attack, watched by a real sluice serve', () =
     await waitFor(() => logged(server, 'config reloaded').length > 0, 10_000, 'the reload');
     await new Promise((resolve) => setTimeout(resolve, 500));
     const result = await probe.stop();
-    console.log(`probe (control): ${result.calls} calls, longest wait ${result.maxWaitMs.toFixed(1)} ms`);
+    const stall = await serverStallMs(server);
+    console.log(`probe (control): ${result.calls} calls, longest wait ${result.maxWaitMs.toFixed(1)} ms; sluice's longest event-loop stall ${stall.toFixed(1)} ms`);
     expect(result.errors).toEqual([]);
-    expect(result.maxWaitMs).toBeLessThan(MAX_WAIT_MS);
+    expect(stall).toBeLessThan(MAX_STALL_MS);
+    expect(result.maxWaitMs).toBeLessThan(MAX_PROBE_WAIT_MS);
   });
 
   // Not an attack: the most a reload may hand the main thread to re-link (slices of 1,000 plus the
@@ -281,7 +294,7 @@ describe('a config directory under attack, watched by a real sluice serve', () =
     const stall = await serverStallMs(server);
     console.log(`probe (9,999 limits taken): ${result.calls} calls, longest wait ${result.maxWaitMs.toFixed(1)} ms; sluice's longest event-loop stall ${stall.toFixed(1)} ms`);
     expect(result.errors).toEqual([]);
-    expect(stall).toBeLessThan(MAX_WAIT_MS);
+    expect(stall).toBeLessThan(MAX_STALL_MS);
     const res = await rls.shouldRateLimit({ domain: 'big', descriptors: [{ entries: [{ key: 'k', value: 'v9998' }], hits_addend: { value: 0 } }] });
     expect(res.statuses?.[0]?.current_limit?.requests_per_unit).toBe(9_999);
   });
@@ -313,7 +326,8 @@ describe('a config directory under attack, watched by a real sluice serve', () =
     expect(taken.filter((count) => count !== limits + 1 && count !== 1)).toEqual([]);
     console.log(`probe: ${result.calls} calls, longest wait ${result.maxWaitMs.toFixed(1)} ms; sluice's longest event-loop stall ${stall.toFixed(1)} ms; configs taken: ${taken.join(', ')}`);
     expect(result.errors).toEqual([]);
-    expect(result.maxWaitMs).toBeLessThan(MAX_WAIT_MS);
+    expect(stall).toBeLessThan(MAX_STALL_MS);
+    expect(result.maxWaitMs).toBeLessThan(MAX_PROBE_WAIT_MS);
     await expectRssBack(server, baselineRss);
   });
 
@@ -324,11 +338,13 @@ describe('a config directory under attack, watched by a real sluice serve', () =
     await drop('huge.yaml', huge);
     await waitFor(() => logged(server, REFUSED).length > 0, 30_000, 'the reload to be refused');
     const result = await probe.stop();
+    const stall = await serverStallMs(server);
     expect(server.child.exitCode).toBeNull();
     expect(logged(server, REFUSED)[0]!['problems']).toEqual([expect.stringMatching(/^config\.huge\.yaml: config file is 52\d{6} bytes, over the limit of 4194304; not read$/)]);
-    console.log(`probe: ${result.calls} calls, longest wait ${result.maxWaitMs.toFixed(1)} ms`);
+    console.log(`probe: ${result.calls} calls, longest wait ${result.maxWaitMs.toFixed(1)} ms; sluice's longest event-loop stall ${stall.toFixed(1)} ms`);
     expect(result.errors).toEqual([]);
-    expect(result.maxWaitMs).toBeLessThan(MAX_WAIT_MS);
+    expect(stall).toBeLessThan(MAX_STALL_MS);
+    expect(result.maxWaitMs).toBeLessThan(MAX_PROBE_WAIT_MS);
     expect((await rls.shouldRateLimit({ domain: 'probe', descriptors: [{ entries: [{ key: 'client', value: 'p' }] }] })).statuses?.[0]?.current_limit?.requests_per_unit).toBe(PROBE_LIMIT);
     await expectRssBack(server, baselineRss);
   });
