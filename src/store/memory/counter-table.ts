@@ -1,4 +1,5 @@
 import type { AlgorithmName } from '../../config/types';
+import { KeyIndex } from './key-index';
 import { LAYOUTS, LAYOUT_ORDER, type StateLayout } from './state-layouts';
 
 /**
@@ -23,8 +24,6 @@ export interface CounterTableOptions {
   readonly random?: () => number;
 }
 
-/** Bytes a Map entry costs at the worst fill of V8's OrderedHashMap (3 slots + half a bucket, at half full). */
-const INDEX_BYTES_PER_ENTRY = 56;
 const INITIAL_CAPACITY = 256;
 /** A record id is `position * SLABS + slab`. */
 const SLABS = 4;
@@ -40,10 +39,18 @@ class Slab {
   size = 0;
   ordinary = 0;
   keys: (string | undefined)[] = [];
+  /** Only for layouts with a packed string. */
   packed: (string | undefined)[] = [];
   fields = new Float64Array(0);
-  expires = new Float64Array(0);
-  hits = new Float32Array(0);
+  /**
+   * Expiry in whole seconds, rounded up: a state is dropped at most a second after it stopped
+   * mattering (it decides as no state would), never before.
+   */
+  expires = new Uint32Array(0);
+  /** Hits counted at the last decision, rounded up, capped at 65,535 (only compared). */
+  hits = new Uint16Array(0);
+  /** The key's hash in the index (so moves never hash the key again). */
+  hashes = new Uint32Array(0);
 
   constructor(
     readonly index: number,
@@ -52,7 +59,7 @@ class Slab {
 
   /** Bytes of the columns per position. */
   get columnBytes(): number {
-    return 8 * this.layout.fields + 8 + 4 + 8 + (this.layout.packed ? 8 : 0);
+    return 8 * this.layout.fields + 4 + 2 + 4 + 8 + (this.layout.packed ? 8 : 0);
   }
 
   reset(): void {
@@ -62,20 +69,24 @@ class Slab {
     this.ordinary = 0;
     this.capacity = 0;
     this.fields = new Float64Array(0);
-    this.expires = new Float64Array(0);
-    this.hits = new Float32Array(0);
+    this.expires = new Uint32Array(0);
+    this.hits = new Uint16Array(0);
+    this.hashes = new Uint32Array(0);
   }
 
   grow(capacity: number): void {
     const fields = new Float64Array(capacity * this.layout.fields);
     fields.set(this.fields);
     this.fields = fields;
-    const expires = new Float64Array(capacity);
+    const expires = new Uint32Array(capacity);
     expires.set(this.expires);
     this.expires = expires;
-    const hits = new Float32Array(capacity);
+    const hits = new Uint16Array(capacity);
     hits.set(this.hits);
     this.hits = hits;
+    const hashes = new Uint32Array(capacity);
+    hashes.set(this.hashes);
+    this.hashes = hashes;
     this.capacity = capacity;
   }
 }
@@ -93,12 +104,17 @@ class Slab {
  * An evicted ordinary counter had room left, so its loss forgives at most limit − 1 hits.
  */
 export class CounterTable {
-  private readonly index = new Map<string, number>();
+  private readonly index = new KeyIndex(
+    (id) => this.slabs[id % SLABS]!.keys[(id - (id % SLABS)) / SLABS]!,
+    (id) => this.slabs[id % SLABS]!.hashes[(id - (id % SLABS)) / SLABS]!,
+  );
   private readonly slabs: Slab[] = LAYOUT_ORDER.map((name, i) => new Slab(i, LAYOUTS[name]));
   private readonly slabOf: Readonly<Record<AlgorithmName, Slab>>;
   private readonly samples: number;
   private readonly random: () => number;
   private bytesUsed = 0;
+  /** See `expirySlot`. */
+  private expiryBase: number | undefined;
   private sweepSlab = 0;
   private sweepPosition = -1;
 
@@ -114,9 +130,9 @@ export class CounterTable {
     return this.index.size;
   }
 
-  /** Estimated bytes held: columns as allocated, keys, packed states, index entries. */
+  /** Estimated bytes held: columns and index as allocated, keys, packed states. */
   get bytes(): number {
-    return this.bytesUsed;
+    return this.bytesUsed + this.index.bytes;
   }
 
   get maxBytes(): number {
@@ -125,11 +141,11 @@ export class CounterTable {
 
   /** The state of `key`, or undefined when it holds none (an expired one is dropped here). */
   read(key: string, algorithm: AlgorithmName, nowMs: number): unknown {
-    const id = this.index.get(key);
-    if (id === undefined) return undefined;
+    const id = this.index.find(key, this.index.hash(key));
+    if (id < 0) return undefined;
     const slab = this.slabs[id % SLABS]!;
     const position = (id - slab.index) / SLABS;
-    if (slab.expires[position]! <= nowMs) {
+    if (this.expired(slab, position, nowMs)) {
       this.remove(slab, position);
       return undefined;
     }
@@ -141,14 +157,15 @@ export class CounterTable {
 
   /** Stores `state` for `key` (inserting it if new). Does not evict: call `fit` after a batch. */
   write(key: string, algorithm: AlgorithmName, state: unknown, expiresAtMs: number, standing: CounterStanding): void {
-    const id = this.index.get(key);
+    const h = this.index.hash(key);
+    const id = this.index.find(key, h);
     let slab: Slab;
     let position: number;
-    if (id === undefined) {
+    if (id < 0) {
       slab = this.slabOf[algorithm];
       const stored = flat(key);
-      position = this.insert(slab, stored, standing.protect);
-      this.bytesUsed += stringBytes(stored) + INDEX_BYTES_PER_ENTRY;
+      position = this.insert(slab, stored, h, standing.protect);
+      this.bytesUsed += stringBytes(stored);
     } else {
       slab = this.slabs[id % SLABS]!;
       position = this.reclass(slab, (id - slab.index) / SLABS, standing.protect);
@@ -161,17 +178,17 @@ export class CounterTable {
       slab.packed[position] = packed;
       if (packed !== undefined) this.bytesUsed += stringBytes(packed);
     }
-    slab.expires[position] = expiresAtMs;
-    slab.hits[position] = standing.hits;
+    slab.expires[position] = this.expirySlot(expiresAtMs);
+    slab.hits[position] = hitsSlot(standing.hits);
   }
 
   /** Records a decision that charged nothing (a rejection) on a counter that exists. */
   mark(key: string, standing: CounterStanding): void {
-    const id = this.index.get(key);
-    if (id === undefined) return;
+    const id = this.index.find(key, this.index.hash(key));
+    if (id < 0) return;
     const slab = this.slabs[id % SLABS]!;
     const position = this.reclass(slab, (id - slab.index) / SLABS, standing.protect);
-    slab.hits[position] = standing.hits;
+    slab.hits[position] = hitsSlot(standing.hits);
   }
 
   /**
@@ -179,7 +196,7 @@ export class CounterTable {
    * request just committed) go only when nothing else can.
    */
   fit(nowMs: number, spare: ReadonlySet<string> | ReadonlyMap<string, unknown>): void {
-    while (this.bytesUsed > this.options.maxBytes && this.index.size > 0) {
+    while (this.bytes > this.options.maxBytes && this.index.size > 0) {
       this.evictOne(nowMs, spare);
     }
   }
@@ -198,16 +215,52 @@ export class CounterTable {
         if (this.sweepSlab === 0) return;
         continue;
       }
-      if (slab.expires[this.sweepPosition]! <= nowMs) this.remove(slab, this.sweepPosition);
+      if (this.expired(slab, this.sweepPosition, nowMs)) this.remove(slab, this.sweepPosition);
       this.sweepPosition--;
       budget--;
     }
+  }
+
+  /**
+   * An expiry as the Uint32 column holds it: whole seconds (rounded up) after `expiryBase`, which
+   * the first write sets 2^30 s (34 years) before its own instant. Out of range, it is clamped:
+   * long past reads as expired, far future as never (eviction still applies).
+   */
+  private expirySlot(expiresAtMs: number): number {
+    this.expiryBase ??= Math.floor(expiresAtMs / 1000) - 2 ** 30;
+    const seconds = Math.ceil(expiresAtMs / 1000) - this.expiryBase;
+    return seconds < 0 ? 0 : seconds > 0xffffffff ? 0xffffffff : seconds;
+  }
+
+  /** Problems with the table's own bookkeeping (none expected): for tests. */
+  verify(): string[] {
+    const problems: string[] = [];
+    let total = 0;
+    for (const slab of this.slabs) {
+      total += slab.size;
+      if (slab.ordinary > slab.size || slab.size > slab.capacity) problems.push(`slab ${slab.index}: ranges ${slab.ordinary}/${slab.size}/${slab.capacity}`);
+      for (let position = 0; position < slab.size; position++) {
+        const key = slab.keys[position];
+        if (key === undefined) {
+          problems.push(`slab ${slab.index} position ${position}: no key`);
+          continue;
+        }
+        const id = this.index.find(key, this.index.hash(key));
+        if (id !== position * SLABS + slab.index) problems.push(`${key}: index says ${id}, held at ${position * SLABS + slab.index}`);
+      }
+    }
+    if (total !== this.index.size) problems.push(`index holds ${this.index.size} keys, slabs ${total}`);
+    return problems;
   }
 
   clear(): void {
     this.index.clear();
     for (const slab of this.slabs) slab.reset();
     this.bytesUsed = 0;
+  }
+
+  private expired(slab: Slab, position: number, nowMs: number): boolean {
+    return (slab.expires[position]! + (this.expiryBase ?? 0)) * 1000 <= nowMs;
   }
 
   private evictOne(nowMs: number, spare: ReadonlySet<string> | ReadonlyMap<string, unknown>): void {
@@ -229,19 +282,20 @@ export class CounterTable {
           continue;
         }
         const position = r;
+        const cost = this.expired(slab, position, nowMs) ? -1 : slab.hits[position]!;
+        if (cost >= bestCost) break;
         if (spare.has(slab.keys[position]!)) {
           fallback ??= slab;
           if (fallback === slab) fallbackPosition = position;
-          break;
-        }
-        const cost = slab.expires[position]! <= nowMs ? -1 : slab.hits[position]!;
-        if (cost < bestCost) {
+        } else {
           best = slab;
           bestPosition = position;
           bestCost = cost;
         }
         break;
       }
+      // Nothing is cheaper than an expired counter.
+      if (bestCost < 0) break;
     }
     if (best === undefined) {
       // Every draw hit the request being committed: take any other counter, else one of those.
@@ -249,7 +303,7 @@ export class CounterTable {
       if (other !== undefined) [best, bestPosition] = other;
       else if (fallback !== undefined) [best, bestPosition] = [fallback, fallbackPosition];
       else return;
-      bestCost = best.expires[bestPosition]! <= nowMs ? -1 : best.hits[bestPosition]!;
+      bestCost = this.expired(best, bestPosition, nowMs) ? -1 : best.hits[bestPosition]!;
     }
     this.remove(best, bestPosition);
     this.options.onEvict?.(Math.max(0, bestCost));
@@ -265,33 +319,27 @@ export class CounterTable {
     return undefined;
   }
 
-  private insert(slab: Slab, key: string, protect: boolean): number {
+  private insert(slab: Slab, key: string, h: number, protect: boolean): number {
     if (slab.size === slab.capacity) {
       // Doubling, but near the budget only by what it can pay for (at least a step), so that a
       // growth never makes `fit` evict a large share of the store at once.
       const room = Math.floor((this.options.maxBytes - this.bytesUsed) / slab.columnBytes);
-      const step = Math.max(INITIAL_CAPACITY, slab.capacity >> 3, Math.min(slab.capacity, room));
+      const step = Math.max(INITIAL_CAPACITY, slab.capacity >> 3, Math.min(slab.capacity >> 1, room));
       this.bytesUsed += step * slab.columnBytes;
       slab.grow(slab.capacity + step);
     }
     let position = slab.size++;
-    this.place(slab, key, position);
     if (!protect) {
       // The first protected counter moves to the end; the new one takes its place.
-      if (position !== slab.ordinary) {
-        this.move(slab, slab.ordinary, position);
-        position = slab.ordinary;
-        this.place(slab, key, position);
-      }
+      if (position !== slab.ordinary) this.move(slab, slab.ordinary, position);
+      position = slab.ordinary;
       slab.ordinary++;
     }
-    return position;
-  }
-
-  private place(slab: Slab, key: string, position: number): void {
     slab.keys[position] = key;
-    slab.packed[position] = undefined;
-    this.index.set(key, position * SLABS + slab.index);
+    slab.hashes[position] = h;
+    if (slab.layout.packed) slab.packed[position] = undefined;
+    this.index.insert(h, position * SLABS + slab.index);
+    return position;
   }
 
   /** Moves a counter between the ordinary and protected ranges; returns its new position. */
@@ -312,9 +360,9 @@ export class CounterTable {
 
   private remove(slab: Slab, position: number): void {
     const key = slab.keys[position]!;
-    this.index.delete(key);
-    this.bytesUsed -= stringBytes(key) + INDEX_BYTES_PER_ENTRY;
-    const packed = slab.packed[position];
+    this.index.delete(slab.hashes[position]!, position * SLABS + slab.index);
+    this.bytesUsed -= stringBytes(key);
+    const packed = slab.layout.packed ? slab.packed[position] : undefined;
     if (packed !== undefined) this.bytesUsed -= stringBytes(packed);
     let hole = position;
     if (hole < slab.ordinary) {
@@ -327,7 +375,7 @@ export class CounterTable {
     const last = slab.size - 1;
     if (hole !== last) this.move(slab, last, hole);
     slab.keys[last] = undefined;
-    slab.packed[last] = undefined;
+    if (slab.layout.packed) slab.packed[last] = undefined;
     slab.size--;
   }
 
@@ -342,15 +390,18 @@ export class CounterTable {
     }
     swapIn(slab.expires, a, b);
     swapIn(slab.hits, a, b);
+    swapIn(slab.hashes, a, b);
     const keyA = slab.keys[a]!;
     const keyB = slab.keys[b]!;
     slab.keys[a] = keyB;
     slab.keys[b] = keyA;
-    const packedA = slab.packed[a];
-    slab.packed[a] = slab.packed[b];
-    slab.packed[b] = packedA;
-    this.index.set(keyA, b * SLABS + slab.index);
-    this.index.set(keyB, a * SLABS + slab.index);
+    if (slab.layout.packed) {
+      const packedA = slab.packed[a];
+      slab.packed[a] = slab.packed[b];
+      slab.packed[b] = packedA;
+    }
+    // Hashes already traded places with their keys.
+    this.index.swap(slab.hashes[b]!, a * SLABS + slab.index, slab.hashes[a]!, b * SLABS + slab.index);
   }
 
   /** Copies the counter at `from` to `to` (whose counter is gone or moved). */
@@ -359,14 +410,18 @@ export class CounterTable {
     slab.fields.copyWithin(to * stride, from * stride, from * stride + stride);
     slab.expires[to] = slab.expires[from]!;
     slab.hits[to] = slab.hits[from]!;
-    const key = slab.keys[from]!;
-    slab.keys[to] = key;
-    slab.packed[to] = slab.packed[from];
-    this.index.set(key, to * SLABS + slab.index);
+    slab.hashes[to] = slab.hashes[from]!;
+    slab.keys[to] = slab.keys[from]!;
+    if (slab.layout.packed) slab.packed[to] = slab.packed[from];
+    this.index.relocate(slab.hashes[to]!, from * SLABS + slab.index, to * SLABS + slab.index);
   }
 }
 
-function swapIn(column: Float64Array | Float32Array, a: number, b: number): void {
+function hitsSlot(hits: number): number {
+  return hits >= 0xffff ? 0xffff : Math.ceil(hits);
+}
+
+function swapIn(column: Uint32Array | Uint16Array, a: number, b: number): void {
   const t = column[a]!;
   column[a] = column[b]!;
   column[b] = t;
