@@ -57,9 +57,12 @@ class Slab {
     readonly layout: StateLayout,
   ) {}
 
-  /** Bytes of the columns per position. */
+  /**
+   * Bytes of the columns per position: the typed arrays, and the JS arrays' 8-byte references
+   * counted as 12 (V8 grows their backing stores on its own, by half again).
+   */
   get columnBytes(): number {
-    return 8 * this.layout.fields + 4 + 2 + 4 + 8 + (this.layout.packed ? 8 : 0);
+    return 8 * this.layout.fields + 4 + 2 + 4 + 12 + (this.layout.packed ? 12 : 0);
   }
 
   reset(): void {

@@ -1,9 +1,9 @@
 /**
  * Counter keys to record ids: an open-addressing table (linear probing, backward-shift deletion)
- * of 32-bit slots, with one byte of each key's hash beside it so that most probes never compare
- * strings. About 6–11 bytes per key, where a JS Map spends 28–56 on its entry. The keys and their
- * full hashes stay in the store's columns, read through `keyOf` and `hashOf`, so moving or
- * deleting a record never hashes a key again.
+ * of 32-bit slots, at most 75 % full: 5–11 bytes per key, where a JS Map spends 28–56 on its
+ * entry. The keys and their full hashes stay in the store's columns, read through `keyOf` and
+ * `hashOf`: a probe compares hashes before strings, and moving or deleting a record never hashes
+ * a key again.
  *
  * The hash is FNV-1a over the key's characters from a random per-process basis, finished with
  * MurmurHash3's mixer: keys carry a SHA-256 tag of the client's first descriptor entry, so
@@ -12,7 +12,6 @@
 export class KeyIndex {
   /** 0: empty; otherwise record id + 1. */
   private slots = new Int32Array(1024);
-  private fingerprints = new Uint8Array(1024);
   private mask = 1023;
   private used = 0;
   private readonly basis = (Math.random() * 0x100000000) >>> 0;
@@ -28,26 +27,24 @@ export class KeyIndex {
 
   /** Bytes of the table as allocated. */
   get bytes(): number {
-    return this.slots.length * 5;
+    return this.slots.length * 4;
   }
 
   /** The id of `key` (whose hash is `h`), or -1. */
   find(key: string, h: number): number {
-    const fp = h >>> 24;
     for (let i = h & this.mask; ; i = (i + 1) & this.mask) {
       const slot = this.slots[i]!;
       if (slot === 0) return -1;
-      if (this.fingerprints[i] === fp && this.keyOf(slot - 1) === key) return slot - 1;
+      if (this.hashOf(slot - 1) === h && this.keyOf(slot - 1) === key) return slot - 1;
     }
   }
 
   /** Adds a key (not present) of hash `h` with `id`. */
   insert(h: number, id: number): void {
-    if ((this.used + 1) * 10 > this.slots.length * 7) this.resize(this.slots.length * 2);
+    if ((this.used + 1) * 4 > this.slots.length * 3) this.resize(this.slots.length * 2);
     let i = h & this.mask;
     while (this.slots[i] !== 0) i = (i + 1) & this.mask;
     this.slots[i] = id + 1;
-    this.fingerprints[i] = h >>> 24;
     this.used++;
   }
 
@@ -74,7 +71,6 @@ export class KeyIndex {
       // Movable when home is not cyclically within (hole, i].
       if (((i - home) & this.mask) >= ((i - hole) & this.mask)) {
         this.slots[hole] = this.slots[i]!;
-        this.fingerprints[hole] = this.fingerprints[i]!;
         this.slots[i] = 0;
         hole = i;
       }
@@ -83,7 +79,6 @@ export class KeyIndex {
 
   clear(): void {
     this.slots = new Int32Array(1024);
-    this.fingerprints = new Uint8Array(1024);
     this.mask = 1023;
     this.used = 0;
   }
@@ -110,15 +105,12 @@ export class KeyIndex {
   private resize(length: number): void {
     const old = this.slots;
     this.slots = new Int32Array(length);
-    this.fingerprints = new Uint8Array(length);
     this.mask = length - 1;
     for (const slot of old) {
       if (slot === 0) continue;
-      const h = this.hashOf(slot - 1);
-      let i = h & this.mask;
+      let i = this.hashOf(slot - 1) & this.mask;
       while (this.slots[i] !== 0) i = (i + 1) & this.mask;
       this.slots[i] = slot;
-      this.fingerprints[i] = h >>> 24;
     }
   }
 }
