@@ -158,6 +158,7 @@ export const SETTING_SPECS = {
     env: 'MEMORY_STORE_MAX_BYTES',
     kind: 'size',
     default: '0',
+    zeroMeans: 'half the V8 heap limit',
     help:
       'memory store budget in estimated bytes (keys, states, columns, index); when full, the counters whose loss forgives ' +
       'the fewest hits are evicted, those at or over their limit last. 0: half the V8 heap limit (--max-old-space-size)',

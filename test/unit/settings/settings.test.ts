@@ -367,7 +367,9 @@ describe('MEMORY_STORE_MAX_BYTES', () => {
   });
 
   it('refuses what is not a byte count', () => {
-    expect(problems({ MEMORY_STORE_MAX_BYTES: '64MB' }).join('\n')).toContain('MEMORY_STORE_MAX_BYTES');
+    expect(problems({ MEMORY_STORE_MAX_BYTES: '64MB' })).toEqual([
+      "MEMORY_STORE_MAX_BYTES: invalid value '64MB' (a non-negative integer (0: half the V8 heap limit))",
+    ]);
     expect(problems({ MEMORY_STORE_MAX_BYTES: '-1' }).join('\n')).toContain('MEMORY_STORE_MAX_BYTES');
   });
 });
