@@ -143,7 +143,7 @@ export class CounterTable {
   }
 
   /** The state of `key`, or undefined when it holds none (an expired one is dropped here). */
-  read(key: string, algorithm: AlgorithmName, nowMs: number): unknown {
+  read(key: string, nowMs: number): unknown {
     const id = this.index.find(key, this.index.hash(key));
     if (id < 0) return undefined;
     const slab = this.slabs[id % SLABS]!;
@@ -152,8 +152,7 @@ export class CounterTable {
       this.remove(slab, position);
       return undefined;
     }
-    // A key names its algorithm, so its slab is always this algorithm's.
-    void algorithm;
+    // A key names its algorithm, so the slab holding it is always its algorithm's.
     const layout = slab.layout;
     return layout.read(slab.fields, position * layout.fields, slab.packed[position]);
   }

@@ -79,7 +79,7 @@ export class MemoryStore implements CounterStore {
     const evaluations = checks.map((check) => {
       const algorithm = ALGORITHMS[check.algorithm];
       const prior = staged.get(check.key);
-      const state = prior !== undefined ? prior.state : this.table.read(check.key, check.algorithm, now);
+      const state = prior !== undefined ? prior.state : this.table.read(check.key, now);
       const evaluation = algorithm.evaluate(state, check, now, options.chargeRejectedHits);
       if (options.chargeRejectedHits || evaluation.admitted) {
         staged.set(check.key, { state: evaluation.next, expiresAtMs: evaluation.nextExpiresAtMs, check, evaluation });

@@ -47,7 +47,7 @@ describe('CounterTable bookkeeping', () => {
       } else if (roll < 0.7) {
         table.mark(key, { hits: 100, protect: random() < 0.5 });
       } else if (roll < 0.99) {
-        const read = table.read(key, algorithm, now);
+        const read = table.read(key, now);
         // Held: exactly what was written. Gone (expired or evicted): undefined.
         if (read !== undefined) expect(read).toEqual(stored.get(key)!.state);
       } else {
