@@ -110,6 +110,12 @@ export class CounterTable {
   private readonly index = new KeyIndex(
     (id) => this.slabs[id % SLABS]!.keys[(id - (id % SLABS)) / SLABS]!,
     (id) => this.slabs[id % SLABS]!.hashes[(id - (id % SLABS)) / SLABS]!,
+    (visit) => {
+      for (const slab of this.slabs) {
+        const hashes = slab.hashes;
+        for (let position = 0; position < slab.size; position++) visit(position * SLABS + slab.index, hashes[position]!);
+      }
+    },
   );
   private readonly slabs: Slab[] = LAYOUT_ORDER.map((name, i) => new Slab(i, LAYOUTS[name]));
   private readonly slabOf: Readonly<Record<AlgorithmName, Slab>>;
@@ -252,6 +258,7 @@ export class CounterTable {
       }
     }
     if (total !== this.index.size) problems.push(`index holds ${this.index.size} keys, slabs ${total}`);
+    if (this.index.occupied() !== this.index.size) problems.push(`index has ${this.index.occupied()} slots taken for ${this.index.size} keys`);
     return problems;
   }
 
@@ -322,6 +329,7 @@ export class CounterTable {
   }
 
   private insert(slab: Slab, key: string, h: number, protect: boolean): number {
+    this.index.reserve();
     if (slab.size === slab.capacity) {
       // Doubling, but near the budget only by what it can pay for (at least a step), so that a
       // growth never makes `fit` evict a large share of the store at once.

@@ -19,6 +19,8 @@ export class KeyIndex {
   constructor(
     private readonly keyOf: (id: number) => string,
     private readonly hashOf: (id: number) => number,
+    /** Calls `visit` with every record's id and hash, in column order (a resize reads them in sequence). */
+    private readonly eachRecord: (visit: (id: number, h: number) => void) => void,
   ) {}
 
   get size(): number {
@@ -39,9 +41,16 @@ export class KeyIndex {
     }
   }
 
-  /** Adds a key (not present) of hash `h` with `id`. */
-  insert(h: number, id: number): void {
+  /**
+   * Makes room for one more key: call before its record enters the columns (a resize reads the
+   * columns, and must not see the newcomer it is about to be told of).
+   */
+  reserve(): void {
     if ((this.used + 1) * 4 > this.slots.length * 3) this.resize(this.slots.length * 2);
+  }
+
+  /** Adds a key (not present) of hash `h` with `id`, after `reserve`. */
+  insert(h: number, id: number): void {
     let i = h & this.mask;
     while (this.slots[i] !== 0) i = (i + 1) & this.mask;
     this.slots[i] = id + 1;
@@ -77,6 +86,13 @@ export class KeyIndex {
     }
   }
 
+  /** Occupied slots (equal to `size` unless the table is broken): for tests. */
+  occupied(): number {
+    let n = 0;
+    for (const slot of this.slots) if (slot !== 0) n++;
+    return n;
+  }
+
   clear(): void {
     this.slots = new Int32Array(1024);
     this.mask = 1023;
@@ -103,14 +119,15 @@ export class KeyIndex {
   }
 
   private resize(length: number): void {
-    const old = this.slots;
-    this.slots = new Int32Array(length);
-    this.mask = length - 1;
-    for (const slot of old) {
-      if (slot === 0) continue;
-      let i = this.hashOf(slot - 1) & this.mask;
-      while (this.slots[i] !== 0) i = (i + 1) & this.mask;
-      this.slots[i] = slot;
-    }
+    const slots = new Int32Array(length);
+    const mask = length - 1;
+    // From the columns, not the old table: sequential reads instead of one random read per key.
+    this.eachRecord((id, h) => {
+      let i = h & mask;
+      while (slots[i] !== 0) i = (i + 1) & mask;
+      slots[i] = id + 1;
+    });
+    this.slots = slots;
+    this.mask = mask;
   }
 }

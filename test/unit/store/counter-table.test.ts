@@ -28,6 +28,24 @@ function stateFor(algorithm: AlgorithmName, n: number): unknown {
 }
 
 describe('CounterTable bookkeeping', () => {
+  it('keeps every key findable through index resizes, column growth and sweeps', () => {
+    const table = new CounterTable({ maxBytes: 1e9 });
+    const now = 1.7e12;
+    for (let i = 0; i < 20_000; i++) {
+      const algorithm = ALGORITHMS[i % 4]!;
+      // Half expire after 1 s, half after an hour.
+      table.write(`key:${i}`, algorithm, stateFor(algorithm, i), now + (i % 2 === 0 ? 1_000 : 3_600_000), { hits: 1, protect: i % 3 === 0 });
+      if (i % 2_500 === 0) expect(table.verify()).toEqual([]);
+    }
+    expect(table.count).toBe(20_000);
+    expect(table.verify()).toEqual([]);
+    for (let i = 0; i < 10; i++) table.sweep(now + 2_000, 10_000);
+    expect(table.count).toBe(10_000);
+    expect(table.verify()).toEqual([]);
+    for (let i = 1; i < 20_000; i += 2) expect(table.read(`key:${i}`, now + 2_000)).toEqual(stateFor(ALGORITHMS[i % 4]!, i));
+  });
+
+
   it.each([1, 2, 3])('keeps index, columns and ranges consistent through random writes, marks, expiry, sweeps and evictions (seed %i)', (seed) => {
     const random = seeded(seed);
     const table = new CounterTable({ maxBytes: 200_000, random: seeded(seed + 100) });
