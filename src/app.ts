@@ -287,7 +287,12 @@ function buildStore(
   }
   if (settings.redis === undefined) {
     health.setStoreOk(true);
-    return { store: cached(new InstrumentedStore(new MemoryStore(clock), metrics)), description: describeStore(undefined) };
+    const memory = new MemoryStore(clock, {
+      maxBytes: settings.memoryStoreMaxBytes,
+      onEvict: (hits) => metrics.memoryStoreEvicted(hits),
+    });
+    metrics.memoryStoreStats(() => memory.stats());
+    return { store: cached(new InstrumentedStore(memory, metrics)), description: describeStore(undefined) };
   }
   const redis = createRedisStore(
     {
@@ -301,7 +306,7 @@ function buildStore(
     // Instrumented inside the resilient layer: latency and errors of the real Redis calls.
     primary: cached(new InstrumentedStore(redis, metrics)),
     availability: redis,
-    local: new MemoryStore(clock),
+    local: new MemoryStore(clock, { maxBytes: settings.memoryStoreMaxBytes, onEvict: (hits) => metrics.memoryStoreEvicted(hits) }),
     defaultFailureMode: settings.storeFailureMode,
     breaker: { failureThreshold: settings.storeBreakerFailures, cooldownMs: settings.storeBreakerCooldownMs },
     // Deadlines and cooldowns are real time, whatever clock the windows use.

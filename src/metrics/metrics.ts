@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { DescriptorEntry, LimitRule, RateLimitConfig } from '../config/types';
 import type { BreakerState } from '../store/circuit-breaker';
+import type { MemoryStoreStats } from '../store/memory/memory-store';
 import { hitStats } from './hit-stats';
 import { DetailedLabelCap, type RuleLabels, detailedLabels, staticLabels } from './rule-labels';
 
@@ -28,6 +29,9 @@ import { DetailedLabelCap, type RuleLabels, detailedLabels, staticLabels } from 
  * - `sluice_config_rules`, `sluice_config_last_load_success_timestamp_seconds`
  * - `sluice_over_limit_cache_hits_total` (requests answered without the store),
  *   `sluice_over_limit_cache_entries`
+ * - `sluice_memory_store_evictions_total`, `sluice_memory_store_evicted_hits_total` (hits counted by
+ *   the evicted counters: what eviction forgave, at most), `sluice_memory_store_counters`,
+ *   `sluice_memory_store_bytes` (estimated) and `sluice_memory_store_max_bytes` (MEMORY_STORE_MAX_BYTES)
  * - Node.js process metrics (`process_*`, `nodejs_*`).
  */
 export interface MetricsOptions {
@@ -86,6 +90,10 @@ export class SluiceMetrics {
   private readonly overLimitWithLocalCache: Counter<(typeof RULE_LABELS)[number]>;
   private readonly overLimitCacheHits: Counter;
   private readonly overLimitCacheEntries: Gauge;
+  private readonly memoryEvictions: Counter;
+  private readonly memoryEvictedHits: Counter;
+  /** Read when the metrics are scraped: the memory store's fill level. */
+  private memoryStats: (() => MemoryStoreStats) | undefined;
   private readonly configLoadSuccess: Counter;
   private readonly configLoadError: Counter;
   private readonly globalShadowModeHits: Counter;
@@ -131,6 +139,31 @@ export class SluiceMetrics {
       help: 'Counters the over-limit cache holds as rejected until their retry time',
       registers,
     });
+    this.memoryEvictions = new Counter({
+      name: 'sluice_memory_store_evictions_total',
+      help: 'Counters the memory store evicted to stay within MEMORY_STORE_MAX_BYTES (expired ones swept are not counted)',
+      registers,
+    });
+    this.memoryEvictedHits = new Counter({
+      name: 'sluice_memory_store_evicted_hits_total',
+      help: 'Hits the evicted counters held at their last decision: at most what eviction forgave',
+      registers,
+    });
+    const fill = (name: string, help: string, read: (stats: MemoryStoreStats) => number): void => {
+      const metrics = this;
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          const stats = metrics.memoryStats?.();
+          if (stats !== undefined) this.set(read(stats));
+        },
+      });
+    };
+    fill('sluice_memory_store_counters', 'Counters the memory store holds (expired ones not yet swept included)', (s) => s.counters);
+    fill('sluice_memory_store_bytes', 'Estimated bytes the memory store holds: columns as allocated, keys, packed states, index', (s) => s.bytes);
+    fill('sluice_memory_store_max_bytes', 'MEMORY_STORE_MAX_BYTES in force (derived from the heap limit when set to 0)', (s) => s.maxBytes);
     this.configLoadSuccess = new Counter({
       name: 'ratelimit_service_config_load_success',
       help: 'Config loads accepted (the first one and every reload)',
@@ -317,6 +350,17 @@ export class SluiceMetrics {
   /** The over-limit cache's size, after every change. */
   overLimitCacheEntriesSet(entries: number): void {
     this.overLimitCacheEntries.set(entries);
+  }
+
+  /** One counter evicted by the memory store, which held `hits` at its last decision. */
+  memoryStoreEvicted(hits: number): void {
+    this.memoryEvictions.inc();
+    if (hits > 0) this.memoryEvictedHits.inc(hits);
+  }
+
+  /** Where the memory store's fill level is read from at every scrape. */
+  memoryStoreStats(read: () => MemoryStoreStats): void {
+    this.memoryStats = read;
   }
 
   /** Publishes the breaker's state; call once at start and on every change. */

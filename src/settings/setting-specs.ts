@@ -189,6 +189,15 @@ export const SETTING_SPECS = {
     default: '0',
     help: 'over-limit cache budget in entries (with LOCAL_CACHE_SIZE_IN_BYTES too, both bounds apply). 0: no entry bound',
   },
+  memoryStoreMaxBytes: {
+    env: 'MEMORY_STORE_MAX_BYTES',
+    kind: 'size',
+    default: '0',
+    zeroMeans: 'half the V8 heap limit',
+    help:
+      'memory store budget in estimated bytes (keys, states, columns, index); when full, the counters whose loss forgives ' +
+      'the fewest hits are evicted, those at or over their limit last. 0: half the V8 heap limit (--max-old-space-size)',
+  },
   grpcServerUseTls: { env: 'GRPC_SERVER_USE_TLS', kind: 'bool', default: 'false', help: 'serve gRPC over TLS (needs GRPC_SERVER_TLS_CERT and GRPC_SERVER_TLS_KEY)' },
   grpcServerTlsCert: { env: 'GRPC_SERVER_TLS_CERT', kind: 'string', default: '', help: 'PEM certificate chain file of the gRPC server (read at start, then re-read, see GRPC_SERVER_TLS_RELOAD_INTERVAL)' },
   grpcServerTlsKey: { env: 'GRPC_SERVER_TLS_KEY', kind: 'string', default: '', help: 'PEM private key file of the gRPC server (read at start, then re-read)' },

@@ -92,6 +92,11 @@ export interface Settings {
    */
   readonly localCacheSizeInBytes: number;
   readonly localCacheMaxEntries: number;
+  /**
+   * MEMORY_STORE_MAX_BYTES: the memory store's budget in estimated bytes; 0 = half the V8 heap limit
+   * (store/memory/memory-budget.ts). Also bounds the local limiter of STORE_FAILURE_MODE=local.
+   */
+  readonly memoryStoreMaxBytes: number;
   /** GRPC_SERVER_USE_TLS and friends; undefined serves plaintext. Holds a private key: never log it. */
   readonly grpcTls: GrpcTlsSettings | undefined;
   /** GRPC_MAX_CONNECTION_AGE in ms: connections are asked to go away (GOAWAY) after this long. */
@@ -207,6 +212,7 @@ export function loadSettings(env: NodeJS.ProcessEnv, argv: readonly string[]): S
     detailedMetricMaxValues: num('detailedMetricMaxValues'),
     localCacheSizeInBytes: num('localCacheSizeInBytes'),
     localCacheMaxEntries: num('localCacheMaxEntries'),
+    memoryStoreMaxBytes: num('memoryStoreMaxBytes'),
     grpcTls: undefined,
     grpcMaxConnectionAgeMs: num('grpcMaxConnectionAge'),
     grpcMaxConnectionAgeGraceMs: num('grpcMaxConnectionAgeGrace'),

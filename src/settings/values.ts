@@ -11,6 +11,8 @@ export interface SettingSpec {
   readonly help: string;
   /** The flag, when it is not the env name in kebab case. */
   readonly flag?: string;
+  /** For `size`: what 0 means, when it does not turn the setting off. */
+  readonly zeroMeans?: string;
   /** For `choice`: the accepted values, lower case; input is matched case-insensitively. */
   readonly choices?: readonly string[];
 }
@@ -123,7 +125,7 @@ export function describe(spec: SettingSpec): string {
     case 'count':
       return 'a positive integer';
     case 'size':
-      return 'a non-negative integer (0 turns it off)';
+      return spec.zeroMeans === undefined ? 'a non-negative integer (0 turns it off)' : `a non-negative integer (0: ${spec.zeroMeans})`;
     case 'level':
       return LOG_LEVELS.join(', ');
     case 'choice':

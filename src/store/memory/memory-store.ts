@@ -1,38 +1,67 @@
 import type { Clock } from '../../util/clock';
 import { ALGORITHMS } from '../../limiter/algorithms/registry';
+import type { Evaluation } from '../../limiter/algorithms/algorithm';
 import type { CounterStore, DecideOptions, LimitCheck, LimitOutcome } from '../counter-store';
-
-interface StoredCounter {
-  state: unknown;
-  expiresAtMs: number;
-}
+import { CounterTable, type CounterStanding } from './counter-table';
+import { defaultMemoryStoreBytes } from './memory-budget';
 
 export interface MemoryStoreOptions {
   /** How often expired counters are reclaimed. */
   readonly sweepIntervalMs?: number;
-  /** At most this many counters are examined per sweep tick, so a huge map never stalls the loop. */
+  /** At most this many counters are examined per sweep tick, so a huge store never stalls the loop. */
   readonly sweepBatch?: number;
+  /** MEMORY_STORE_MAX_BYTES: estimated bytes the counters may take; undefined or 0: a share of the heap limit. */
+  readonly maxBytes?: number;
+  /** Told about every eviction with the hits it forgave (metrics). */
+  readonly onEvict?: (forgivenHits: number) => void;
+  /** Candidates drawn per eviction. */
+  readonly evictionSamples?: number;
+  /** Random numbers in [0, 1) for eviction sampling (tests inject a seeded one). */
+  readonly random?: () => number;
+}
+
+/** How full the store is, for metrics. */
+export interface MemoryStoreStats {
+  readonly counters: number;
+  readonly bytes: number;
+  readonly maxBytes: number;
+}
+
+interface Staged {
+  state: unknown;
+  expiresAtMs: number;
+  /** The check that staged it last, and its evaluation: they say what the counter's loss would forgive. */
+  check: LimitCheck;
+  evaluation: Evaluation<unknown>;
 }
 
 /**
- * The embedded store: counters in a Map, decided with the same algorithm functions the Lua
- * scripts mirror. A request is decided inside one synchronous call, so on Node's single thread no
- * other request interleaves between reading and charging: that is what makes it atomic.
+ * The embedded store: counters in compact per-algorithm columns (counter-table.ts), decided with
+ * the same algorithm functions the Lua scripts mirror. A request is decided inside one synchronous
+ * call, so on Node's single thread no other request interleaves between reading and charging: that
+ * is what makes it atomic.
  *
- * Memory stays bounded by traffic: every counter carries the instant after which it can no longer
- * affect a decision, and a background sweep (plus every lookup) drops expired ones.
+ * Memory is bounded twice: every counter carries the instant after which it can no longer affect
+ * a decision (a background sweep and every lookup drop expired ones), and the table holds at most
+ * `maxBytes` (estimated), evicting the counters whose loss forgives the fewest hits beyond it.
  */
 export class MemoryStore implements CounterStore {
-  private readonly counters = new Map<string, StoredCounter>();
+  private readonly table: CounterTable;
   private readonly timer: NodeJS.Timeout;
   private readonly sweepBatch: number;
-  private sweepCursor: Iterator<[string, StoredCounter]> | undefined;
 
   constructor(
     private readonly clock: Clock,
     options: MemoryStoreOptions = {},
   ) {
     this.sweepBatch = options.sweepBatch ?? 10_000;
+    const maxBytes = options.maxBytes !== undefined && options.maxBytes > 0 ? options.maxBytes : defaultMemoryStoreBytes();
+    this.table = new CounterTable({
+      maxBytes,
+      ...(options.onEvict !== undefined && { onEvict: options.onEvict }),
+      ...(options.evictionSamples !== undefined && { evictionSamples: options.evictionSamples }),
+      ...(options.random !== undefined && { random: options.random }),
+    });
     this.timer = setInterval(() => this.sweep(), options.sweepIntervalMs ?? 1000);
     this.timer.unref();
   }
@@ -46,13 +75,14 @@ export class MemoryStore implements CounterStore {
     const now = this.clock.nowMs();
     // Charges are staged so that two checks on one counter in the same request see each other,
     // and so that nothing is written when the request is rejected.
-    const staged = new Map<string, StoredCounter>();
+    const staged = new Map<string, Staged>();
     const evaluations = checks.map((check) => {
       const algorithm = ALGORITHMS[check.algorithm];
-      const stored = staged.get(check.key) ?? this.live(check.key, now);
-      const evaluation = algorithm.evaluate(stored?.state, check, now, options.chargeRejectedHits);
+      const prior = staged.get(check.key);
+      const state = prior !== undefined ? prior.state : this.table.read(check.key, now);
+      const evaluation = algorithm.evaluate(state, check, now, options.chargeRejectedHits);
       if (options.chargeRejectedHits || evaluation.admitted) {
-        staged.set(check.key, { state: evaluation.next, expiresAtMs: evaluation.nextExpiresAtMs });
+        staged.set(check.key, { state: evaluation.next, expiresAtMs: evaluation.nextExpiresAtMs, check, evaluation });
       }
       return evaluation;
     });
@@ -60,44 +90,51 @@ export class MemoryStore implements CounterStore {
     const admitted =
       options.chargeRejectedHits || evaluations.every((e, i) => e.admitted || !checks[i]!.enforced);
     if (!admitted) {
+      // Nothing is charged, but the counters that rejected are at their limit: keep them last to go.
+      checks.forEach((check, i) => {
+        const e = evaluations[i]!;
+        if (!e.admitted) this.table.mark(check.key, standing(check, e.uncharged));
+      });
       return evaluations.map((e) => e.uncharged);
     }
-    for (const [key, counter] of staged) this.counters.set(key, counter);
-    return evaluations.map((e) => (options.chargeRejectedHits || e.admitted ? e.charged : e.uncharged));
+    const outcomes = evaluations.map((e) => (options.chargeRejectedHits || e.admitted ? e.charged : e.uncharged));
+    for (const [key, s] of staged) {
+      this.table.write(key, s.check.algorithm, s.state, s.expiresAtMs, standing(s.check, s.evaluation.charged));
+    }
+    checks.forEach((check, i) => {
+      const e = evaluations[i]!;
+      if (!options.chargeRejectedHits && !e.admitted) this.table.mark(check.key, standing(check, e.uncharged));
+    });
+    this.table.fit(now, staged);
+    return outcomes;
   }
 
   /** Number of counters held (expired ones not yet swept included). */
   size(): number {
-    return this.counters.size;
+    return this.table.count;
+  }
+
+  stats(): MemoryStoreStats {
+    return { counters: this.table.count, bytes: this.table.bytes, maxBytes: this.table.maxBytes };
   }
 
   close(): Promise<void> {
     clearInterval(this.timer);
-    this.counters.clear();
+    this.table.clear();
     return Promise.resolve();
-  }
-
-  private live(key: string, now: number): StoredCounter | undefined {
-    const counter = this.counters.get(key);
-    if (counter !== undefined && counter.expiresAtMs <= now) {
-      this.counters.delete(key);
-      return undefined;
-    }
-    return counter;
   }
 
   /** Reclaims expired counters, resuming where the previous tick stopped. */
   sweep(): void {
-    const now = this.clock.nowMs();
-    this.sweepCursor ??= this.counters.entries();
-    for (let i = 0; i < this.sweepBatch; i++) {
-      const next = this.sweepCursor.next();
-      if (next.done === true) {
-        this.sweepCursor = undefined;
-        return;
-      }
-      const [key, counter] = next.value;
-      if (counter.expiresAtMs <= now) this.counters.delete(key);
-    }
+    this.table.sweep(this.clock.nowMs(), this.sweepBatch);
   }
+}
+
+/**
+ * What losing a counter would forgive after `outcome`: the hits it counts (its capacity less the
+ * whole hits left), and whether it is at or over its limit.
+ */
+function standing(check: LimitCheck, outcome: LimitOutcome): CounterStanding {
+  const capacity = check.algorithm === 'token_bucket' ? (check.limit === 0 ? 0 : (check.burst ?? check.limit)) : check.limit;
+  return { hits: Math.max(0, capacity - outcome.remaining), protect: !outcome.admitted || outcome.remaining === 0 };
 }

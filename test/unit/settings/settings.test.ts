@@ -379,3 +379,18 @@ describe('config size limits and reload timeout', () => {
     ]);
   });
 });
+
+describe('MEMORY_STORE_MAX_BYTES', () => {
+  it('defaults to 0 (a share of the heap limit, decided by the store) and takes a byte count', () => {
+    expect(load({}).memoryStoreMaxBytes).toBe(0);
+    expect(load({ MEMORY_STORE_MAX_BYTES: '67108864' }).memoryStoreMaxBytes).toBe(67_108_864);
+    expect(load({}, ['--memory-store-max-bytes', '1000']).memoryStoreMaxBytes).toBe(1000);
+  });
+
+  it('refuses what is not a byte count', () => {
+    expect(problems({ MEMORY_STORE_MAX_BYTES: '64MB' })).toEqual([
+      "MEMORY_STORE_MAX_BYTES: invalid value '64MB' (a non-negative integer (0: half the V8 heap limit))",
+    ]);
+    expect(problems({ MEMORY_STORE_MAX_BYTES: '-1' }).join('\n')).toContain('MEMORY_STORE_MAX_BYTES');
+  });
+});

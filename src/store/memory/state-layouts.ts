@@ -1,0 +1,112 @@
+import type { AlgorithmName } from '../../config/types';
+import type { FixedWindowState } from '../../limiter/algorithms/fixed-window';
+import type { SlidingLogState } from '../../limiter/algorithms/sliding-log';
+import type { SlidingWindowState, SubWindow } from '../../limiter/algorithms/sliding-window';
+import type { TokenBucketState } from '../../limiter/algorithms/token-bucket';
+import { PackedReader, PackedWriter } from './packed-numbers';
+
+/**
+ * How one algorithm's counter state is laid out in the memory store: a fixed number of doubles
+ * in the store's Float64Array columns, plus, for states whose length varies, one packed string.
+ * Every layout gives back exactly the doubles it was given, so decisions are the same as on the
+ * algorithm's own objects (and the Lua's).
+ */
+export interface StateLayout {
+  /** Doubles kept inline per counter. */
+  readonly fields: number;
+  /** Whether the state needs a packed string (variable length). */
+  readonly packed: boolean;
+  read(fields: Float64Array, at: number, packed: string | undefined): unknown;
+  /** Writes `state` at `at`; returns the packed string when the layout has one. */
+  write(state: unknown, fields: Float64Array, at: number): string | undefined;
+}
+
+const fixedWindow: StateLayout = {
+  fields: 2,
+  packed: false,
+  read: (f, at): FixedWindowState => ({ window: f[at]!, count: f[at + 1]! }),
+  write(state, f, at) {
+    const s = state as FixedWindowState;
+    f[at] = s.window;
+    f[at + 1] = s.count;
+    return undefined;
+  },
+};
+
+const tokenBucket: StateLayout = {
+  fields: 3,
+  packed: false,
+  read: (f, at): TokenBucketState => ({ t: f[at]!, d: f[at + 1]!, l: f[at + 2]! }),
+  write(state, f, at) {
+    const s = state as TokenBucketState;
+    f[at] = s.t;
+    f[at + 1] = s.d;
+    f[at + 2] = s.l;
+    return undefined;
+  },
+};
+
+/** Sub-windows as (hits, first − previous last, last − first): mostly a few bytes each. */
+const slidingWindow: StateLayout = {
+  fields: 0,
+  packed: true,
+  read(_f, _at, packed): SlidingWindowState {
+    const windows: SubWindow[] = [];
+    const reader = new PackedReader(packed ?? '');
+    let previous = 0;
+    while (!reader.done) {
+      const hits = reader.next(0);
+      const first = reader.next(previous);
+      const last = reader.next(first);
+      windows.push({ hits, first, last });
+      previous = last;
+    }
+    return windows;
+  },
+  write(state) {
+    const writer = new PackedWriter();
+    let previous = 0;
+    for (const w of state as SlidingWindowState) {
+      writer.put(w.hits, 0);
+      writer.put(w.first, previous);
+      writer.put(w.last, w.first);
+      previous = w.last;
+    }
+    return writer.finish();
+  },
+};
+
+/** Instants, each after the one before it. */
+const slidingLog: StateLayout = {
+  fields: 0,
+  packed: true,
+  read(_f, _at, packed): SlidingLogState {
+    const log: number[] = [];
+    const reader = new PackedReader(packed ?? '');
+    let previous = 0;
+    while (!reader.done) {
+      previous = reader.next(previous);
+      log.push(previous);
+    }
+    return log;
+  },
+  write(state) {
+    const writer = new PackedWriter();
+    let previous = 0;
+    for (const instant of state as SlidingLogState) {
+      writer.put(instant, previous);
+      previous = instant;
+    }
+    return writer.finish();
+  },
+};
+
+/** In a fixed order: a counter's layout index is part of its id in the store. */
+export const LAYOUT_ORDER: readonly AlgorithmName[] = ['fixed_window', 'token_bucket', 'sliding_window', 'sliding_log'];
+
+export const LAYOUTS: Readonly<Record<AlgorithmName, StateLayout>> = {
+  fixed_window: fixedWindow,
+  token_bucket: tokenBucket,
+  sliding_window: slidingWindow,
+  sliding_log: slidingLog,
+};

@@ -1,0 +1,82 @@
+import type { AlgorithmName } from '../../../src/config/types';
+import { CounterTable } from '../../../src/store/memory/counter-table';
+
+/** mulberry32: the same operations on every run. */
+function seeded(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const ALGORITHMS: AlgorithmName[] = ['fixed_window', 'token_bucket', 'sliding_window', 'sliding_log'];
+
+function stateFor(algorithm: AlgorithmName, n: number): unknown {
+  switch (algorithm) {
+    case 'fixed_window':
+      return { window: n, count: n * 0.5 };
+    case 'token_bucket':
+      return { t: 1.7e12 + n, d: n * 3, l: 7 };
+    case 'sliding_window':
+      return Array.from({ length: 1 + (n % 21) }, (_, i) => ({ hits: i + 1, first: 1.7e12 + i * 1000 + 0.25, last: 1.7e12 + i * 1000 + n }));
+    case 'sliding_log':
+      return Array.from({ length: 1 + (n % 5) }, (_, i) => 1.7e12 + i * 3 + n);
+  }
+}
+
+describe('CounterTable bookkeeping', () => {
+  it('keeps every key findable through index resizes, column growth and sweeps', () => {
+    const table = new CounterTable({ maxBytes: 1e9 });
+    const now = 1.7e12;
+    for (let i = 0; i < 20_000; i++) {
+      const algorithm = ALGORITHMS[i % 4]!;
+      // Half expire after 1 s, half after an hour.
+      table.write(`key:${i}`, algorithm, stateFor(algorithm, i), now + (i % 2 === 0 ? 1_000 : 3_600_000), { hits: 1, protect: i % 3 === 0 });
+      if (i % 2_500 === 0) expect(table.verify()).toEqual([]);
+    }
+    expect(table.count).toBe(20_000);
+    expect(table.verify()).toEqual([]);
+    for (let i = 0; i < 10; i++) table.sweep(now + 2_000, 10_000);
+    expect(table.count).toBe(10_000);
+    expect(table.verify()).toEqual([]);
+    for (let i = 1; i < 20_000; i += 2) expect(table.read(`key:${i}`, now + 2_000)).toEqual(stateFor(ALGORITHMS[i % 4]!, i));
+  });
+
+
+  it.each([1, 2, 3])('keeps index, columns and ranges consistent through random writes, marks, expiry, sweeps and evictions (seed %i)', (seed) => {
+    const random = seeded(seed);
+    const table = new CounterTable({ maxBytes: 200_000, random: seeded(seed + 100) });
+    // What each key last stored, to read back exactly (while it is still held).
+    const stored = new Map<string, { algorithm: AlgorithmName; state: unknown }>();
+    let now = 1.7e12;
+    for (let op = 0; op < 30_000; op++) {
+      now += Math.floor(random() * 50);
+      const key = `k:${Math.floor(random() * 3_000)}`;
+      const algorithm = ALGORITHMS[Number(key.slice(2)) % 4]!;
+      const roll = random();
+      if (roll < 0.6) {
+        const state = stateFor(algorithm, op);
+        table.write(key, algorithm, state, now + Math.floor(random() * 20_000), { hits: Math.floor(random() * 100), protect: random() < 0.2 });
+        stored.set(key, { algorithm, state });
+        table.fit(now, new Set([key]));
+      } else if (roll < 0.7) {
+        table.mark(key, { hits: 100, protect: random() < 0.5 });
+      } else if (roll < 0.99) {
+        const read = table.read(key, now);
+        // Held: exactly what was written. Gone (expired or evicted): undefined.
+        if (read !== undefined) expect(read).toEqual(stored.get(key)!.state);
+      } else {
+        table.sweep(now, 500);
+      }
+      if (op % 1_000 === 0) {
+        expect(table.verify()).toEqual([]);
+        expect(table.bytes).toBeLessThanOrEqual(200_000);
+      }
+    }
+    expect(table.verify()).toEqual([]);
+    expect(table.count).toBeGreaterThan(100);
+  });
+});
