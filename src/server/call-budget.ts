@@ -40,13 +40,6 @@ export interface CallBudget {
 export const MIN_CALLS_PER_CONNECTION = 4;
 /** How often the calls open are looked at. */
 export const PRESSURE_CHECK_MS = 25;
-/**
- * A look finds overload when more calls than the budget are open and some were answered after
- * their deadline (a `grpc-timeout` the client sent) since the previous look; two looks in a row
- * must find it. A burst of calls with time to spare is not overload however many are open
- * (holding the connections then would refuse streams the clients had already sent), and a pause
- * in sluice (a long GC) makes the calls it held late at one look, not two.
- */
 /** Under overload, the shares are lifted once the clients have left their shares unfilled this long. */
 export const CALM_BEFORE_LIFTING_MS = 1000;
 /**
@@ -64,6 +57,19 @@ const FILLED = 0.75;
 const ALPHA = 0.3;
 /** SETTINGS_MAX_CONCURRENT_STREAMS meaning "no limit" (the largest value, Node's default). */
 const UNLIMITED = 2 ** 32 - 1;
+/**
+ * Outside overload each connection may have this many times the budget open: no legitimate client
+ * is held (one connection can still carry four times what is decided well in time), but a client
+ * that opens a thousand streams at once on each connection is read a bounded flood before the
+ * shares are offered (h2load's open loop did: the first half-second went to answering ~4,000
+ * calls late).
+ */
+const LIFTED_FACTOR = 4;
+
+/** What a connection may have open outside overload: what the server announces in its initial SETTINGS. */
+export function liftedCallsPerConnection(budget: CallBudget): number {
+  return Math.min(budget.maxPerConnection ?? UNLIMITED, LIFTED_FACTOR * budget.total);
+}
 
 /** A connection the budget is shared with: what it needs of Node's server-side HTTP/2 session. */
 export interface SharingSession {
@@ -129,13 +135,14 @@ export class ConnectionCallShares {
   /** What each connection may have open now. */
   limit(): number {
     const { minPerConnection, maxPerConnection } = this.budget;
-    const share = this.overloaded ? Math.max(minPerConnection, Math.floor(this.held / Math.max(1, this.sessions.size))) : UNLIMITED;
+    if (!this.overloaded) return this.liftedLimit();
+    const share = Math.max(minPerConnection, Math.floor(this.held / Math.max(1, this.sessions.size)));
     return Math.min(maxPerConnection ?? UNLIMITED, share);
   }
 
   /** What a connection is offered outside overload: what the server's own settings announce. */
   private liftedLimit(): number {
-    return this.budget.maxPerConnection ?? UNLIMITED;
+    return liftedCallsPerConnection(this.budget);
   }
 
   /** Number of connections sharing the budget. */
@@ -160,12 +167,19 @@ export class ConnectionCallShares {
     const now = this.clock.nowMs();
     const elapsed = now - this.lastCheckMs;
     const closed = this.closedSinceCheck;
+    // Overload: more calls open than the budget, and some answered after their deadline (a
+    // `grpc-timeout` the client sent), at two looks in a row. A burst of calls with time to spare
+    // is not overload however many are open (holding the connections then would refuse streams
+    // the clients had already sent), and a pause in sluice (a long GC) makes the calls it held
+    // late at one look, not two. But as many answered late as the whole budget in one look is a
+    // flood already read: holding at once saves what the next look would lose.
     const late = this.open > total && this.lateSinceCheck > 0;
+    const flooded = late && this.lateSinceCheck >= total;
     this.lastCheckMs = now;
     this.closedSinceCheck = 0;
     this.lateSinceCheck = 0;
     if (!this.overloaded) {
-      if (late && this.lateAtLastCheck) {
+      if (flooded || (late && this.lateAtLastCheck)) {
         this.overloaded = true;
         this.held = total;
         this.answeredPerMs = 0;

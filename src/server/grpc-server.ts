@@ -9,7 +9,7 @@ import type { HealthState } from './health';
 import { packageDefinition, rateLimitServiceDefinition, REFLECTED_PROTOS } from './proto';
 import { withReflectionFiles } from './reflection';
 import { checkRequestBytes } from './request-bytes';
-import { type CallBudget, ConnectionCallShares, shareCallsAmongConnections, tolerateRefusedStreams } from './call-budget';
+import { type CallBudget, ConnectionCallShares, liftedCallsPerConnection, shareCallsAmongConnections, tolerateRefusedStreams } from './call-budget';
 import { applyStreamResetLimit, type StreamResetLimit } from './stream-reset-limit';
 import { type GrpcServerTls, serverCredentials } from './tls';
 import type { TlsReloader } from './tls-reloader';
@@ -151,7 +151,9 @@ export function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServerH
   const { service, health, host, port, logger } = options;
   const server = new grpc.Server({
     ...(options.maxReceiveMessageLength !== undefined && { 'grpc.max_receive_message_length': options.maxReceiveMessageLength }),
+    // With a call budget, its limit outside overload (at most maxConcurrentStreams) is what each connection starts with.
     ...(options.maxConcurrentStreams !== undefined && { 'grpc.max_concurrent_streams': options.maxConcurrentStreams }),
+    ...(options.callBudget !== undefined && { 'grpc.max_concurrent_streams': liftedCallsPerConnection(options.callBudget) }),
     ...(options.maxConnectionAgeMs !== undefined && { 'grpc.max_connection_age_ms': options.maxConnectionAgeMs }),
     ...(options.maxConnectionAgeGraceMs !== undefined && { 'grpc.max_connection_age_grace_ms': options.maxConnectionAgeGraceMs }),
   });
