@@ -194,7 +194,7 @@ export class SluiceMetrics {
     });
     this.breakerState = new Gauge({
       name: 'sluice_store_circuit_breaker_state',
-      help: 'Store circuit breaker: 1 for the current state (closed, open, half_open), 0 for the others',
+      help: 'Store circuit breaker: 1 for the current state (closed, open, half_open), 0 for the others; across workers, how many are in each',
       labelNames: ['state'],
       registers,
     });
@@ -209,11 +209,15 @@ export class SluiceMetrics {
       help: 'Descriptors of the calls being decided now (the work bound MAX_DESCRIPTORS_IN_FLIGHT applies to it)',
       registers,
     });
-    this.configRules = new Gauge({ name: 'sluice_config_rules', help: 'Rules in the config serving now', registers });
+    // Across cluster workers (WORKERS > 1) counters, histograms and the other gauges sum; these
+    // two describe the one config every worker loads: the most rules, and the oldest load (a
+    // worker that missed a reload shows as the oldest).
+    this.configRules = new Gauge({ name: 'sluice_config_rules', help: 'Rules in the config serving now', registers, aggregator: 'max' });
     this.configLoadedAt = new Gauge({
       name: 'sluice_config_last_load_success_timestamp_seconds',
-      help: 'When the config serving now was loaded (Unix seconds)',
+      help: 'When the config serving now was loaded (Unix seconds; across workers, the oldest)',
       registers,
+      aggregator: 'min',
     });
     for (const result of ['ok', 'over_limit', 'invalid', 'unavailable', 'deadline_exceeded', 'overloaded', 'error'] as const) {
       this.requests.inc({ result }, 0);
