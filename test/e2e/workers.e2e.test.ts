@@ -1,0 +1,217 @@
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { shouldRateLimitMethod, unaryCall } from '../../src/server/proto';
+import { metricValue, parseMetrics } from '../support/prometheus';
+import { type RedisServer, startRedisServer } from '../support/redis-server';
+import { SLUICE_BIN, type SluiceProcess, startSluiceProcess } from '../support/sluice-process';
+
+// `sluice serve` with WORKERS=2, the built command as deployed: a node:cluster primary and two
+// workers sharing the ports (port 0 included), the counters shared through a real Redis.
+const CONFIG = `
+domain: api
+descriptors:
+  - key: client_id
+    # An hour-long sliding window: the burst cannot straddle a window boundary in a way that matters.
+    rate_limit: { unit: hour, requests_per_unit: 100 }
+`;
+
+/** Connections to open: node:cluster hands each new one to the next worker, so both get some. */
+const CONNECTIONS = 8;
+
+/**
+ * A client on a connection of its own: grpc-js otherwise shares one connection among clients to
+ * the same address, and one connection is served by one worker.
+ */
+function ownConnection(port: number): grpc.Client {
+  return new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });
+}
+
+function decide(client: grpc.Client, clientId: string): Promise<string> {
+  return unaryCall(client, shouldRateLimitMethod, { domain: 'api', descriptors: [{ entries: [{ key: 'client_id', value: clientId }] }] }, 5000).then(
+    (res) => String(res.overall_code),
+    (err: { details?: string }) => `error: ${err.details ?? String(err)}`,
+  );
+}
+
+function count(answers: readonly string[]): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const answer of answers) counts[answer] = (counts[answer] ?? 0) + 1;
+  return counts;
+}
+
+async function metrics(sluice: SluiceProcess): Promise<Map<string, number>> {
+  const response = await fetch(`http://127.0.0.1:${sluice.debugPort}/metrics`);
+  expect(response.status).toBe(200);
+  return parseMetrics(await response.text());
+}
+
+function logged(sluice: SluiceProcess, msg: string): Record<string, unknown>[] {
+  return sluice.log.flatMap((line) => {
+    try {
+      const parsed = JSON.parse(line) as Record<string, unknown>;
+      return parsed.msg === msg ? [parsed] : [];
+    } catch {
+      return [];
+    }
+  });
+}
+
+async function until(what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+let configDir: string;
+beforeAll(() => {
+  configDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-workers-'));
+  fs.writeFileSync(path.join(configDir, 'api.yaml'), CONFIG);
+});
+afterAll(() => fs.rmSync(configDir, { recursive: true, force: true }));
+
+describe('WORKERS=2 on Redis', () => {
+  let redis: RedisServer;
+  let sluice: SluiceProcess;
+  let clients: grpc.Client[] = [];
+
+  beforeAll(async () => {
+    redis = await startRedisServer();
+    sluice = await startSluiceProcess(configDir, { REDIS_URL: redis.url, WORKERS: '2' });
+    clients = Array.from({ length: CONNECTIONS }, () => ownConnection(sluice.grpcPort));
+  }, 30_000);
+
+  afterAll(async () => {
+    clients.forEach((client) => client.close());
+    await sluice.stop();
+    await redis.stop();
+  });
+
+  const startup = (): Record<string, unknown> => logged(sluice, 'sluice started')[0]!;
+
+  it('writes one startup line naming its 2 workers, which share its ports, port 0 included', async () => {
+    expect(logged(sluice, 'sluice started')).toHaveLength(1);
+    const line = startup();
+    expect(line.workers).toBe(2);
+    expect(line.primaryPid).toBe(sluice.child.pid);
+    const pids = line.pids as number[];
+    expect(new Set(pids).size).toBe(2);
+    expect(pids).not.toContain(sluice.child.pid);
+    const workerLines = logged(sluice, 'sluice worker started');
+    expect(workerLines.map((w) => w.worker).sort()).toEqual([1, 2]);
+    expect(workerLines.map((w) => w.pid).sort()).toEqual([...pids].sort());
+    for (const worker of workerLines) {
+      expect([worker.grpcPort, worker.httpPort, worker.debugPort]).toEqual([sluice.grpcPort, sluice.httpPort, sluice.debugPort]);
+    }
+    expect(sluice.grpcPort).toBeGreaterThan(0);
+    const health = await fetch(`http://127.0.0.1:${sluice.httpPort}/healthcheck`);
+    expect(health.status).toBe(200);
+  });
+
+  it('admits exactly 100 of 1,000 concurrent calls on a limit of 100 over 8 connections, and /metrics counts all 1,000', async () => {
+    const answers = await Promise.all(Array.from({ length: 1000 }, (_, i) => decide(clients[i % CONNECTIONS]!, 'burst')));
+    expect(count(answers)).toEqual({ OK: 100, OVER_LIMIT: 900 });
+    const values = await metrics(sluice);
+    expect(metricValue(values, 'sluice_requests_total{result="ok"}')).toBe(100);
+    expect(metricValue(values, 'sluice_requests_total{result="over_limit"}')).toBe(900);
+    expect(metricValue(values, 'ratelimit_service_total_requests{grpc_method="ShouldRateLimit"}')).toBe(1000);
+    expect(metricValue(values, 'sluice_workers')).toBe(2);
+    expect(metricValue(values, 'sluice_worker_restarts_total')).toBe(0);
+    // Gauges of the one config every worker loads are not summed.
+    expect(metricValue(values, 'sluice_config_rules')).toBe(1);
+  }, 30_000);
+
+  it('replaces a killed worker while the other keeps answering, and its replacement answers too', async () => {
+    const [victim, survivor] = startup().pids as number[];
+    const before = await metrics(sluice);
+    const decidedBefore = metricValue(before, 'ratelimit_service_total_requests{grpc_method="ShouldRateLimit"}');
+    process.kill(victim!, 'SIGKILL');
+    await until('the primary to see the death', () => logged(sluice, 'worker died; replacing it').length === 1);
+    // Calls keep being answered while the worker is gone: the connections it held are gone, so
+    // new ones go to the survivor (fresh connections, so none waits on a dead one's reconnect).
+    const during = Array.from({ length: CONNECTIONS }, () => ownConnection(sluice.grpcPort));
+    const duringAnswers = await Promise.all(during.map((client, i) => decide(client, `during-${i}`)));
+    during.forEach((client) => client.close());
+    expect(count(duringAnswers)).toEqual({ OK: CONNECTIONS });
+
+    await until('the replacement', () => logged(sluice, 'worker replaced').length === 1);
+    const died = logged(sluice, 'worker died; replacing it');
+    expect(died).toHaveLength(1);
+    expect(died[0]).toMatchObject({ pid: victim, signal: 'SIGKILL', restarts: 1 });
+    const replacement = logged(sluice, 'worker replaced')[0]!;
+    expect(replacement.pid).not.toBe(victim);
+    expect(alive(survivor!)).toBe(true);
+
+    // New connections alternate between the survivor and the replacement: all answered, and the
+    // shared counters still hold (the burst's key stays over its limit on either worker).
+    const after = Array.from({ length: CONNECTIONS }, () => ownConnection(sluice.grpcPort));
+    const afterAnswers = await Promise.all(after.map((client) => decide(client, 'burst')));
+    after.forEach((client) => client.close());
+    expect(count(afterAnswers)).toEqual({ OVER_LIMIT: CONNECTIONS });
+
+    const values = await metrics(sluice);
+    expect(metricValue(values, 'sluice_worker_restarts_total')).toBe(1);
+    expect(metricValue(values, 'sluice_workers')).toBe(2);
+    // The killed worker's counts died with it: what remains is less than all calls so far, so it
+    // had answered part of the burst, and the 1,000 before were the sum of both workers.
+    const decidedNow = metricValue(values, 'ratelimit_service_total_requests{grpc_method="ShouldRateLimit"}');
+    expect(decidedBefore).toBe(1000);
+    expect(decidedNow).toBeLessThan(1000 + 2 * CONNECTIONS);
+    expect(decidedNow).toBeGreaterThanOrEqual(2 * CONNECTIONS);
+  }, 30_000);
+
+  it('drains on SIGTERM: every worker stops and the primary exits 0', async () => {
+    const pids = logged(sluice, 'sluice worker started').map((w) => w.pid as number);
+    const exited = new Promise<number | null>((resolve) => sluice.child.once('exit', (code) => resolve(code)));
+    sluice.child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(logged(sluice, 'sluice stopped')).toHaveLength(2);
+    expect(logged(sluice, 'sluice stopped: all workers exited')).toHaveLength(1);
+    for (const pid of pids) expect(alive(pid)).toBe(false);
+  }, 30_000);
+});
+
+describe('WORKERS on the memory store', () => {
+  it('refuses WORKERS=2 at start with exit 2, saying why', async () => {
+    const child = spawn(process.execPath, [SLUICE_BIN, 'serve', '--config', configDir, '--grpc-port', '0', '--port', '0', '--debug-port', '0'], {
+      env: { PATH: process.env.PATH, WORKERS: '2' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/WORKERS: 2 workers need REDIS_URL: the memory store keeps counters in one process/);
+    expect(stdout).not.toMatch(/sluice started/);
+  }, 30_000);
+
+  it('runs one process by default (auto), with no cluster primary', async () => {
+    const sluice = await startSluiceProcess(configDir, { WORKERS: 'auto' });
+    try {
+      const line = logged(sluice, 'sluice started')[0]!;
+      expect(line.pid).toBe(sluice.child.pid);
+      expect(line.workers).toBeUndefined();
+      expect(logged(sluice, 'sluice worker started')).toHaveLength(0);
+      const client = ownConnection(sluice.grpcPort);
+      expect(await decide(client, 'memory')).toBe('OK');
+      client.close();
+    } finally {
+      await sluice.stop();
+    }
+  }, 30_000);
+});
