@@ -173,6 +173,52 @@ describe('WORKERS=2 on Redis', () => {
     expect(decidedNow).toBeGreaterThanOrEqual(2 * CONNECTIONS);
   }, 30_000);
 
+  it('reloads the config in every worker: a rule added to the file is enforced across both', async () => {
+    fs.writeFileSync(
+      path.join(configDir, 'api.yaml'),
+      `${CONFIG}  - key: route\n    rate_limit: { unit: hour, requests_per_unit: 3 }\n`,
+    );
+    await until('both workers to reload', () => new Set(logged(sluice, 'config reloaded').map((line) => line.worker)).size === 2);
+    const fresh = Array.from({ length: CONNECTIONS }, () => ownConnection(sluice.grpcPort));
+    const answers = await Promise.all(
+      fresh.map((client) =>
+        unaryCall(client, shouldRateLimitMethod, { domain: 'api', descriptors: [{ entries: [{ key: 'route', value: 'r' }] }] }, 5000).then(
+          (res) => String(res.overall_code),
+          (err: { details?: string }) => `error: ${err.details ?? String(err)}`,
+        ),
+      ),
+    );
+    fresh.forEach((client) => client.close());
+    expect(count(answers)).toEqual({ OK: 3, OVER_LIMIT: CONNECTIONS - 3 });
+    const values = await metrics(sluice);
+    expect(metricValue(values, 'sluice_config_rules')).toBe(2);
+    // Each worker counts its own loads: its start and the reload.
+    expect(metricValue(values, 'ratelimit_service_config_load_success')).toBe(4);
+  }, 30_000);
+
+  it('fails the start, exit 1, when the workers cannot start (a bad config), leaving no worker behind', async () => {
+    const badDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-workers-bad-'));
+    fs.writeFileSync(path.join(badDir, 'api.yaml'), 'domain: api\ndescriptors:\n  - key: k\n    rate_limit: { unit: fortnight, requests_per_unit: 1 }\n');
+    try {
+      const child = spawn(process.execPath, [SLUICE_BIN, 'serve', '--config', badDir, '--grpc-host', '127.0.0.1', '--host', '127.0.0.1', '--debug-host', '127.0.0.1', '--grpc-port', '0', '--port', '0', '--debug-port', '0'], {
+        env: { PATH: process.env.PATH, WORKERS: '2', REDIS_URL: redis.url },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      let stdout = '';
+      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+      const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+      expect(code).toBe(1);
+      expect(stdout).toMatch(/invalid rate limit config; not starting/);
+      expect(stdout).toMatch(/a worker failed to start; stopping the others/);
+      expect(stdout).not.toMatch(/"msg":"sluice started"/);
+      const workerPids = [...stdout.matchAll(/"pid":(\d+)/g)].map((m) => Number(m[1])).filter((pid) => pid !== child.pid);
+      expect(workerPids.length).toBeGreaterThan(0);
+      for (const pid of workerPids) expect(alive(pid)).toBe(false);
+    } finally {
+      fs.rmSync(badDir, { recursive: true, force: true });
+    }
+  }, 30_000);
+
   it('drains on SIGTERM: every worker stops and the primary exits 0', async () => {
     const pids = logged(sluice, 'sluice worker started').map((w) => w.pid as number);
     const exited = new Promise<number | null>((resolve) => sluice.child.once('exit', (code) => resolve(code)));
