@@ -29,6 +29,8 @@ import { DetailedLabelCap, type RuleLabels, detailedLabels, staticLabels } from 
  * - `sluice_over_limit_cache_hits_total` (requests answered without the store),
  *   `sluice_over_limit_cache_entries`
  * - Node.js process metrics (`process_*`, `nodejs_*`).
+ * With WORKERS > 1 the cluster primary serves the sum over workers (cluster/primary.ts) and adds
+ * `sluice_workers` and `sluice_worker_restarts_total`.
  */
 export interface MetricsOptions {
   /** NEAR_LIMIT_RATIO. */
