@@ -71,18 +71,19 @@ async function serve(argv: readonly string[]): Promise<number> {
     return runPrimary({ workers: settings.workers, logger, shutdownGraceMs: settings.shutdownGraceMs });
   }
   const worker = clusterWorker();
+  const log = worker === undefined ? logger : logger.child({ worker: worker.id });
   let running;
   try {
     running = await startSluice(settings, {
-      logger: worker === undefined ? logger : logger.child({ worker: worker.id }),
+      logger: log,
       ...(worker !== undefined && { worker: { id: worker.id, metricsText: () => worker.metricsText() } }),
     });
   } catch (err) {
     if (err instanceof ConfigError) {
-      logger.error({ problems: err.problems.map((p) => p.message) }, 'invalid rate limit config; not starting');
+      log.error({ problems: err.problems.map((p) => p.message) }, 'invalid rate limit config; not starting');
       return exitWorker(worker, 1);
     }
-    logger.error({ err }, 'sluice failed to start');
+    log.error({ err }, 'sluice failed to start');
     return exitWorker(worker, 1);
   }
   if (worker !== undefined) {
@@ -97,11 +98,11 @@ async function serve(argv: readonly string[]): Promise<number> {
       // whole process group): the second must not end the drain the first began.
       if (stopping) return;
       stopping = true;
-      logger.info({ signal }, 'shutdown requested');
+      log.info({ signal }, 'shutdown requested');
       stopped.stop().then(
         () => resolve(exitWorker(worker, 0)),
         (err: unknown) => {
-          logger.error({ err }, 'unclean shutdown');
+          log.error({ err }, 'unclean shutdown');
           resolve(exitWorker(worker, 1));
         },
       );
