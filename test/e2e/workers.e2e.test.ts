@@ -1,7 +1,9 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { shouldRateLimitMethod, unaryCall } from '../../src/server/proto';
 import { metricValue, parseMetrics } from '../support/prometheus';
@@ -227,6 +229,82 @@ describe('WORKERS=2 on Redis', () => {
     expect(logged(sluice, 'sluice stopped')).toHaveLength(2);
     expect(logged(sluice, 'sluice stopped: all workers exited')).toHaveLength(1);
     for (const pid of pids) expect(alive(pid)).toBe(false);
+  }, 30_000);
+});
+
+describe('WORKERS=2 with gRPC TLS', () => {
+  let redis: RedisServer;
+  let sluice: SluiceProcess;
+  let pki: string;
+  const openssl = (...args: string[]): void => void execFileSync('openssl', args, { cwd: pki, stdio: 'pipe' });
+  const leaf = (name: string): void => {
+    openssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
+    fs.writeFileSync(path.join(pki, `${name}.ext`), 'subjectAltName=IP:127.0.0.1\n');
+    openssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.ext`);
+  };
+  const install = (name: string): void => {
+    // Key first, then certificate: a reload caught between them keeps the last good pair.
+    fs.copyFileSync(path.join(pki, `${name}.key`), path.join(pki, 'serving.key'));
+    fs.copyFileSync(path.join(pki, `${name}.crt`), path.join(pki, 'serving.crt'));
+  };
+  const fingerprint = (name: string): string => new crypto.X509Certificate(fs.readFileSync(path.join(pki, `${name}.crt`))).fingerprint256;
+  /** The certificate the worker that takes a new connection serves. */
+  const served = (): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const socket = tls.connect({ host: '127.0.0.1', port: sluice.grpcPort, ca: fs.readFileSync(path.join(pki, 'ca.crt')), ALPNProtocols: ['h2'] }, () => {
+        resolve(socket.getPeerCertificate().fingerprint256);
+        socket.destroy();
+      });
+      socket.once('error', reject);
+    });
+  const servedByNewConnections = async (): Promise<string[]> => {
+    const out: string[] = [];
+    for (let i = 0; i < CONNECTIONS; i++) out.push(await served());
+    return out;
+  };
+
+  beforeAll(async () => {
+    pki = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-workers-pki-'));
+    openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=ca');
+    leaf('first');
+    leaf('renewed');
+    install('first');
+    redis = await startRedisServer();
+    sluice = await startSluiceProcess(configDir, {
+      REDIS_URL: redis.url,
+      WORKERS: '2',
+      GRPC_SERVER_USE_TLS: 'true',
+      GRPC_SERVER_TLS_CERT: path.join(pki, 'serving.crt'),
+      GRPC_SERVER_TLS_KEY: path.join(pki, 'serving.key'),
+      GRPC_SERVER_TLS_RELOAD_INTERVAL: '200ms',
+    });
+  }, 30_000);
+
+  afterAll(async () => {
+    await sluice.stop();
+    await redis.stop();
+    fs.rmSync(pki, { recursive: true, force: true });
+  });
+
+  it('answers over TLS, and every worker reloads a renewed certificate by itself', async () => {
+    const client = new grpc.Client(`127.0.0.1:${sluice.grpcPort}`, grpc.credentials.createSsl(fs.readFileSync(path.join(pki, 'ca.crt'))), {
+      'grpc.use_local_subchannel_pool': 1,
+    });
+    expect(await decide(client, 'tls')).toBe('OK');
+    client.close();
+    expect(new Set(await servedByNewConnections())).toEqual(new Set([fingerprint('first')]));
+
+    install('renewed');
+    const renewed = fingerprint('renewed');
+    // New connections alternate between the workers: once all of a round show the renewed
+    // certificate, both workers' reloaders have picked it up.
+    const end = Date.now() + 10_000;
+    let seen = await servedByNewConnections();
+    while (!seen.every((f) => f === renewed) && Date.now() < end) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      seen = await servedByNewConnections();
+    }
+    expect(seen.map((f) => (f === renewed ? 'renewed' : 'first'))).toEqual(Array(CONNECTIONS).fill('renewed'));
   }, 30_000);
 });
 
