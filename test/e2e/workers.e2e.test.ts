@@ -92,7 +92,8 @@ describe('WORKERS=2 on Redis', () => {
 
   beforeAll(async () => {
     redis = await startRedisServer();
-    sluice = await startSluiceProcess(configDir, { REDIS_URL: redis.url, WORKERS: '2' });
+    // REDIS_TIMEOUT: Redis is held still for a moment in the drain test, and must not count as down.
+    sluice = await startSluiceProcess(configDir, { REDIS_URL: redis.url, WORKERS: '2', REDIS_TIMEOUT: '5s' });
     clients = Array.from({ length: CONNECTIONS }, () => ownConnection(sluice.grpcPort));
   }, 30_000);
 
@@ -221,10 +222,21 @@ describe('WORKERS=2 on Redis', () => {
     }
   }, 30_000);
 
-  it('drains on SIGTERM: every worker stops and the primary exits 0', async () => {
+  it('drains on SIGTERM: calls in flight on both workers are answered, every worker stops, the primary exits 0', async () => {
     const pids = logged(sluice, 'sluice worker started').map((w) => w.pid as number);
+    const fresh = Array.from({ length: CONNECTIONS }, () => ownConnection(sluice.grpcPort));
+    // Connected first (to both workers, alternately): after SIGTERM no new connection is taken.
+    expect(count(await Promise.all(fresh.map((client, i) => decide(client, `warm-${i}`))))).toEqual({ OK: CONNECTIONS });
+    // Redis held still, so the calls are still being decided when SIGTERM arrives.
+    redis.kill('SIGSTOP');
+    const inFlight = Promise.all(fresh.map((client, i) => decide(client, `drain-${i}`)));
+    await new Promise((resolve) => setTimeout(resolve, 150));
     const exited = new Promise<number | null>((resolve) => sluice.child.once('exit', (code) => resolve(code)));
     sluice.child.kill('SIGTERM');
+    await until('both workers to drain', () => logged(sluice, 'sluice draining').length === 2);
+    redis.kill('SIGCONT');
+    expect(count(await inFlight)).toEqual({ OK: CONNECTIONS });
+    fresh.forEach((client) => client.close());
     expect(await exited).toBe(0);
     expect(logged(sluice, 'sluice stopped')).toHaveLength(2);
     expect(logged(sluice, 'sluice stopped: all workers exited')).toHaveLength(1);
