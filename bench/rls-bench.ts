@@ -56,8 +56,9 @@ async function start(target: Target): Promise<{ child: ChildProcess; port: numbe
   const ports = await new Promise<{ port: number; debugPort: number | undefined }>((resolve, reject) => {
     rl.on('line', (line) => {
       try {
-        const parsed = JSON.parse(line) as { grpcPort?: number; debugPort?: number };
-        if (parsed.grpcPort !== undefined) resolve({ port: parsed.grpcPort, debugPort: parsed.debugPort });
+        const parsed = JSON.parse(line) as { msg?: string; grpcPort?: number; debugPort?: number };
+        // With WORKERS > 1 each worker names the ports first; the primary's line says all serve.
+        if (parsed.grpcPort !== undefined && parsed.msg !== 'sluice worker started') resolve({ port: parsed.grpcPort, debugPort: parsed.debugPort });
       } catch {
         // Not a JSON line: ignore.
       }
@@ -224,13 +225,19 @@ async function main(): Promise<void> {
   const redis = await startRedisServer();
   const redisPort = redis.port;
 
-  const targets: Target[] = [
+  const allTargets: Target[] = [
     { name: 'noop grpc-js', command: [node, path.join(ROOT, 'dist/bench/noop-server.js')] },
     { name: 'sluice memory', command: serveArgs('sliding_window') },
-    // Default settings: a healthy Redis that is only busy must not make a single call err.
-    { name: 'sluice redis', command: serveArgs('sliding_window'), env: { REDIS_URL: `127.0.0.1:${redisPort}` } },
+    // Default settings but WORKERS: a healthy Redis that is only busy must not make a single call err.
+    { name: 'sluice redis', command: serveArgs('sliding_window'), env: { REDIS_URL: `127.0.0.1:${redisPort}`, WORKERS: '1' } },
+    // Two node:cluster workers (WORKERS=auto on a 2-core machine), against the row above, same run.
+    { name: 'sluice redis ×2 workers', command: serveArgs('sliding_window'), env: { REDIS_URL: `127.0.0.1:${redisPort}`, WORKERS: '2' } },
   ];
 
+  // BENCH_TARGETS=noop,redis: only the targets whose names contain one of these (noop always runs:
+  // every ratio is to it).
+  const only = (process.env.BENCH_TARGETS ?? '').split(',').filter((t) => t !== '');
+  const targets = allTargets.filter((t) => t.name.startsWith('noop') || only.length === 0 || only.some((o) => t.name.includes(o)));
   const results = new Map<string, Measurement[]>();
   // Every call of the run errs on nothing: the stores are healthy, so any error is a bug and fails the run.
   const erred: string[] = [];
@@ -311,24 +318,25 @@ async function main(): Promise<void> {
 
   // Redis CPU per decision: server-side script time from INFO commandstats, per algorithm.
   lines.push('');
-  lines.push('| algorithm | descriptors | script calls | decisions | gRPC errors | Redis µs per call | Redis µs per decision |');
-  lines.push('|---|---|---|---|---|---|---|');
-  for (const alg of ['sliding_window', 'fixed_window']) {
+  lines.push('| algorithm | workers | descriptors | script calls | decisions | gRPC errors | Redis µs per call | Redis µs per decision |');
+  lines.push('|---|---|---|---|---|---|---|---|');
+  // Two workers split the calls of an event-loop turn between them: smaller batches, more script calls.
+  for (const [alg, workers] of [['sliding_window', 1], ['sliding_window', 2], ['fixed_window', 1]] as const) {
     const { child, port, debugPort } = await start({
       name: `redis ${alg}`,
       command: serveArgs(alg),
-      env: { REDIS_URL: `127.0.0.1:${redisPort}` },
+      env: { REDIS_URL: `127.0.0.1:${redisPort}`, WORKERS: String(workers) },
     });
     await serving(port);
     await load(port, 1, WARMUP_MS);
     for (const d of [1, 4] as const) {
       redisCli(redisPort, 'CONFIG', 'RESETSTAT');
       const m = await measure(port, debugPort, d, DURATION_MS);
-      noteErrors(`redis ${alg}|${d}`, m);
+      noteErrors(`redis ${alg}|${workers} workers|${d}`, m);
       const stats = scriptStats(redisPort);
       const decided = m.calls - (m.grpcErrors ?? 0);
       lines.push(
-        `| ${alg} | ${d} | ${stats.calls} | ${decided} | ${m.grpcErrors ?? 'n/a'} | ${(stats.usec / Math.max(1, stats.calls)).toFixed(2)} | ${(stats.usec / Math.max(1, decided)).toFixed(2)} |`,
+        `| ${alg} | ${workers} | ${d} | ${stats.calls} | ${decided} | ${m.grpcErrors ?? 'n/a'} | ${(stats.usec / Math.max(1, stats.calls)).toFixed(2)} | ${(stats.usec / Math.max(1, decided)).toFixed(2)} |`,
       );
     }
     await stop(child);

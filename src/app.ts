@@ -29,6 +29,8 @@ export interface RunningSluice {
   readonly debugPort: number;
   readonly health: HealthState;
   readonly metrics: SluiceMetrics;
+  /** The fields of the startup line (ports, store, config, ...), for a cluster primary to repeat. */
+  readonly startup: Readonly<Record<string, unknown>>;
   /** Re-reads the config directory now, as a file change would (the watcher does this by itself). */
   reloadConfig(): Promise<boolean>;
   /** Stops taking calls, lets in-flight ones finish (up to the grace period), closes everything. */
@@ -45,6 +47,12 @@ export interface AppDependencies {
    * the TypeScript sources point it at the dist/ build.
    */
   readonly configWorkerScript?: string;
+  /**
+   * Set when this app is one of several node:cluster workers (WORKERS > 1): its startup line
+   * then says `sluice worker started` (the primary writes the one `sluice started` line), and
+   * /metrics answers the view across workers that `metricsText` gives.
+   */
+  readonly worker?: { readonly id: number; readonly metricsText: () => Promise<string> };
 }
 
 /**
@@ -189,38 +197,38 @@ export async function startSluice(settings: Settings, deps: AppDependencies): Pr
           '/metrics': 'Prometheus metrics',
         }),
         '/rlconfig': rlconfigRoute(configs),
-        '/metrics': metricsRoute(metrics),
+        '/metrics': metricsRoute(
+          deps.worker === undefined ? metrics : { text: deps.worker.metricsText, contentType: metrics.contentType },
+        ),
       },
       logger,
     }),
     (server) => server.close(),
   );
 
-  logger.info(
-    {
-      grpcPort: grpc.port,
-      httpPort: http.port,
-      debugPort: debug.port,
-      store: storeDescription,
-      ...(settings.redis !== undefined && deps.store === undefined && {
-        storeFailureMode: settings.storeFailureMode,
-        storeTimeoutMs: settings.storeTimeoutMs,
-        clock: settings.clockSource,
-      }),
-      configDir: settings.configDir,
-      // How edits reach a running sluice: a swap of the RUNTIME_ROOT symlink, or any change in the directory.
-      configReload: settings.watchRoot === undefined ? 'directory changes' : `RUNTIME_ROOT swap (${settings.watchRoot})`,
-      domains: config.domains(),
-      limits: config.rules().length,
-      grpcTls: settings.grpcTls === undefined ? 'off' : settings.grpcTls.clientCa === undefined ? 'tls' : 'mtls',
-      // Node < 22.10 cannot raise it: a client cancelling over 1,000 calls on a connection within
-      // about 30 s (Envoy, at its timeout, when sluice is slow) then gets the connection closed.
-      streamResetLimit: grpc.streamResetLimitApplied ? settings.grpcStreamResetLimit : 'node default (1000, then 33/s): needs Node >= 22.10',
-      // Shared among connections through grpc-js's servers; 'not applied' if a grpc-js upgrade hid them.
-      maxCallsInFlight: settings.maxCallsInFlight === 0 ? 'no limit' : grpc.callBudgetApplied ? settings.maxCallsInFlight : 'not applied',
-    },
-    'sluice started',
-  );
+  const startup = {
+    grpcPort: grpc.port,
+    httpPort: http.port,
+    debugPort: debug.port,
+    store: storeDescription,
+    ...(settings.redis !== undefined && deps.store === undefined && {
+      storeFailureMode: settings.storeFailureMode,
+      storeTimeoutMs: settings.storeTimeoutMs,
+      clock: settings.clockSource,
+    }),
+    configDir: settings.configDir,
+    // How edits reach a running sluice: a swap of the RUNTIME_ROOT symlink, or any change in the directory.
+    configReload: settings.watchRoot === undefined ? 'directory changes' : `RUNTIME_ROOT swap (${settings.watchRoot})`,
+    domains: config.domains(),
+    limits: config.rules().length,
+    grpcTls: settings.grpcTls === undefined ? 'off' : settings.grpcTls.clientCa === undefined ? 'tls' : 'mtls',
+    // Node < 22.10 cannot raise it: a client cancelling over 1,000 calls on a connection within
+    // about 30 s (Envoy, at its timeout, when sluice is slow) then gets the connection closed.
+    streamResetLimit: grpc.streamResetLimitApplied ? settings.grpcStreamResetLimit : 'node default (1000, then 33/s): needs Node >= 22.10',
+    // Shared among connections through grpc-js's servers; 'not applied' if a grpc-js upgrade hid them.
+    maxCallsInFlight: settings.maxCallsInFlight === 0 ? 'no limit' : grpc.callBudgetApplied ? settings.maxCallsInFlight : 'not applied',
+  };
+  logger.info(startup, deps.worker === undefined ? 'sluice started' : 'sluice worker started');
   watcher.start();
 
   let stopping: Promise<void> | undefined;
@@ -244,6 +252,7 @@ export async function startSluice(settings: Settings, deps: AppDependencies): Pr
     debugPort: debug.port,
     health,
     metrics,
+    startup,
     reloadConfig: async () => (await watcher.reloadNow()).ok,
     stop,
   };

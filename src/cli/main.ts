@@ -1,5 +1,8 @@
 #!/usr/bin/env node
+import cluster from 'node:cluster';
 import { startSluice } from '../app';
+import { runPrimary } from '../cluster/primary';
+import { type ClusterWorker, clusterWorker } from '../cluster/worker';
 import { ConfigError } from '../errors';
 import { createLogger } from '../logging/logger';
 import { SettingsError, loadSettings, settingsHelp } from '../settings/settings';
@@ -62,31 +65,62 @@ async function serve(argv: readonly string[]): Promise<number> {
     return 2;
   }
   const logger = createLogger(settings.logLevel);
+  // WORKERS > 1: this process forks the workers and serves nothing itself; each worker re-runs
+  // this command (same argv and environment) and lands below, as a worker.
+  if (settings.workers > 1 && cluster.isPrimary) {
+    return runPrimary({ workers: settings.workers, logger, shutdownGraceMs: settings.shutdownGraceMs });
+  }
+  const worker = clusterWorker();
+  const log = worker === undefined ? logger : logger.child({ worker: worker.id });
   let running;
   try {
-    running = await startSluice(settings, { logger });
+    running = await startSluice(settings, {
+      logger: log,
+      ...(worker !== undefined && { worker: { id: worker.id, metricsText: () => worker.metricsText() } }),
+    });
   } catch (err) {
     if (err instanceof ConfigError) {
-      logger.error({ problems: err.problems.map((p) => p.message) }, 'invalid rate limit config; not starting');
-      return 1;
+      log.error({ problems: err.problems.map((p) => p.message) }, 'invalid rate limit config; not starting');
+      return exitWorker(worker, 1);
     }
-    logger.error({ err }, 'sluice failed to start');
-    return 1;
+    log.error({ err }, 'sluice failed to start');
+    return exitWorker(worker, 1);
   }
+  if (worker !== undefined) {
+    worker.shareMetrics(running.metrics.registry);
+    worker.ready(running.startup);
+  }
+  const stopped = running;
   return new Promise<number>((resolve) => {
+    let stopping = false;
     const shutdown = (signal: string): void => {
-      logger.info({ signal }, 'shutdown requested');
-      running.stop().then(
-        () => resolve(0),
+      // A worker can get a signal twice (the primary's SIGTERM and a terminal's SIGINT to the
+      // whole process group): the second must not end the drain the first began.
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal }, 'shutdown requested');
+      stopped.stop().then(
+        () => resolve(exitWorker(worker, 0)),
         (err: unknown) => {
-          logger.error({ err }, 'unclean shutdown');
-          resolve(1);
+          log.error({ err }, 'unclean shutdown');
+          resolve(exitWorker(worker, 1));
         },
       );
     };
-    process.once('SIGTERM', () => shutdown('SIGTERM'));
-    process.once('SIGINT', () => shutdown('SIGINT'));
+    // One process keeps the default for a second signal (it ends the process); a worker stays.
+    const listen = worker === undefined ? process.once.bind(process) : process.on.bind(process);
+    listen('SIGTERM', () => shutdown('SIGTERM'));
+    listen('SIGINT', () => shutdown('SIGINT'));
   });
+}
+
+/**
+ * A cluster worker exits here: its IPC channel to the primary would otherwise keep it alive after
+ * everything else has closed. A single process exits by itself once it has closed everything.
+ */
+function exitWorker(worker: ClusterWorker | undefined, code: number): number {
+  if (worker !== undefined) process.exit(code);
+  return code;
 }
 
 main(process.argv.slice(2)).then(

@@ -33,6 +33,8 @@ import { DetailedLabelCap, type RuleLabels, detailedLabels, staticLabels } from 
  *   the evicted counters: what eviction forgave, at most), `sluice_memory_store_counters`,
  *   `sluice_memory_store_bytes` (estimated) and `sluice_memory_store_max_bytes` (MEMORY_STORE_MAX_BYTES)
  * - Node.js process metrics (`process_*`, `nodejs_*`).
+ * With WORKERS > 1 the cluster primary serves the sum over workers (cluster/primary.ts) and adds
+ * `sluice_workers` and `sluice_worker_restarts_total`.
  */
 export interface MetricsOptions {
   /** NEAR_LIMIT_RATIO. */
@@ -227,7 +229,7 @@ export class SluiceMetrics {
     });
     this.breakerState = new Gauge({
       name: 'sluice_store_circuit_breaker_state',
-      help: 'Store circuit breaker: 1 for the current state (closed, open, half_open), 0 for the others',
+      help: 'Store circuit breaker: 1 for the current state (closed, open, half_open), 0 for the others; across workers, how many are in each',
       labelNames: ['state'],
       registers,
     });
@@ -242,11 +244,15 @@ export class SluiceMetrics {
       help: 'Descriptors of the calls being decided now (the work bound MAX_DESCRIPTORS_IN_FLIGHT applies to it)',
       registers,
     });
-    this.configRules = new Gauge({ name: 'sluice_config_rules', help: 'Rules in the config serving now', registers });
+    // Across cluster workers (WORKERS > 1) counters, histograms and the other gauges sum; these
+    // two describe the one config every worker loads: the most rules, and the oldest load (a
+    // worker that missed a reload shows as the oldest).
+    this.configRules = new Gauge({ name: 'sluice_config_rules', help: 'Rules in the config serving now', registers, aggregator: 'max' });
     this.configLoadedAt = new Gauge({
       name: 'sluice_config_last_load_success_timestamp_seconds',
-      help: 'When the config serving now was loaded (Unix seconds)',
+      help: 'When the config serving now was loaded (Unix seconds; across workers, the oldest)',
       registers,
+      aggregator: 'min',
     });
     for (const result of ['ok', 'over_limit', 'invalid', 'unavailable', 'deadline_exceeded', 'overloaded', 'error'] as const) {
       this.requests.inc({ result }, 0);

@@ -77,6 +77,15 @@ export const SETTING_SPECS = {
     default: '10000',
     help: 'after the burst, stream resets per second one connection may send (Node >= 22.10; older Node keeps 33)',
   },
+  workers: {
+    env: 'WORKERS',
+    kind: 'count-or-auto',
+    default: 'auto',
+    help:
+      'processes serving (node:cluster workers sharing the ports; counters shared through Redis). auto: the cores ' +
+      'available (CPU affinity and a cgroup CPU limit, rounded up) with REDIS_URL, 1 on the memory store. More than 1 needs REDIS_URL: the memory store counts in one ' +
+      'process, and sluice refuses to start rather than let each worker count alone',
+  },
   shutdownGraceMs: { env: 'SHUTDOWN_GRACE_MS', kind: 'count', default: '10000', help: 'on SIGTERM, how long in-flight calls may take before the server closes anyway' },
   redisUrl: {
     env: 'REDIS_URL',

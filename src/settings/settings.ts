@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ConfigSizeLimits } from '../config/config-files';
+import { availableCores } from './cores';
 import { keyPrefixProblem } from '../limiter/counter-key';
 import type { LogLevel } from '../logging/logger';
 import type { StreamResetLimit } from '../server/stream-reset-limit';
@@ -57,6 +58,11 @@ export interface Settings {
   readonly grpcMaxConcurrentStreams: number;
   /** Calls open at once over all gRPC connections; 0: no limit. */
   readonly maxCallsInFlight: number;
+  /**
+   * WORKERS, resolved: how many processes serve. 1 runs sluice in this process, as always; more
+   * runs a node:cluster primary forking that many workers (only with Redis: see loadSettings).
+   */
+  readonly workers: number;
   readonly shutdownGraceMs: number;
   /** Undefined when REDIS_URL is empty: counters live in process memory. Holds secrets: never log it. */
   readonly redis: RedisConnectionSettings | undefined;
@@ -196,6 +202,7 @@ export function loadSettings(env: NodeJS.ProcessEnv, argv: readonly string[]): S
     grpcMaxConcurrentStreams: num('grpcMaxConcurrentStreams'),
     maxCallsInFlight: num('maxCallsInFlight'),
     grpcStreamResetLimit: { burst: num('grpcStreamResetBurst'), ratePerSecond: num('grpcStreamResetRate') },
+    workers: 1,
     shutdownGraceMs: num('shutdownGraceMs'),
     redis: undefined,
     cacheKeyPrefix: str('cacheKeyPrefix'),
@@ -258,6 +265,32 @@ export function loadSettings(env: NodeJS.ProcessEnv, argv: readonly string[]): S
     { readFile: (file) => fs.readFileSync(file) },
     problems,
   );
+  const workers = resolveWorkers(read('workers') as number | 'auto', redisInput.url.value !== '', sourceOf('workers'), problems);
   if (problems.length > 0) throw new SettingsError(problems);
-  return { ...settings, redis, grpcTls };
+  return { ...settings, workers, redis, grpcTls };
+}
+
+/** Most workers: past this a typo (WORKERS=1000) would fork a process storm, not serve. */
+export const MAX_WORKERS = 256;
+
+/**
+ * WORKERS as a count. `auto` is the cores this process may use with Redis, and 1 on the memory
+ * store. More than 1 without Redis is refused: each worker would keep its own counters, so every
+ * limit would be multiplied by the workers, and silently forcing 1 would hide that the setting did
+ * nothing.
+ */
+function resolveWorkers(asked: number | 'auto', redis: boolean, source: string, problems: string[]): number {
+  if (asked === 'auto') return redis ? Math.min(availableCores(), MAX_WORKERS) : 1;
+  if (asked > MAX_WORKERS) {
+    problems.push(`${source}: ${asked} workers is more than ${MAX_WORKERS}`);
+    return 1;
+  }
+  if (asked > 1 && !redis) {
+    problems.push(
+      `${source}: ${asked} workers need REDIS_URL: the memory store keeps counters in one process, ` +
+        'so each worker would allow the full limit; use WORKERS=1 (or auto) with the memory store',
+    );
+    return 1;
+  }
+  return asked;
 }

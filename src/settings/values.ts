@@ -2,7 +2,7 @@ import type { LogLevel } from '../logging/logger';
 
 // Value kinds: how one setting's text becomes its value, and how a bad one is described.
 
-export type Kind = 'string' | 'secret' | 'port' | 'count' | 'size' | 'bool' | 'level' | 'duration' | 'choice' | 'ratio';
+export type Kind = 'string' | 'secret' | 'port' | 'count' | 'count-or-auto' | 'size' | 'bool' | 'level' | 'duration' | 'choice' | 'ratio';
 
 export interface SettingSpec {
   readonly env: string;
@@ -61,6 +61,11 @@ export function parseValue(spec: SettingSpec, text: string): string | number | b
       return n >= 0 && n <= 65535 ? n : undefined;
     }
     case 'count': {
+      const n = /^\d+$/.test(text) ? Number(text) : NaN;
+      return Number.isSafeInteger(n) && n > 0 ? n : undefined;
+    }
+    case 'count-or-auto': {
+      if (text.toLowerCase() === 'auto') return 'auto';
       const n = /^\d+$/.test(text) ? Number(text) : NaN;
       return Number.isSafeInteger(n) && n > 0 ? n : undefined;
     }
@@ -124,6 +129,8 @@ export function describe(spec: SettingSpec): string {
       return 'a port from 0 to 65535';
     case 'count':
       return 'a positive integer';
+    case 'count-or-auto':
+      return "'auto' or a positive integer";
     case 'size':
       return spec.zeroMeans === undefined ? 'a non-negative integer (0 turns it off)' : `a non-negative integer (0: ${spec.zeroMeans})`;
     case 'level':

@@ -18,8 +18,9 @@ export interface SluiceProcess {
 }
 
 /**
- * Runs `sluice serve --config <configDir>` as a child process on free ports, with only PATH and
- * `env` in its environment (so its settings are the defaults unless `env` says otherwise), and
+ * Runs `sluice serve --config <configDir>` as a child process on free ports, with only PATH,
+ * WORKERS=1 (one process, whatever the store; `env` may say otherwise) and `env` in its
+ * environment (so its other settings are the defaults unless `env` says otherwise), and
  * resolves with its ports as soon as its startup line names them: that is the moment its gRPC
  * port accepts. `nodeArgs` go to node itself (e.g. `--max-old-space-size=256`); `node` is the
  * Node binary (this one unless set).
@@ -51,7 +52,7 @@ export async function startSluiceProcess(
       '0',
       ...(options.args ?? []),
     ],
-    { cwd: ROOT, env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'inherit'] },
+    { cwd: ROOT, env: { PATH: process.env.PATH, WORKERS: '1', ...env }, stdio: ['ignore', 'pipe', 'inherit'] },
   );
   const log: string[] = [];
   const ports = await new Promise<{ grpcPort: number; httpPort: number; debugPort: number }>((resolve, reject) => {

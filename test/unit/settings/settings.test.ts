@@ -10,6 +10,7 @@ import {
   settingsHelp,
   type Settings,
 } from '../../../src/settings/settings';
+import { availableCores } from '../../../src/settings/cores';
 
 function load(env: NodeJS.ProcessEnv, argv: string[] = []): Settings {
   return loadSettings(env, argv);
@@ -392,5 +393,51 @@ describe('MEMORY_STORE_MAX_BYTES', () => {
       "MEMORY_STORE_MAX_BYTES: invalid value '64MB' (a non-negative integer (0: half the V8 heap limit))",
     ]);
     expect(problems({ MEMORY_STORE_MAX_BYTES: '-1' }).join('\n')).toContain('MEMORY_STORE_MAX_BYTES');
+  });
+});
+
+describe('WORKERS', () => {
+  const redis = { REDIS_URL: 'redis://127.0.0.1:1' };
+
+  it('auto is the cores available with Redis, and 1 on the memory store', () => {
+    expect(load(redis).workers).toBe(Math.min(availableCores(), 256));
+    expect(load({}).workers).toBe(1);
+    expect(load({ WORKERS: 'AUTO' }).workers).toBe(1);
+  });
+
+  it('takes a count, from the variable or --workers', () => {
+    expect(load({ ...redis, WORKERS: '3' }).workers).toBe(3);
+    expect(load(redis, ['--workers', '1']).workers).toBe(1);
+    expect(load({ WORKERS: '1' }).workers).toBe(1);
+  });
+
+  it('refuses more than one worker on the memory store, naming the setting and why', () => {
+    const found = problems({ WORKERS: '2' });
+    expect(found).toHaveLength(1);
+    expect(found[0]).toMatch(/^WORKERS: 2 workers need REDIS_URL: .*memory store/);
+    expect(problems({}, ['--workers=4'])[0]).toMatch(/^--workers: 4 workers need REDIS_URL/);
+  });
+
+  it('refuses what is not a count or auto, and absurd counts', () => {
+    expect(problems({ ...redis, WORKERS: '0' })).toEqual(["WORKERS: invalid value '0' ('auto' or a positive integer)"]);
+    expect(problems({ ...redis, WORKERS: 'all' })).toEqual(["WORKERS: invalid value 'all' ('auto' or a positive integer)"]);
+    expect(problems({ ...redis, WORKERS: '1000' })).toEqual(['WORKERS: 1000 workers is more than 256']);
+  });
+});
+
+describe('availableCores', () => {
+  const cpus = os.availableParallelism();
+  it('is the CPUs this process may run on without a cgroup limit', () => {
+    expect(availableCores(() => `max 100000\n`)).toBe(cpus);
+    expect(
+      availableCores(() => {
+        throw Object.assign(new Error('no such file'), { code: 'ENOENT' });
+      }),
+    ).toBe(cpus);
+  });
+  it('is a cgroup CPU limit rounded up, never more than the CPUs nor less than 1', () => {
+    expect(availableCores(() => '150000 100000\n')).toBe(Math.min(cpus, 2));
+    expect(availableCores(() => '25000 100000')).toBe(1);
+    expect(availableCores(() => '6400000 100000')).toBe(cpus);
   });
 });
