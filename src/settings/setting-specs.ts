@@ -61,7 +61,7 @@ export const SETTING_SPECS = {
       '(more open than this, and calls answered past their deadline, at two looks 25 ms apart): ' +
       'each connection is then offered an equal share (at least 4) in its HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS, ' +
       'shrunk to what sluice answers in 10 ms, and clients (Envoy, gRPC) hold further calls until one ends; lifted ' +
-      'once the clients leave their shares unfilled for 1 s. 0: off',
+      'once the clients leave their shares unfilled for 1 s (outside overload a connection may have 4 times this open). 0: off',
   },
   grpcStreamResetBurst: {
     env: 'GRPC_STREAM_RESET_BURST',
