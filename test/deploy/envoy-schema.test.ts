@@ -1,7 +1,6 @@
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { ROOT } from './envoy-model';
+import { readRepoFile as read, yamlFilesIn as yamlFiles } from './repo-files';
 import {
   BOOTSTRAP,
   ENVOY_FILTER_VALUE_TYPES,
@@ -32,15 +31,6 @@ beforeAll(() => {
   schemaV134 = EnvoySchema.load(VENDOR_DIR_V1_34);
 });
 
-const read = (relative: string): string => fs.readFileSync(path.join(ROOT, relative), 'utf8');
-
-function yamlFiles(dir: string): string[] {
-  return fs
-    .readdirSync(path.join(ROOT, dir))
-    .filter((f) => /\.ya?ml$/.test(f))
-    .sort()
-    .map((f) => `${dir}/${f}`);
-}
 
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 

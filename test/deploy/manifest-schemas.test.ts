@@ -1,8 +1,6 @@
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { ROOT } from './envoy-model';
 import { type YamlDocument, formatPath, yamlDocuments } from './envoy-schema';
 import { type ManifestProblem, ManifestSchemas } from './manifest-schemas';
+import { readRepoFile as read, yamlFilesIn as yamlFiles } from './repo-files';
 
 /**
  * deploy/kubernetes, deploy/istio and docker-compose.yml against the schemas their tools publish
@@ -17,15 +15,6 @@ beforeAll(() => {
   schemas = ManifestSchemas.load();
 });
 
-const read = (relative: string): string => fs.readFileSync(path.join(ROOT, relative), 'utf8');
-
-function yamlFiles(dir: string): string[] {
-  return fs
-    .readdirSync(path.join(ROOT, dir))
-    .filter((f) => /\.ya?ml$/.test(f))
-    .sort()
-    .map((f) => `${dir}/${f}`);
-}
 
 function formatProblem(file: string, doc: YamlDocument, p: ManifestProblem): string {
   const line = doc.lineOf(p.path);

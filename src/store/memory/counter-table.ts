@@ -203,7 +203,7 @@ export class CounterTable {
    * Evicts until the estimated bytes fit the budget. Counters whose keys are in `spare` (the
    * request just committed) go only when nothing else can.
    */
-  fit(nowMs: number, spare: ReadonlySet<string> | ReadonlyMap<string, unknown>): void {
+  makeRoom(nowMs: number, spare: ReadonlySet<string> | ReadonlyMap<string, unknown>): void {
     while (this.bytes > this.options.maxBytes && this.index.size > 0) {
       this.evictOne(nowMs, spare);
     }

@@ -105,7 +105,7 @@ export class MemoryStore implements CounterStore {
       const e = evaluations[i]!;
       if (!options.chargeRejectedHits && !e.admitted) this.table.mark(check.key, standing(check, e.uncharged));
     });
-    this.table.fit(now, staged);
+    this.table.makeRoom(now, staged);
     return outcomes;
   }
 

@@ -37,7 +37,7 @@ function setup(budget = { total: 64, minPerConnection: 4 }): { shares: Connectio
 }
 
 /** `n` calls (streams) read. */
-function start(shares: ConnectionCallShares, _clock: ManualClock, n: number): void {
+function start(shares: ConnectionCallShares, n: number): void {
   for (let i = 0; i < n; i++) shares.streamOpened();
 }
 
@@ -52,19 +52,24 @@ function lateAnswers(shares: ConnectionCallShares, clock: ManualClock): void {
   shares.streamOpened();
 }
 
+/** Two looks in a row that each find calls answered late (with more than the budget open, overload). */
+function twoLateLooks(shares: ConnectionCallShares, clock: ManualClock): void {
+  for (let i = 0; i < 2; i++) {
+    lateAnswers(shares, clock);
+    shares.check();
+  }
+}
+
 describe('ConnectionCallShares', () => {
   test('outside overload no connection is held to a share, and none is sent a SETTINGS frame', () => {
     const { shares, clock } = setup();
     const a = new RecordingSession();
     shares.add(a);
     // The budget open and calls answered late: not more than the budget.
-    start(shares, clock, 64);
-    lateAnswers(shares, clock);
-    shares.check();
-    lateAnswers(shares, clock);
-    shares.check();
+    start(shares, 64);
+    twoLateLooks(shares, clock);
     // More than the budget, calls answered late at one look only: a pause, not overload.
-    start(shares, clock, 1);
+    start(shares, 1);
     lateAnswers(shares, clock);
     shares.check();
     shares.check();
@@ -81,7 +86,7 @@ describe('ConnectionCallShares', () => {
     const b = new RecordingSession();
     shares.add(a);
     shares.add(b);
-    start(shares, clock, 65);
+    start(shares, 65);
     lateAnswers(shares, clock);
     shares.check();
     expect(shares.isOverloaded()).toBe(false);
@@ -102,12 +107,12 @@ describe('ConnectionCallShares', () => {
   test('nor does a burst answered in time, however many are open (holding it would refuse streams already sent)', () => {
     const { shares, clock } = setup();
     shares.add(new RecordingSession());
-    start(shares, clock, 1000);
+    start(shares, 1000);
     for (let i = 0; i < 10; i++) {
       // Calls without a deadline, and calls answered before theirs.
       end(shares, 25);
       for (let j = 0; j < 25; j++) shares.streamClosed(clock.nowMs() + 1);
-      start(shares, clock, 50);
+      start(shares, 50);
       shares.check();
     }
     expect(shares.isOverloaded()).toBe(false);
@@ -117,11 +122,8 @@ describe('ConnectionCallShares', () => {
     const { shares, clock, changes } = setup();
     const a = new RecordingSession();
     shares.add(a);
-    start(shares, clock, 100);
-    lateAnswers(shares, clock);
-    shares.check();
-    lateAnswers(shares, clock);
-    shares.check();
+    start(shares, 100);
+    twoLateLooks(shares, clock);
     // The clients fill their shares: still overloaded however long it lasts.
     end(shares, 100 - 64);
     clock.advance(5000);
@@ -133,7 +135,7 @@ describe('ConnectionCallShares', () => {
     shares.check();
     expect(shares.isOverloaded()).toBe(true);
     // One look at filled shares restarts the calm, from the next look at unfilled ones.
-    start(shares, clock, 10);
+    start(shares, 10);
     shares.check();
     end(shares, 10);
     shares.check();
@@ -156,17 +158,14 @@ describe('ConnectionCallShares', () => {
     const b = new RecordingSession();
     shares.add(a);
     shares.add(b);
-    start(shares, clock, 65);
-    lateAnswers(shares, clock);
-    shares.check();
-    lateAnswers(shares, clock);
-    shares.check();
+    start(shares, 65);
+    twoLateLooks(shares, clock);
     expect(a.sent).toEqual([32]);
     end(shares, 1);
     /** One check 25 ms on, `answered` calls answered meanwhile and as many sent in their place. */
     const busyCheck = (answered: number): void => {
       end(shares, answered);
-      start(shares, clock, answered);
+      start(shares, answered);
       clock.advance(25);
       shares.check();
     };
@@ -179,7 +178,7 @@ describe('ConnectionCallShares', () => {
     for (let i = 0; i < 20; i++) busyCheck(6);
     expect(a.sent.at(-1)).toBe(8);
     // Fast again (10 per ms would be 100): the budget, 64, is the most held.
-    start(shares, clock, 64 - 16);
+    start(shares, 64 - 16);
     for (let i = 0; i < 20; i++) busyCheck(250);
     expect(a.sent.at(-1)).toBe(32);
     // A check that came late (the event loop blocked for a second) measures nothing.
@@ -194,11 +193,8 @@ describe('ConnectionCallShares', () => {
     const floor = setup({ total: 16, minPerConnection: 4 });
     const sessions = Array.from({ length: 8 }, () => new RecordingSession());
     for (const s of sessions) floor.shares.add(s);
-    start(floor.shares, floor.clock, 17);
-    lateAnswers(floor.shares, floor.clock);
-    floor.shares.check();
-    lateAnswers(floor.shares, floor.clock);
-    floor.shares.check();
+    start(floor.shares, 17);
+    twoLateLooks(floor.shares, floor.clock);
     expect(floor.shares.limit()).toBe(4);
 
     const capped = setup({ total: 64, minPerConnection: 4, maxPerConnection: 20 } as { total: number; minPerConnection: number });
@@ -206,11 +202,8 @@ describe('ConnectionCallShares', () => {
     capped.shares.add(one);
     // Outside overload the cap is what the server's own SETTINGS already say: nothing is sent.
     expect(capped.shares.limit()).toBe(20);
-    start(capped.shares, capped.clock, 65);
-    lateAnswers(capped.shares, capped.clock);
-    capped.shares.check();
-    lateAnswers(capped.shares, capped.clock);
-    capped.shares.check();
+    start(capped.shares, 65);
+    twoLateLooks(capped.shares, capped.clock);
     expect(one.sent).toEqual([]);
   });
 
@@ -224,7 +217,7 @@ describe('ConnectionCallShares', () => {
     stuck.settings = () => {
       throw Object.assign(new Error('Maximum number of pending settings acknowledgements'), { code: 'ERR_HTTP2_MAX_PENDING_SETTINGS_ACK' });
     };
-    start(shares, clock, 65);
+    start(shares, 65);
     lateAnswers(shares, clock);
     shares.check();
     lateAnswers(shares, clock);
@@ -299,11 +292,8 @@ describe('over real connections', () => {
     const first = connect();
     const second = connect();
     await until(() => shares.connections() === 2);
-    start(shares, clock, 25);
-    lateAnswers(shares, clock);
-    shares.check();
-    lateAnswers(shares, clock);
-    shares.check();
+    start(shares, 25);
+    twoLateLooks(shares, clock);
     await until(() => first.seen.at(-1) === 12 && second.seen.at(-1) === 12);
     second.session.close();
     await until(() => first.seen.at(-1) === 24);

@@ -1,15 +1,11 @@
 import type { AlgorithmName } from '../../../src/config/types';
 import { CounterTable } from '../../../src/store/memory/counter-table';
+import { Random } from '../../../bench/accuracy/prng';
 
-/** mulberry32: the same operations on every run. */
+/** The accuracy bench's seeded generator (mulberry32): the same draws on every run. */
 function seeded(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const random = new Random(seed);
+  return () => random.next();
 }
 
 const ALGORITHMS: AlgorithmName[] = ['fixed_window', 'token_bucket', 'sliding_window', 'sliding_log'];
@@ -61,7 +57,7 @@ describe('CounterTable bookkeeping', () => {
         const state = stateFor(algorithm, op);
         table.write(key, algorithm, state, now + Math.floor(random() * 20_000), { hits: Math.floor(random() * 100), protect: random() < 0.2 });
         stored.set(key, { algorithm, state });
-        table.fit(now, new Set([key]));
+        table.makeRoom(now, new Set([key]));
       } else if (roll < 0.7) {
         table.mark(key, { hits: 100, protect: random() < 0.5 });
       } else if (roll < 0.99) {

@@ -4,20 +4,16 @@ import type { LimitCheck, LimitOutcome } from '../../../src/store/counter-store'
 import { defaultMemoryStoreBytes } from '../../../src/store/memory/memory-budget';
 import { MemoryStore, type MemoryStoreOptions } from '../../../src/store/memory/memory-store';
 import { ManualClock } from '../../../src/util/clock';
+import { Random } from '../../../bench/accuracy/prng';
 
 const T0 = 1_000 * 3_600_000;
 const HOUR = 3_600_000;
 const ALL_OR_NOTHING = { chargeRejectedHits: false };
 
-/** A seeded generator (mulberry32), so every sample the store draws is the same on every run. */
+/** The accuracy bench's seeded generator (mulberry32): the same draws on every run. */
 function seeded(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const random = new Random(seed);
+  return () => random.next();
 }
 
 /** Keys of one length, so every counter costs the store the same bytes. */
