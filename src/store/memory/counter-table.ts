@@ -1,5 +1,8 @@
 import type { AlgorithmName } from '../../config/types';
+import { BytePools } from './byte-pools';
+import { decodeKey, encodedKey, encodedKeyEquals, encodeKey, keyByteLength } from './key-bytes';
 import { KeyIndex } from './key-index';
+import { PackedWriter } from './packed-numbers';
 import { LAYOUTS, LAYOUT_ORDER, type StateLayout } from './state-layouts';
 
 /**
@@ -29,8 +32,10 @@ const INITIAL_CAPACITY = 256;
 const SLABS = 4;
 
 /**
- * Counters of one algorithm in columns: the key, the state's doubles, its expiry, what its loss
- * would forgive, and (variable-length states) a packed string. Positions [0, ordinary) hold
+ * Counters of one algorithm in columns: where its key's bytes are, the state's doubles, its
+ * expiry, what its loss would forgive, and (variable-length states) where its packed bytes are.
+ * Keys and packed states live in the table's byte pools, off the heap; the columns are typed
+ * arrays, so a slab of any size is a handful of heap objects. Positions [0, ordinary) hold
  * ordinary counters, [ordinary, size) protected ones, so eviction can pick among ordinary ones
  * only, and knows in O(1) whether any exist.
  */
@@ -38,9 +43,6 @@ class Slab {
   capacity = 0;
   size = 0;
   ordinary = 0;
-  keys: (string | undefined)[] = [];
-  /** Only for layouts with a packed string. */
-  packed: (string | undefined)[] = [];
   fields = new Float64Array(0);
   /**
    * Expiry in whole seconds, rounded up: a state is dropped at most a second after it stopped
@@ -51,23 +53,24 @@ class Slab {
   hits = new Uint16Array(0);
   /** The key's hash in the index (so moves never hash the key again). */
   hashes = new Uint32Array(0);
+  /** The key's block in the byte pools, and its coded length (key-bytes.ts). */
+  keyAddress = new Float64Array(0);
+  keyLength = new Uint32Array(0);
+  /** Packed layouts only: the state's block (when its length is not 0) and its length in bytes. */
+  packedAddress = new Float64Array(0);
+  packedLength = new Uint32Array(0);
 
   constructor(
     readonly index: number,
     readonly layout: StateLayout,
   ) {}
 
-  /**
-   * Bytes of the columns per position: the typed arrays, and the JS arrays' 8-byte references
-   * counted as 12 (V8 grows their backing stores on its own, by half again).
-   */
+  /** Bytes of the columns per position. */
   get columnBytes(): number {
-    return 8 * this.layout.fields + 4 + 2 + 4 + 12 + (this.layout.packed ? 12 : 0);
+    return 8 * this.layout.fields + 4 + 2 + 4 + 8 + 4 + (this.layout.packed ? 12 : 0);
   }
 
   reset(): void {
-    this.keys = [];
-    this.packed = [];
     this.size = 0;
     this.ordinary = 0;
     this.capacity = 0;
@@ -75,23 +78,33 @@ class Slab {
     this.expires = new Uint32Array(0);
     this.hits = new Uint16Array(0);
     this.hashes = new Uint32Array(0);
+    this.keyAddress = new Float64Array(0);
+    this.keyLength = new Uint32Array(0);
+    this.packedAddress = new Float64Array(0);
+    this.packedLength = new Uint32Array(0);
   }
 
   grow(capacity: number): void {
-    const fields = new Float64Array(capacity * this.layout.fields);
-    fields.set(this.fields);
-    this.fields = fields;
-    const expires = new Uint32Array(capacity);
-    expires.set(this.expires);
-    this.expires = expires;
-    const hits = new Uint16Array(capacity);
-    hits.set(this.hits);
-    this.hits = hits;
-    const hashes = new Uint32Array(capacity);
-    hashes.set(this.hashes);
-    this.hashes = hashes;
+    this.fields = grown(this.fields, capacity * this.layout.fields);
+    this.expires = grown(this.expires, capacity);
+    this.hits = grown(this.hits, capacity);
+    this.hashes = grown(this.hashes, capacity);
+    this.keyAddress = grown(this.keyAddress, capacity);
+    this.keyLength = grown(this.keyLength, capacity);
+    if (this.layout.packed) {
+      this.packedAddress = grown(this.packedAddress, capacity);
+      this.packedLength = grown(this.packedLength, capacity);
+    }
     this.capacity = capacity;
   }
+}
+
+type Column = Float64Array | Uint32Array | Uint16Array;
+
+function grown<T extends Column>(column: T, length: number): T {
+  const next = new (column.constructor as new (length: number) => T)(length);
+  next.set(column);
+  return next;
 }
 
 /**
@@ -108,7 +121,7 @@ class Slab {
  */
 export class CounterTable {
   private readonly index = new KeyIndex(
-    (id) => this.slabs[id % SLABS]!.keys[(id - (id % SLABS)) / SLABS]!,
+    (id) => this.holdsEncodedKey(id),
     (id) => this.slabs[id % SLABS]!.hashes[(id - (id % SLABS)) / SLABS]!,
     (visit) => {
       for (const slab of this.slabs) {
@@ -118,6 +131,11 @@ export class CounterTable {
     },
   );
   private readonly slabs: Slab[] = LAYOUT_ORDER.map((name, i) => new Slab(i, LAYOUTS[name]));
+  /** Keys and packed states; a block's owner is its record's id times 2, plus 1 for a packed state. */
+  private readonly pools = new BytePools((owner, address) => this.blockMoved(owner, address));
+  /** The key being looked up, and its coded length once encoded (-1 until then; key-bytes.ts). */
+  private probeKey = '';
+  private encodedLength = -1;
   private readonly slabOf: Readonly<Record<AlgorithmName, Slab>>;
   private readonly samples: number;
   private readonly random: () => number;
@@ -139,9 +157,9 @@ export class CounterTable {
     return this.index.size;
   }
 
-  /** Estimated bytes held: columns and index as allocated, keys, packed states. */
+  /** Estimated bytes held: columns and index as allocated, the blocks of keys and packed states. */
   get bytes(): number {
-    return this.bytesUsed + this.index.bytes;
+    return this.bytesUsed + this.index.bytes + this.pools.bytes;
   }
 
   get maxBytes(): number {
@@ -150,7 +168,7 @@ export class CounterTable {
 
   /** The state of `key`, or undefined when it holds none (an expired one is dropped here). */
   read(key: string, nowMs: number): unknown {
-    const id = this.index.find(key, this.index.hash(key));
+    const id = this.find(key, this.index.hash(key));
     if (id < 0) return undefined;
     const slab = this.slabs[id % SLABS]!;
     const position = (id - slab.index) / SLABS;
@@ -160,39 +178,38 @@ export class CounterTable {
     }
     // A key names its algorithm, so the slab holding it is always its algorithm's.
     const layout = slab.layout;
-    return layout.read(slab.fields, position * layout.fields, slab.packed[position]);
+    if (!layout.packed) return layout.read(slab.fields, position * layout.fields, EMPTY, 0, 0);
+    const length = slab.packedLength[position]!;
+    if (length === 0) return layout.read(slab.fields, position * layout.fields, EMPTY, 0, 0);
+    const address = slab.packedAddress[position]!;
+    const start = this.pools.offsetOf(address);
+    return layout.read(slab.fields, position * layout.fields, this.pools.chunkOf(address), start, start + length);
   }
 
-  /** Stores `state` for `key` (inserting it if new). Does not evict: call `fit` after a batch. */
+  /** Stores `state` for `key` (inserting it if new). Does not evict: call `makeRoom` after a batch. */
   write(key: string, algorithm: AlgorithmName, state: unknown, expiresAtMs: number, standing: CounterStanding): void {
     const h = this.index.hash(key);
-    const id = this.index.find(key, h);
+    const id = this.find(key, h);
     let slab: Slab;
     let position: number;
     if (id < 0) {
       slab = this.slabOf[algorithm];
-      const stored = flat(key);
-      position = this.insert(slab, stored, h, standing.protect);
-      this.bytesUsed += stringBytes(stored);
+      // `find` encoded the key only if some hash agreed.
+      position = this.insert(slab, encodeKey(key), h, standing.protect);
     } else {
       slab = this.slabs[id % SLABS]!;
       position = this.reclass(slab, (id - slab.index) / SLABS, standing.protect);
     }
     const layout = slab.layout;
-    const packed = layout.write(state, slab.fields, position * layout.fields);
-    if (layout.packed) {
-      const before = slab.packed[position];
-      if (before !== undefined) this.bytesUsed -= stringBytes(before);
-      slab.packed[position] = packed;
-      if (packed !== undefined) this.bytesUsed += stringBytes(packed);
-    }
+    const length = layout.write(state, slab.fields, position * layout.fields);
+    if (layout.packed) this.storePacked(slab, position, length);
     slab.expires[position] = this.expirySlot(expiresAtMs);
     slab.hits[position] = hitsSlot(standing.hits);
   }
 
   /** Records a decision that charged nothing (a rejection) on a counter that exists. */
   mark(key: string, standing: CounterStanding): void {
-    const id = this.index.find(key, this.index.hash(key));
+    const id = this.find(key, this.index.hash(key));
     if (id < 0) return;
     const slab = this.slabs[id % SLABS]!;
     const position = this.reclass(slab, (id - slab.index) / SLABS, standing.protect);
@@ -204,8 +221,13 @@ export class CounterTable {
    * request just committed) go only when nothing else can.
    */
   makeRoom(nowMs: number, spare: ReadonlySet<string> | ReadonlyMap<string, unknown>): void {
+    if (this.bytes <= this.options.maxBytes) return;
+    const spareHashes = new Set<number>();
+    for (const key of spare.keys()) spareHashes.add(this.index.hash(key));
+    const isSpare = (slab: Slab, position: number): boolean =>
+      spareHashes.has(slab.hashes[position]!) && spare.has(this.keyAt(slab, position));
     while (this.bytes > this.options.maxBytes && this.index.size > 0) {
-      this.evictOne(nowMs, spare);
+      this.evictOne(nowMs, isSpare);
     }
   }
 
@@ -248,15 +270,22 @@ export class CounterTable {
       total += slab.size;
       if (slab.ordinary > slab.size || slab.size > slab.capacity) problems.push(`slab ${slab.index}: ranges ${slab.ordinary}/${slab.size}/${slab.capacity}`);
       for (let position = 0; position < slab.size; position++) {
-        const key = slab.keys[position];
-        if (key === undefined) {
-          problems.push(`slab ${slab.index} position ${position}: no key`);
-          continue;
+        const id = position * SLABS + slab.index;
+        const key = this.keyAt(slab, position);
+        const found = this.find(key, this.index.hash(key));
+        if (found !== id) problems.push(`${key}: index says ${found}, held at ${id}`);
+        if (this.pools.ownerOf(slab.keyAddress[position]!) !== id * 2) problems.push(`${key}: its key block names another owner`);
+        if (slab.layout.packed && slab.packedLength[position] !== 0 && this.pools.ownerOf(slab.packedAddress[position]!) !== id * 2 + 1) {
+          problems.push(`${key}: its packed block names another owner`);
         }
-        const id = this.index.find(key, this.index.hash(key));
-        if (id !== position * SLABS + slab.index) problems.push(`${key}: index says ${id}, held at ${position * SLABS + slab.index}`);
       }
     }
+    let blocks = 0;
+    for (const slab of this.slabs) {
+      blocks += slab.size;
+      if (slab.layout.packed) for (let position = 0; position < slab.size; position++) if (slab.packedLength[position] !== 0) blocks++;
+    }
+    if (blocks !== this.pools.blocks) problems.push(`pools hold ${this.pools.blocks} blocks, counters ${blocks}`);
     if (total !== this.index.size) problems.push(`index holds ${this.index.size} keys, slabs ${total}`);
     if (this.index.occupied() !== this.index.size) problems.push(`index has ${this.index.occupied()} slots taken for ${this.index.size} keys`);
     return problems;
@@ -264,15 +293,68 @@ export class CounterTable {
 
   clear(): void {
     this.index.clear();
+    this.pools.clear();
     for (const slab of this.slabs) slab.reset();
     this.bytesUsed = 0;
+  }
+
+  /** Bytes of the byte pools' chunks as allocated (the estimate counts blocks held): for the bench. */
+  get allocatedPoolBytes(): number {
+    return this.pools.allocatedBytes;
+  }
+
+  /** The id of `key`, whose hash is `h`, or -1. */
+  private find(key: string, h: number): number {
+    this.encodedLength = -1;
+    this.probeKey = key;
+    return this.index.find(key, h);
+  }
+
+  /** Whether record `id` holds the key being looked up (encoded on the first call of a lookup). */
+  private holdsEncodedKey(id: number): boolean {
+    if (this.encodedLength < 0) this.encodedLength = encodeKey(this.probeKey);
+    const slab = this.slabs[id % SLABS]!;
+    const position = (id - slab.index) / SLABS;
+    if (slab.keyLength[position] !== this.encodedLength) return false;
+    const address = slab.keyAddress[position]!;
+    return encodedKeyEquals(this.pools.chunkOf(address), this.pools.offsetOf(address), this.encodedLength);
+  }
+
+  private keyAt(slab: Slab, position: number): string {
+    const address = slab.keyAddress[position]!;
+    return decodeKey(this.pools.chunkOf(address), this.pools.offsetOf(address), slab.keyLength[position]!);
+  }
+
+  /** Copies the packed state just written (`length` bytes of PackedWriter.bytes) into its block. */
+  private storePacked(slab: Slab, position: number, length: number): void {
+    const before = slab.packedLength[position]!;
+    const owner = (position * SLABS + slab.index) * 2 + 1;
+    if (before !== 0 && (length === 0 || !this.pools.fits(slab.packedAddress[position]!, length))) {
+      this.pools.free(slab.packedAddress[position]!);
+      slab.packedLength[position] = 0;
+    }
+    if (length === 0) return;
+    if (slab.packedLength[position] === 0) slab.packedAddress[position] = this.pools.allocate(length, owner);
+    const address = slab.packedAddress[position]!;
+    PackedWriter.bytes.copy(this.pools.chunkOf(address), this.pools.offsetOf(address), 0, length);
+    slab.packedLength[position] = length;
+  }
+
+  /** A block moved within the pools: its record learns its new address. */
+  private blockMoved(owner: number, address: number): void {
+    const packed = owner % 2;
+    const id = (owner - packed) / 2;
+    const slab = this.slabs[id % SLABS]!;
+    const position = (id - slab.index) / SLABS;
+    if (packed === 1) slab.packedAddress[position] = address;
+    else slab.keyAddress[position] = address;
   }
 
   private expired(slab: Slab, position: number, nowMs: number): boolean {
     return (slab.expires[position]! + (this.expiryBase ?? 0)) * 1000 <= nowMs;
   }
 
-  private evictOne(nowMs: number, spare: ReadonlySet<string> | ReadonlyMap<string, unknown>): void {
+  private evictOne(nowMs: number, isSpare: (slab: Slab, position: number) => boolean): void {
     let ordinary = 0;
     for (const slab of this.slabs) ordinary += slab.ordinary;
     const fromProtected = ordinary === 0;
@@ -293,7 +375,7 @@ export class CounterTable {
         const position = r;
         const cost = this.expired(slab, position, nowMs) ? -1 : slab.hits[position]!;
         if (cost >= bestCost) break;
-        if (spare.has(slab.keys[position]!)) {
+        if (isSpare(slab, position)) {
           fallback ??= slab;
           if (fallback === slab) fallbackPosition = position;
         } else {
@@ -308,7 +390,7 @@ export class CounterTable {
     }
     if (best === undefined) {
       // Every draw hit the request being committed: take any other counter, else one of those.
-      const other = this.firstNotIn(spare, fromProtected);
+      const other = this.firstNotIn(isSpare, fromProtected);
       if (other !== undefined) [best, bestPosition] = other;
       else if (fallback !== undefined) [best, bestPosition] = [fallback, fallbackPosition];
       else return;
@@ -318,23 +400,27 @@ export class CounterTable {
     this.options.onEvict?.(Math.max(0, bestCost));
   }
 
-  private firstNotIn(spare: ReadonlySet<string> | ReadonlyMap<string, unknown>, fromProtected: boolean): [Slab, number] | undefined {
+  private firstNotIn(isSpare: (slab: Slab, position: number) => boolean, fromProtected: boolean): [Slab, number] | undefined {
     for (const slab of this.slabs) {
       const end = fromProtected ? slab.size : slab.ordinary;
       for (let position = 0; position < end; position++) {
-        if (!spare.has(slab.keys[position]!)) return [slab, position];
+        if (!isSpare(slab, position)) return [slab, position];
       }
     }
     return undefined;
   }
 
-  private insert(slab: Slab, key: string, h: number, protect: boolean): number {
-    this.index.reserve();
+  /** Inserts the key last encoded (`coded`: its coded length) with hash `h`; returns its position. */
+  private insert(slab: Slab, coded: number, h: number, protect: boolean): number {
+    // A full index doubles, unless that alone would pass the budget: then it fills further first
+    // (7/8 instead of 3/4: longer probes, but no mass eviction to pay for the doubling).
+    this.index.reserve(this.bytes + this.index.bytes > this.options.maxBytes);
     if (slab.size === slab.capacity) {
-      // Doubling, but near the budget only by what it can pay for (at least a step), so that a
-      // growth never makes `fit` evict a large share of the store at once.
-      const room = Math.floor((this.options.maxBytes - this.bytesUsed) / slab.columnBytes);
-      const step = Math.max(INITIAL_CAPACITY, slab.capacity >> 3, Math.min(slab.capacity >> 1, room));
+      // Half again, but near the budget only by what it can pay for, and at least a step: a growth
+      // never makes `makeRoom` evict more than a step's worth of columns at once. Once the store is
+      // full, evictions keep the slab below its capacity, so it stops growing.
+      const room = Math.floor((this.options.maxBytes - this.bytes) / slab.columnBytes);
+      const step = Math.max(INITIAL_CAPACITY, Math.min(slab.capacity >> 1, room));
       this.bytesUsed += step * slab.columnBytes;
       slab.grow(slab.capacity + step);
     }
@@ -345,10 +431,15 @@ export class CounterTable {
       position = slab.ordinary;
       slab.ordinary++;
     }
-    slab.keys[position] = key;
+    const id = position * SLABS + slab.index;
+    const length = keyByteLength(coded);
+    const address = this.pools.allocate(Math.max(1, length), id * 2);
+    encodedKey().copy(this.pools.chunkOf(address), this.pools.offsetOf(address), 0, length);
+    slab.keyAddress[position] = address;
+    slab.keyLength[position] = coded;
     slab.hashes[position] = h;
-    if (slab.layout.packed) slab.packed[position] = undefined;
-    this.index.insert(h, position * SLABS + slab.index);
+    if (slab.layout.packed) slab.packedLength[position] = 0;
+    this.index.insert(h, id);
     return position;
   }
 
@@ -369,11 +460,10 @@ export class CounterTable {
   }
 
   private remove(slab: Slab, position: number): void {
-    const key = slab.keys[position]!;
     this.index.delete(slab.hashes[position]!, position * SLABS + slab.index);
-    this.bytesUsed -= stringBytes(key);
-    const packed = slab.layout.packed ? slab.packed[position] : undefined;
-    if (packed !== undefined) this.bytesUsed -= stringBytes(packed);
+    // Freeing may move another record's block, which updates that record's address column.
+    this.pools.free(slab.keyAddress[position]!);
+    if (slab.layout.packed && slab.packedLength[position] !== 0) this.pools.free(slab.packedAddress[position]!);
     let hole = position;
     if (hole < slab.ordinary) {
       // Keep the ranges contiguous: the last ordinary fills the hole, the last counter fills its place.
@@ -384,8 +474,6 @@ export class CounterTable {
     }
     const last = slab.size - 1;
     if (hole !== last) this.move(slab, last, hole);
-    slab.keys[last] = undefined;
-    if (slab.layout.packed) slab.packed[last] = undefined;
     slab.size--;
   }
 
@@ -401,17 +489,23 @@ export class CounterTable {
     swapIn(slab.expires, a, b);
     swapIn(slab.hits, a, b);
     swapIn(slab.hashes, a, b);
-    const keyA = slab.keys[a]!;
-    const keyB = slab.keys[b]!;
-    slab.keys[a] = keyB;
-    slab.keys[b] = keyA;
+    swapIn(slab.keyAddress, a, b);
+    swapIn(slab.keyLength, a, b);
     if (slab.layout.packed) {
-      const packedA = slab.packed[a];
-      slab.packed[a] = slab.packed[b];
-      slab.packed[b] = packedA;
+      swapIn(slab.packedAddress, a, b);
+      swapIn(slab.packedLength, a, b);
     }
+    this.ownBlocks(slab, a);
+    this.ownBlocks(slab, b);
     // Hashes already traded places with their keys.
     this.index.swap(slab.hashes[b]!, a * SLABS + slab.index, slab.hashes[a]!, b * SLABS + slab.index);
+  }
+
+  /** Tells the pools that the blocks of the record at `position` belong to that position's id. */
+  private ownBlocks(slab: Slab, position: number): void {
+    const id = position * SLABS + slab.index;
+    this.pools.setOwner(slab.keyAddress[position]!, id * 2);
+    if (slab.layout.packed && slab.packedLength[position] !== 0) this.pools.setOwner(slab.packedAddress[position]!, id * 2 + 1);
   }
 
   /** Copies the counter at `from` to `to` (whose counter is gone or moved). */
@@ -421,8 +515,13 @@ export class CounterTable {
     slab.expires[to] = slab.expires[from]!;
     slab.hits[to] = slab.hits[from]!;
     slab.hashes[to] = slab.hashes[from]!;
-    slab.keys[to] = slab.keys[from]!;
-    if (slab.layout.packed) slab.packed[to] = slab.packed[from];
+    slab.keyAddress[to] = slab.keyAddress[from]!;
+    slab.keyLength[to] = slab.keyLength[from]!;
+    if (slab.layout.packed) {
+      slab.packedAddress[to] = slab.packedAddress[from]!;
+      slab.packedLength[to] = slab.packedLength[from]!;
+    }
+    this.ownBlocks(slab, to);
     this.index.relocate(slab.hashes[to]!, from * SLABS + slab.index, to * SLABS + slab.index);
   }
 }
@@ -431,24 +530,10 @@ function hitsSlot(hits: number): number {
   return hits >= 0xffff ? 0xffff : Math.ceil(hits);
 }
 
-function swapIn(column: Uint32Array | Uint16Array, a: number, b: number): void {
+function swapIn(column: Column, a: number, b: number): void {
   const t = column[a]!;
   column[a] = column[b]!;
   column[b] = t;
 }
 
-/**
- * A flat copy of a key. Keys arrive built by concatenation (a tree of string pieces, about 30
- * bytes more than the characters); a Map keeps whatever it is given.
- */
-function flat(key: string): string {
-  const copy = Buffer.from(key, 'latin1').toString('latin1');
-  return copy === key ? copy : key;
-}
-
-/** V8's size of a sequential string: a 16-byte header, characters of 1 byte (latin1) or 2, 8-aligned. */
-function stringBytes(s: string): number {
-  // eslint-disable-next-line no-control-regex
-  const width = /[^\u0000-\u00ff]/.test(s) ? 2 : 1;
-  return 16 + Math.ceil((s.length * width) / 8) * 8;
-}
+const EMPTY = new Uint8Array(0);

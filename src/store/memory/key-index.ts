@@ -1,9 +1,9 @@
 /**
  * Counter keys to record ids: an open-addressing table (linear probing, backward-shift deletion)
- * of 32-bit slots, at most 75 % full: 5–11 bytes per key, where a JS Map spends 28–56 on its
- * entry. The keys and their full hashes stay in the store's columns, read through `keyOf` and
- * `hashOf`: a probe compares hashes before strings, and moving or deleting a record never hashes
- * a key again.
+ * of 32-bit slots, at most 75 % full (87.5 % when memory is short): 5–11 bytes per key, where a JS Map spends 28–56 on its
+ * entry. The keys and their full hashes stay in the store, compared through `sameKey` and read
+ * through `hashOf`: a probe compares hashes before keys, and moving or deleting a record never
+ * hashes a key again.
  *
  * The hash is FNV-1a over the key's characters from a random per-process basis, finished with
  * MurmurHash3's mixer: keys carry a SHA-256 tag of the client's first descriptor entry, so
@@ -17,7 +17,8 @@ export class KeyIndex {
   private readonly basis = (Math.random() * 0x100000000) >>> 0;
 
   constructor(
-    private readonly keyOf: (id: number) => string,
+    /** Whether record `id` holds `key` (asked only when the hashes agree). */
+    private readonly sameKey: (id: number, key: string) => boolean,
     private readonly hashOf: (id: number) => number,
     /** Calls `visit` with every record's id and hash, in column order (a resize reads them in sequence). */
     private readonly eachRecord: (visit: (id: number, h: number) => void) => void,
@@ -37,16 +38,17 @@ export class KeyIndex {
     for (let i = h & this.mask; ; i = (i + 1) & this.mask) {
       const slot = this.slots[i]!;
       if (slot === 0) return -1;
-      if (this.hashOf(slot - 1) === h && this.keyOf(slot - 1) === key) return slot - 1;
+      if (this.hashOf(slot - 1) === h && this.sameKey(slot - 1, key)) return slot - 1;
     }
   }
 
   /**
    * Makes room for one more key: call before its record enters the columns (a resize reads the
-   * columns, and must not see the newcomer it is about to be told of).
+   * columns, and must not see the newcomer it is about to be told of). The table doubles past 3/4
+   * full, or past 7/8 when `tight` (memory is short: probes grow longer, but stay short).
    */
-  reserve(): void {
-    if ((this.used + 1) * 4 > this.slots.length * 3) this.resize(this.slots.length * 2);
+  reserve(tight = false): void {
+    if ((this.used + 1) * 8 > this.slots.length * (tight ? 7 : 6)) this.resize(this.slots.length * 2);
   }
 
   /** Adds a key (not present) of hash `h` with `id`, after `reserve`. */

@@ -1,7 +1,7 @@
 /**
- * Sequences of doubles packed into one one-byte string, for counter states whose length varies
- * (sliding_window's sub-windows, sliding_log's instants). A string is one heap object with a
- * 16-byte header, where an array of objects would be one object graph per counter.
+ * Sequences of doubles packed into bytes, for counter states whose length varies (sliding_window's
+ * sub-windows, sliding_log's instants): the memory store keeps them in its byte pools, outside the
+ * heap, where an array of objects would be one object graph per counter for the collector to walk.
  *
  * Each value is written relative to a reference the caller picks (the previous instant, say): a
  * difference that is a whole number below 2^28 and gives the value back exactly is written as a
@@ -14,8 +14,11 @@ const scratch = Buffer.alloc(64 * 1024);
 const double = new Float64Array(1);
 const doubleBytes = new Uint8Array(double.buffer);
 
-/** Appends values to a scratch buffer; `finish()` returns the packed string. */
+/** Appends values to a scratch buffer (`PackedWriter.bytes`); `finish()` returns their length. */
 export class PackedWriter {
+  /** Where every writer writes: valid until the next writer starts. */
+  static readonly bytes: Buffer = scratch;
+
   private length = 0;
 
   /** Writes `value`, stored relative to `reference`. */
@@ -31,8 +34,8 @@ export class PackedWriter {
     for (let i = 0; i < 8; i++) scratch[this.length++] = doubleBytes[i]!;
   }
 
-  finish(): string {
-    return scratch.toString('latin1', 0, this.length);
+  finish(): number {
+    return this.length;
   }
 
   private varint(n: number): void {
@@ -47,18 +50,20 @@ export class PackedWriter {
 
 /** Reads back what a PackedWriter wrote, value by value, with the same references. */
 export class PackedReader {
-  private offset = 0;
-
-  constructor(private readonly packed: string) {}
+  constructor(
+    private readonly bytes: Uint8Array,
+    private offset: number,
+    private readonly end: number,
+  ) {}
 
   get done(): boolean {
-    return this.offset >= this.packed.length;
+    return this.offset >= this.end;
   }
 
   next(reference: number): number {
     const n = this.varint();
     if ((n & 1) === 0) return reference + n / 2;
-    for (let i = 0; i < 8; i++) doubleBytes[i] = this.packed.charCodeAt(this.offset++);
+    for (let i = 0; i < 8; i++) doubleBytes[i] = this.bytes[this.offset++]!;
     return double[0]!;
   }
 
@@ -66,7 +71,7 @@ export class PackedReader {
     let n = 0;
     let scale = 1;
     for (;;) {
-      const byte = this.packed.charCodeAt(this.offset++);
+      const byte = this.bytes[this.offset++]!;
       n += (byte & 0x7f) * scale;
       if (byte < 0x80) return n;
       scale *= 0x80;

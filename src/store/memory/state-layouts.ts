@@ -7,18 +7,22 @@ import { PackedReader, PackedWriter } from './packed-numbers';
 
 /**
  * How one algorithm's counter state is laid out in the memory store: a fixed number of doubles
- * in the store's Float64Array columns, plus, for states whose length varies, one packed string.
+ * in the store's Float64Array columns, plus, for states whose length varies, packed bytes.
  * Every layout gives back exactly the doubles it was given, so decisions are the same as on the
  * algorithm's own objects (and the Lua's).
  */
 export interface StateLayout {
   /** Doubles kept inline per counter. */
   readonly fields: number;
-  /** Whether the state needs a packed string (variable length). */
+  /** Whether the state needs packed bytes (variable length). */
   readonly packed: boolean;
-  read(fields: Float64Array, at: number, packed: string | undefined): unknown;
-  /** Writes `state` at `at`; returns the packed string when the layout has one. */
-  write(state: unknown, fields: Float64Array, at: number): string | undefined;
+  /** The state from its doubles at `at` and (packed layouts) its bytes [start, end) of `bytes`. */
+  read(fields: Float64Array, at: number, bytes: Uint8Array, start: number, end: number): unknown;
+  /**
+   * Writes `state`'s doubles at `at`. A packed layout writes its bytes to `PackedWriter.bytes` and
+   * returns how many; the others return 0.
+   */
+  write(state: unknown, fields: Float64Array, at: number): number;
 }
 
 const fixedWindow: StateLayout = {
@@ -29,7 +33,7 @@ const fixedWindow: StateLayout = {
     const s = state as FixedWindowState;
     f[at] = s.window;
     f[at + 1] = s.count;
-    return undefined;
+    return 0;
   },
 };
 
@@ -42,7 +46,7 @@ const tokenBucket: StateLayout = {
     f[at] = s.t;
     f[at + 1] = s.d;
     f[at + 2] = s.l;
-    return undefined;
+    return 0;
   },
 };
 
@@ -50,9 +54,9 @@ const tokenBucket: StateLayout = {
 const slidingWindow: StateLayout = {
   fields: 0,
   packed: true,
-  read(_f, _at, packed): SlidingWindowState {
+  read(_f, _at, bytes, start, end): SlidingWindowState {
     const windows: SubWindow[] = [];
-    const reader = new PackedReader(packed ?? '');
+    const reader = new PackedReader(bytes, start, end);
     let previous = 0;
     while (!reader.done) {
       const hits = reader.next(0);
@@ -80,9 +84,9 @@ const slidingWindow: StateLayout = {
 const slidingLog: StateLayout = {
   fields: 0,
   packed: true,
-  read(_f, _at, packed): SlidingLogState {
+  read(_f, _at, bytes, start, end): SlidingLogState {
     const log: number[] = [];
-    const reader = new PackedReader(packed ?? '');
+    const reader = new PackedReader(bytes, start, end);
     let previous = 0;
     while (!reader.done) {
       previous = reader.next(previous);

@@ -75,4 +75,33 @@ describe('CounterTable bookkeeping', () => {
     expect(table.verify()).toEqual([]);
     expect(table.count).toBeGreaterThan(100);
   });
+
+  it.each(ALGORITHMS)('fills its budget without a mass eviction, and then evicts one counter per new one (%s)', (algorithm) => {
+    // Before, the columns grew by an eighth when the store first filled, and that growth was paid
+    // for at once: about 27,000 evictions in one call at a 100 MB budget.
+    let evictions = 0;
+    const table = new CounterTable({ maxBytes: 4_000_000, onEvict: () => evictions++, random: seeded(3) });
+    const now = 1.7e12;
+    let mostAtOnce = 0;
+    for (let i = 0; i < 60_000; i++) {
+      const key = `sluice:v3:{tag}:${algorithm}:3600000:api:user_id=u${1_000_000 + i}`;
+      const before = evictions;
+      table.write(key, algorithm, stateFor(algorithm, 1), now + 3_600_000, { hits: 1, protect: false });
+      table.makeRoom(now, new Set([key]));
+      mostAtOnce = Math.max(mostAtOnce, evictions - before);
+      expect(table.bytes).toBeLessThanOrEqual(4_000_000);
+    }
+    expect(evictions).toBeGreaterThan(10_000);
+    // At most a growth step's columns (256 positions) at once.
+    expect(mostAtOnce).toBeLessThanOrEqual(256);
+    // Full: one out for each one in.
+    const settled = evictions;
+    for (let i = 60_000; i < 61_000; i++) {
+      const key = `sluice:v3:{tag}:${algorithm}:3600000:api:user_id=u${1_000_000 + i}`;
+      table.write(key, algorithm, stateFor(algorithm, 1), now + 3_600_000, { hits: 1, protect: false });
+      table.makeRoom(now, new Set([key]));
+    }
+    expect(evictions - settled).toBe(1_000);
+    expect(table.verify()).toEqual([]);
+  });
 });
