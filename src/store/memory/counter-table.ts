@@ -133,9 +133,8 @@ export class CounterTable {
   private readonly slabs: Slab[] = LAYOUT_ORDER.map((name, i) => new Slab(i, LAYOUTS[name]));
   /** Keys and packed states; a block's owner is its record's id times 2, plus 1 for a packed state. */
   private readonly pools = new BytePools((owner, address) => this.blockMoved(owner, address));
-  /** The key being looked up, and its coded length once encoded (-1 until then; key-bytes.ts). */
+  /** The key being looked up (encoded only when a hash agrees; key-bytes.ts). */
   private probeKey = '';
-  private encodedLength = -1;
   private readonly slabOf: Readonly<Record<AlgorithmName, Slab>>;
   private readonly samples: number;
   private readonly random: () => number;
@@ -305,19 +304,18 @@ export class CounterTable {
 
   /** The id of `key`, whose hash is `h`, or -1. */
   private find(key: string, h: number): number {
-    this.encodedLength = -1;
     this.probeKey = key;
     return this.index.find(key, h);
   }
 
-  /** Whether record `id` holds the key being looked up (encoded on the first call of a lookup). */
+  /** Whether record `id` holds the key being looked up. */
   private holdsEncodedKey(id: number): boolean {
-    if (this.encodedLength < 0) this.encodedLength = encodeKey(this.probeKey);
+    const coded = encodeKey(this.probeKey);
     const slab = this.slabs[id % SLABS]!;
     const position = (id - slab.index) / SLABS;
-    if (slab.keyLength[position] !== this.encodedLength) return false;
+    if (slab.keyLength[position] !== coded) return false;
     const address = slab.keyAddress[position]!;
-    return encodedKeyEquals(this.pools.chunkOf(address), this.pools.offsetOf(address), this.encodedLength);
+    return encodedKeyEquals(this.pools.chunkOf(address), this.pools.offsetOf(address), coded);
   }
 
   private keyAt(slab: Slab, position: number): string {

@@ -9,14 +9,20 @@
  */
 
 let scratch = Buffer.alloc(4096);
+/** The key `scratch` holds, and its coded length: a store reads and then writes each key, so it is often asked again. */
+let encoded = '';
+let encodedCoded = 0;
 
 /** Encodes `key` into `encodedKey()`, and returns its coded length. */
 export function encodeKey(key: string): number {
+  if (key === encoded) return encodedCoded;
   const ascii = Buffer.byteLength(key, 'utf8') === key.length;
   const length = ascii ? key.length : key.length * 2;
   if (length > scratch.length) scratch = Buffer.alloc(Math.max(length, scratch.length * 2));
   scratch.write(key, 0, length, ascii ? 'latin1' : 'utf16le');
-  return length * 2 + (ascii ? 0 : 1);
+  encoded = key;
+  encodedCoded = length * 2 + (ascii ? 0 : 1);
+  return encodedCoded;
 }
 
 /** The bytes of the key last encoded (valid until the next `encodeKey`). */
