@@ -1,6 +1,6 @@
 import { silentLogger } from '../../../src/logging/logger';
 import { startGrpcServer } from '../../../src/server/grpc-server';
-import type { GrpcServerHandle } from '../../../src/server/grpc-server';
+import type { GrpcServerHandle, GrpcServerOptions } from '../../../src/server/grpc-server';
 import { HealthState } from '../../../src/server/health';
 import type { RateLimitRequest, RateLimitResponse, RateLimitService } from '../../../src/service/types';
 
@@ -32,12 +32,12 @@ export interface TestServer {
   readonly address: string;
 }
 
-/** Starts the real gRPC server on an ephemeral port with a serving HealthState. */
-export async function startTestServer(): Promise<TestServer> {
+/** Starts the real gRPC server on an ephemeral port with a serving HealthState; `options` adds server options (the transport, limits). */
+export async function startTestServer(options: Partial<GrpcServerOptions> = {}): Promise<TestServer> {
   const service = new FakeRateLimitService();
   const health = new HealthState();
   health.setConfigLoaded(true);
   health.setStoreOk(true);
-  const server = await startGrpcServer({ service, health, host: '127.0.0.1', port: 0, logger: silentLogger() });
+  const server = await startGrpcServer({ service, health, host: '127.0.0.1', port: 0, logger: silentLogger(), ...options });
   return { service, health, server, address: `127.0.0.1:${server.port}` };
 }

@@ -24,12 +24,15 @@ function errorOf(promise: Promise<unknown>): Promise<grpc.ServiceError> {
   );
 }
 
-describe('gRPC server', () => {
+// One conformance suite for both transports: grpc-js serving every call, and the lean transport
+// serving ShouldRateLimit on grpc-js's servers (health, reflection and shutdown stay grpc-js's).
+describe.each(['grpc-js', 'lean'] as const)('gRPC server (GRPC_TRANSPORT=%s)', (transport) => {
   let t: TestServer;
   let client: RlsClient;
 
   beforeEach(async () => {
-    t = await startTestServer();
+    t = await startTestServer({ transport });
+    expect(t.server.transport).toBe(transport);
     client = createRlsClient(t.address);
   });
 
