@@ -108,6 +108,8 @@ class LeanCall {
   private compressed = false;
   /** Answered (or refused): what still arrives is read and dropped. */
   private done = false;
+  /** The client has sent all of its request (END_STREAM). */
+  private ended = false;
   private readonly deadline: number | undefined;
   private readonly encoding: string;
 
@@ -181,6 +183,7 @@ class LeanCall {
   }
 
   private end(): void {
+    this.ended = true;
     if (this.done) return;
     if (this.buffered === 0) {
       this.fail(new UnimplementedError(`received no request message for unary method ${SHOULD_RATE_LIMIT_PATH}`));
@@ -287,6 +290,10 @@ class LeanCall {
     if (!this.writable()) return;
     try {
       this.stream.respond(headers, END_STREAM);
+      // Refused before the client sent all of it (an oversized message): the answer is complete,
+      // so ask the client to stop sending the rest (RST_STREAM NO_ERROR after the response, as
+      // RFC 9113 §8.1 allows) instead of reading bytes that will be dropped.
+      if (!this.ended) this.stream.close(http2.constants.NGHTTP2_NO_ERROR);
     } catch (err) {
       this.options.logger.debug({ err }, 'ShouldRateLimit answer not sent');
     }
