@@ -155,9 +155,20 @@ export function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServerH
         'gRPC server listening',
       );
       // Before the call budget's listener: the dispatcher takes grpc-js's place, first in line.
+      // grpc-js's interceptors do not run for the lean transport's calls: the only one sluice
+      // adds (GRPC_CLIENT_TLS_SAN's check) is checked by the lean transport itself; an interceptor
+      // added later must be too, or not use the lean transport.
       const lean =
         options.transport === 'lean' &&
-        routeShouldRateLimit(server, leanShouldRateLimit({ service, logger, ...(options.maxReceiveMessageLength !== undefined && { maxReceiveMessageLength: options.maxReceiveMessageLength }) }));
+        routeShouldRateLimit(
+          server,
+          leanShouldRateLimit({
+            service,
+            logger,
+            clientSan: options.tls?.clientSan,
+            ...(options.maxReceiveMessageLength !== undefined && { maxReceiveMessageLength: options.maxReceiveMessageLength }),
+          }),
+        );
       const stopPressureChecks = callShares === undefined ? undefined : shareCallsAmongConnections(server, callShares, options.clock ?? systemClock);
       let stopping: Promise<void> | undefined;
       resolve({

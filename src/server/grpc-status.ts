@@ -32,6 +32,7 @@ function truncate(message: string): string {
  *   or a request message over the size limit.
  * - `unimplemented` → UNIMPLEMENTED: a call the server does not serve (no request message or two
  *   for a unary method, an unknown compression).
+ * - `unauthenticated` → UNAUTHENTICATED: a client certificate without GRPC_CLIENT_TLS_SAN.
  * - anything else → INTERNAL, prefixed `internal error:` when it is not one of ours (a bug).
  */
 export function toGrpcStatus(err: unknown): GrpcErrorStatus {
@@ -47,6 +48,8 @@ export function toGrpcStatus(err: unknown): GrpcErrorStatus {
         return { code: status.RESOURCE_EXHAUSTED, details: truncate(err.message) };
       case 'unimplemented':
         return { code: status.UNIMPLEMENTED, details: truncate(err.message) };
+      case 'unauthenticated':
+        return { code: status.UNAUTHENTICATED, details: truncate(err.message) };
       case 'internal':
         return { code: status.INTERNAL, details: truncate(err.message) };
     }

@@ -1,13 +1,15 @@
 import * as http2 from 'node:http2';
 import * as zlib from 'node:zlib';
 import type * as grpc from '@grpc/grpc-js';
-import { DeadlineExceededError, MessageTooLargeError, ProtocolError, UnimplementedError } from '../errors';
+import { TLSSocket } from 'node:tls';
+import { DeadlineExceededError, MessageTooLargeError, ProtocolError, UnauthenticatedError, UnimplementedError } from '../errors';
 import type { Logger } from '../logging/logger';
 import type { RateLimitService } from '../service/types';
 import { grpcTimeoutMs } from './call-budget';
 import { http2ServersOf } from './grpc-internals';
 import { RLS_SERVICE_NAME } from './proto';
 import { decide, decodeRequest, encodeResponse, failureStatus, logDecided } from './rls-call';
+import { clientSanProblem } from './tls';
 
 /**
  * The lean transport (GRPC_TRANSPORT=lean): ShouldRateLimit served straight on the HTTP/2 streams
@@ -35,6 +37,11 @@ export interface LeanTransportOptions {
   readonly logger: Logger;
   /** GRPC_MAX_RECV_MSG_SIZE: the largest request message, as sent and once decompressed; grpc-js's 4 MiB when unset. */
   readonly maxReceiveMessageLength?: number;
+  /**
+   * GRPC_CLIENT_TLS_SAN: the name a client certificate must carry. grpc-js checks it in an
+   * interceptor, which this transport does not run: it checks it here, once per connection.
+   */
+  readonly clientSan?: string | undefined;
 }
 
 // Pre-built once: every answer sends these same header blocks (Node copies them when it sends).
@@ -73,9 +80,24 @@ export function routeShouldRateLimit(
 /** Serves one ShouldRateLimit stream, start to end; never throws, whatever the stream holds. */
 export function leanShouldRateLimit(options: LeanTransportOptions): (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => void {
   const max = options.maxReceiveMessageLength ?? GRPC_JS_DEFAULT_MAX_RECEIVE;
+  const san = options.clientSan;
+  // Per connection: its certificate does not change, and reading it builds a new object each time.
+  const sanProblems = new WeakMap<http2.Http2Session, string | null>();
+  const sanProblem = (stream: http2.ServerHttp2Stream): string | undefined => {
+    if (san === undefined) return undefined;
+    const session = stream.session;
+    if (session === undefined) return 'the connection is gone';
+    let problem = sanProblems.get(session);
+    if (problem === undefined) {
+      const socket = session.socket;
+      problem = clientSanProblem(san, socket instanceof TLSSocket ? socket.getPeerCertificate() : undefined) ?? null;
+      sanProblems.set(session, problem);
+    }
+    return problem ?? undefined;
+  };
   return (stream, headers) => {
     try {
-      new LeanCall(stream, headers, options, max);
+      new LeanCall(stream, headers, options, max, sanProblem(stream));
     } catch (err) {
       // Nothing above throws for a request; this is for a bug, which must not end the process.
       options.logger.error({ err }, 'ShouldRateLimit (lean transport) failed');
@@ -118,6 +140,7 @@ class LeanCall {
     headers: http2.IncomingHttpHeaders,
     private readonly options: LeanTransportOptions,
     private readonly max: number,
+    sanProblem: string | undefined,
   ) {
     stream.on('error', ignore);
     const encoding = headers['grpc-encoding'];
@@ -137,6 +160,10 @@ class LeanCall {
     if (!isGrpcProto(contentType)) {
       // As grpc-js: HTTP 415 for anything that is not gRPC; gRPC in another encoding than protobuf is not served either.
       this.refuseHttp(415, `content-type ${contentType === undefined ? '(none)' : `"${String(contentType)}"`} is not application/grpc or application/grpc+proto`);
+      return;
+    }
+    if (sanProblem !== undefined) {
+      this.fail(new UnauthenticatedError(sanProblem));
       return;
     }
     if (timeout !== undefined && timeoutMs === undefined) {

@@ -102,6 +102,7 @@ const RESULT_BY_KIND: Readonly<Record<ErrorKind, RequestResult>> = {
   deadline_exceeded: 'deadline_exceeded',
   resource_exhausted: 'overloaded',
   unimplemented: 'invalid',
+  unauthenticated: 'invalid',
   internal: 'error',
 };
 

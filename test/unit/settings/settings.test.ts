@@ -441,3 +441,13 @@ describe('availableCores', () => {
     expect(availableCores(() => '6400000 100000')).toBe(cpus);
   });
 });
+
+describe('GRPC_TRANSPORT', () => {
+  it('defaults to grpc-js, takes lean from env or flag in any case, and refuses anything else', () => {
+    expect(load({}).grpcTransport).toBe('grpc-js');
+    expect(load({ GRPC_TRANSPORT: 'Lean' }).grpcTransport).toBe('lean');
+    expect(load({ GRPC_TRANSPORT: 'lean' }, ['--grpc-transport', 'grpc-js']).grpcTransport).toBe('grpc-js');
+    expect(problems({ GRPC_TRANSPORT: 'fast' })).toEqual(["GRPC_TRANSPORT: invalid value 'fast' (grpc-js, lean)"]);
+    expect(settingsHelp().join('\n')).toMatch(/ GRPC_TRANSPORT /);
+  });
+});
