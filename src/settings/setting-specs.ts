@@ -50,10 +50,11 @@ export const SETTING_SPECS = {
     env: 'GRPC_TRANSPORT',
     kind: 'choice',
     choices: GRPC_TRANSPORTS,
-    default: 'grpc-js',
+    default: 'lean',
     help:
-      'what serves ShouldRateLimit: grpc-js, or lean (read and answered straight on the HTTP/2 streams of grpc-js\'s own servers, ' +
-      'without grpc-js\'s per-call machinery; health, reflection, TLS, keepalive, connection age and shutdown stay with grpc-js)',
+      'what serves ShouldRateLimit: lean (read and answered straight on the HTTP/2 streams of grpc-js\'s own servers, ' +
+      'without grpc-js\'s per-call machinery: 1.3-1.4x the calls per second; health, reflection, TLS, keepalive, connection age ' +
+      'and shutdown stay with grpc-js), or grpc-js (every call through grpc-js)',
   },
   grpcMaxConcurrentStreams: {
     env: 'GRPC_MAX_CONCURRENT_STREAMS',
