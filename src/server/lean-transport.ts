@@ -101,7 +101,11 @@ export function leanShouldRateLimit(options: LeanTransportOptions): (stream: htt
     } catch (err) {
       // Nothing above throws for a request; this is for a bug, which must not end the process.
       options.logger.error({ err }, 'ShouldRateLimit (lean transport) failed');
-      if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+      try {
+        if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+      } catch {
+        // The session is gone: so is the stream.
+      }
     }
   };
 }

@@ -53,7 +53,7 @@ export const SETTING_SPECS = {
     default: 'lean',
     help:
       'what serves ShouldRateLimit: lean (read and answered straight on the HTTP/2 streams of grpc-js\'s own servers, ' +
-      'without grpc-js\'s per-call machinery: 1.3-1.4x the calls per second; health, reflection, TLS, keepalive, connection age ' +
+      'without grpc-js\'s per-call machinery: 1.2-1.4x the calls per second; health, reflection, TLS, keepalive, connection age ' +
       'and shutdown stay with grpc-js), or grpc-js (every call through grpc-js)',
   },
   grpcMaxConcurrentStreams: {
