@@ -47,6 +47,8 @@ export async function decide(
 
 /** Logs a decision answered. */
 export function logDecided(logger: Logger, domain: string, response: WireResponseShape, started: number): void {
+  // Every call passes here: build the line only when it is written (debug is off by default).
+  if (!logger.isLevelEnabled('debug')) return;
   logger.debug({ domain, overall: response.overall_code, ms: performance.now() - started }, 'ShouldRateLimit');
 }
 
