@@ -31,6 +31,8 @@ const GRPC_JS_DEFAULT_MAX_RECEIVE = 4 * 1024 * 1024;
 /** What grpc-js decompresses, and so what this transport accepts, in its order. */
 const ACCEPTED_ENCODINGS = 'identity,deflate,gzip';
 const PREFIX_BYTES = 5;
+/** The most of a client's header value a message quotes back. */
+const ECHO_CHARS = 64;
 
 export interface LeanTransportOptions {
   readonly service: RateLimitService;
@@ -157,13 +159,13 @@ class LeanCall {
 
     const method = headers[':method'];
     if (method !== 'POST') {
-      this.refuseHttp(405, `ShouldRateLimit is called with POST, not ${String(method)}`, { allow: 'POST' });
+      this.refuseHttp(405, `ShouldRateLimit is called with POST, not ${echo(method)}`, { allow: 'POST' });
       return;
     }
     const contentType = headers['content-type'];
     if (!isGrpcProto(contentType)) {
       // As grpc-js: HTTP 415 for anything that is not gRPC; gRPC in another encoding than protobuf is not served either.
-      this.refuseHttp(415, `content-type ${contentType === undefined ? '(none)' : `"${String(contentType)}"`} is not application/grpc or application/grpc+proto`);
+      this.refuseHttp(415, `content-type ${contentType === undefined ? '(none)' : `"${echo(contentType)}"`} is not application/grpc or application/grpc+proto`);
       return;
     }
     if (sanProblem !== undefined) {
@@ -171,7 +173,7 @@ class LeanCall {
       return;
     }
     if (timeout !== undefined && timeoutMs === undefined) {
-      this.fail(new ProtocolError(`malformed grpc-timeout "${String(timeout)}": up to 8 digits and a unit (H, M, S, m, u, n) expected`));
+      this.fail(new ProtocolError(`malformed grpc-timeout "${echo(timeout)}": up to 8 digits and a unit (H, M, S, m, u, n) expected`));
     }
   }
 
@@ -204,7 +206,7 @@ class LeanCall {
     this.compressed = flag === 1;
     if (this.compressed && this.encoding !== 'identity' && this.encoding !== 'gzip' && this.encoding !== 'deflate') {
       this.fail(
-        new UnimplementedError(`request message compressed with unsupported grpc-encoding "${this.encoding}"; this server accepts ${ACCEPTED_ENCODINGS}`),
+        new UnimplementedError(`request message compressed with unsupported grpc-encoding "${echo(this.encoding)}"; this server accepts ${ACCEPTED_ENCODINGS}`),
         { 'grpc-accept-encoding': ACCEPTED_ENCODINGS },
       );
       return false;
@@ -329,6 +331,12 @@ class LeanCall {
       this.options.logger.debug({ err }, 'ShouldRateLimit answer not sent');
     }
   }
+}
+
+/** A header value quoted back in a message, cut short: a client's 16 KB header must not come back in our answer's headers. */
+function echo(value: string | string[] | undefined): string {
+  const text = String(value);
+  return text.length <= ECHO_CHARS ? text : `${text.slice(0, ECHO_CHARS)}…`;
 }
 
 /** `application/grpc` or `application/grpc+proto`, parameters allowed (`; charset=...`), any case. */

@@ -187,6 +187,9 @@ describe('lean transport over raw HTTP/2', () => {
     for (const contentType of ['application/grpc+proto', 'application/grpc; charset=utf-8']) {
       expect((await call([frame(MESSAGE)], { 'content-type': contentType })).status).toBe(0);
     }
+    // A long value is quoted back cut short.
+    const long = await call([frame(MESSAGE)], { 'content-type': `text/${'x'.repeat(10_000)}` });
+    expect(long.message).toBe(`content-type "text/${'x'.repeat(59)}…" is not application/grpc or application/grpc+proto`);
     const get = await call([], { ':method': 'GET' });
     expect(get.headers[':status']).toBe(405);
     expect(get.headers.allow).toBe('POST');
