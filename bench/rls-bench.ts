@@ -15,11 +15,12 @@ import { startRedisServer } from '../test/support/redis-server';
  *   noop            bench/noop-server.ts — answers OK, decides nothing
  *   sluice memory   `sluice serve` on the embedded store
  *   sluice redis    `sluice serve` with REDIS_URL → a redis-server this script starts
+ * each sluice target once per GRPC_TRANSPORT (grpc-js, lean), named e.g. `sluice memory (lean)`.
  * For Redis it also reads `INFO commandstats` to report Redis CPU per decision per algorithm.
  *
  * Load comes from h2load (Debian package nghttp2-client) — see `load`.
  * Knobs: BENCH_ROUNDS (3), BENCH_DURATION_MS (3000), BENCH_WARMUP_MS (1000),
- * BENCH_CONCURRENCY (64 calls in flight), BENCH_CONNECTIONS (4).
+ * BENCH_CONCURRENCY (64 calls in flight), BENCH_CONNECTIONS (4), BENCH_TRANSPORTS (grpc-js,lean).
  */
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -31,6 +32,8 @@ const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 64);
 const CLIENTS = Number(process.env.BENCH_CONNECTIONS ?? 4);
 /** The open-loop rate (req/s) for the latency table: well below every target's capacity here. */
 const RATE = Number(process.env.BENCH_RATE ?? 2000);
+/** GRPC_TRANSPORT values each sluice target runs with (BENCH_TRANSPORTS=lean: one of them). */
+const TRANSPORTS = (process.env.BENCH_TRANSPORTS ?? 'grpc-js,lean').split(',').filter((t) => t !== '');
 
 interface Target {
   readonly name: string;
@@ -227,11 +230,18 @@ async function main(): Promise<void> {
 
   const allTargets: Target[] = [
     { name: 'noop grpc-js', command: [node, path.join(ROOT, 'dist/bench/noop-server.js')] },
-    { name: 'sluice memory', command: serveArgs('sliding_window') },
-    // Default settings but WORKERS: a healthy Redis that is only busy must not make a single call err.
-    { name: 'sluice redis', command: serveArgs('sliding_window'), env: { REDIS_URL: `127.0.0.1:${redisPort}`, WORKERS: '1' } },
-    // Two node:cluster workers (WORKERS=auto on a 2-core machine), against the row above, same run.
-    { name: 'sluice redis ×2 workers', command: serveArgs('sliding_window'), env: { REDIS_URL: `127.0.0.1:${redisPort}`, WORKERS: '2' } },
+    // Each sluice target with both transports (GRPC_TRANSPORT), side by side in the same run.
+    ...TRANSPORTS.flatMap((transport): Target[] => [
+      { name: `sluice memory (${transport})`, command: serveArgs('sliding_window'), env: { GRPC_TRANSPORT: transport } },
+      // Default settings but WORKERS: a healthy Redis that is only busy must not make a single call err.
+      { name: `sluice redis (${transport})`, command: serveArgs('sliding_window'), env: { REDIS_URL: `127.0.0.1:${redisPort}`, WORKERS: '1', GRPC_TRANSPORT: transport } },
+      // Two node:cluster workers (WORKERS=auto on a 2-core machine), against the row above, same run.
+      {
+        name: `sluice redis ×2 workers (${transport})`,
+        command: serveArgs('sliding_window'),
+        env: { REDIS_URL: `127.0.0.1:${redisPort}`, WORKERS: '2', GRPC_TRANSPORT: transport },
+      },
+    ]),
   ];
 
   // BENCH_TARGETS=noop,redis: only the targets whose names contain one of these (noop always runs:

@@ -171,6 +171,7 @@ export async function startSluice(settings: Settings, deps: AppDependencies): Pr
       tlsReloader,
       maxConnectionAgeMs: settings.grpcMaxConnectionAgeMs,
       maxConnectionAgeGraceMs: settings.grpcMaxConnectionAgeGraceMs,
+      transport: settings.grpcTransport,
     }),
     (server) => server.shutdown(0),
   );
@@ -227,6 +228,8 @@ export async function startSluice(settings: Settings, deps: AppDependencies): Pr
     streamResetLimit: grpc.streamResetLimitApplied ? settings.grpcStreamResetLimit : 'node default (1000, then 33/s): needs Node >= 22.10',
     // Shared among connections through grpc-js's servers; 'not applied' if a grpc-js upgrade hid them.
     maxCallsInFlight: settings.maxCallsInFlight === 0 ? 'no limit' : grpc.callBudgetApplied ? settings.maxCallsInFlight : 'not applied',
+    // The lean transport reaches grpc-js's servers too; if a grpc-js upgrade hid them, grpc-js serves all.
+    grpcTransport: settings.grpcTransport === grpc.transport ? grpc.transport : `${grpc.transport} (lean not applied: grpc-js's HTTP/2 servers not found)`,
   };
   logger.info(startup, deps.worker === undefined ? 'sluice started' : 'sluice worker started');
   watcher.start();

@@ -4,7 +4,7 @@ import type { ConfigProblem } from './config/types';
  * sluice's typed errors. Each carries a kind that `server/grpc-status.ts` maps to a gRPC status
  * in one place; nothing else chooses a status code.
  */
-export type ErrorKind = 'invalid_argument' | 'unavailable' | 'deadline_exceeded' | 'resource_exhausted' | 'internal';
+export type ErrorKind = 'invalid_argument' | 'unavailable' | 'deadline_exceeded' | 'resource_exhausted' | 'unimplemented' | 'unauthenticated' | 'internal';
 
 export abstract class SluiceError extends Error {
   abstract readonly kind: ErrorKind;
@@ -39,6 +39,26 @@ export class DeadlineExceededError extends SluiceError {
  */
 export class OverloadedError extends SluiceError {
   readonly kind = 'resource_exhausted';
+}
+
+/** The call asks for something the server does not do: no request message or two for a unary method, an unknown compression. */
+export class UnimplementedError extends SluiceError {
+  readonly kind = 'unimplemented';
+}
+
+/** The client's certificate does not name GRPC_CLIENT_TLS_SAN. */
+export class UnauthenticatedError extends SluiceError {
+  readonly kind = 'unauthenticated';
+}
+
+/** A request message over GRPC_MAX_RECV_MSG_SIZE (as sent, or once decompressed): refused before it is read whole. */
+export class MessageTooLargeError extends SluiceError {
+  readonly kind = 'resource_exhausted';
+}
+
+/** The call breaks the gRPC protocol (a malformed grpc-timeout, a message cut off, a compressed message that does not decompress). */
+export class ProtocolError extends SluiceError {
+  readonly kind = 'internal';
 }
 
 /** The counter store failed. `transient` failures (timeouts, refused connections) may succeed later. */

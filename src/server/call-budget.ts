@@ -1,6 +1,7 @@
 import type * as http2 from 'node:http2';
 import type * as grpc from '@grpc/grpc-js';
 import type { Clock } from '../util/clock';
+import { http2ServersOf } from './grpc-internals';
 
 /**
  * How many calls the whole process lets its clients have open at once while it is overloaded,
@@ -229,9 +230,8 @@ export class ConnectionCallShares {
   }
 }
 
-/** grpc-js's HTTP/2 servers and the options it creates them with (private fields of grpc.Server). */
-interface WithHttp2Servers {
-  http2Servers?: Map<http2.Http2Server | http2.Http2SecureServer, unknown>;
+/** The options grpc-js creates its HTTP/2 servers with (a private field of grpc.Server). */
+interface WithServerOptions {
   commonServerOptions?: unknown;
 }
 
@@ -242,7 +242,7 @@ interface WithHttp2Servers {
  * client keeps its connection. Call before `bindAsync`; false when grpc-js no longer has the field.
  */
 export function tolerateRefusedStreams(server: grpc.Server, budget: CallBudget): boolean {
-  const options = (server as unknown as WithHttp2Servers).commonServerOptions;
+  const options = (server as unknown as WithServerOptions).commonServerOptions;
   if (typeof options !== 'object' || options === null) return false;
   const share = Math.min(budget.total, budget.maxPerConnection ?? budget.total);
   Object.assign(options, { maxSessionRejectedStreams: Math.max(100, 2 * share) });
@@ -257,10 +257,10 @@ export function tolerateRefusedStreams(server: grpc.Server, budget: CallBudget):
  * function that stops the checks, or undefined when it could not share the budget.
  */
 export function shareCallsAmongConnections(server: grpc.Server, shares: ConnectionCallShares, clock: Clock): (() => void) | undefined {
-  const servers = (server as unknown as WithHttp2Servers).http2Servers;
-  if (!(servers instanceof Map) || servers.size === 0) return undefined;
+  const servers = http2ServersOf(server);
+  if (servers === undefined) return undefined;
   const closed = (): void => shares.streamClosed();
-  for (const http2Server of servers.keys()) {
+  for (const http2Server of servers) {
     http2Server.on('session', (session: http2.ServerHttp2Session) => shares.add(session));
     http2Server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
       shares.streamOpened();

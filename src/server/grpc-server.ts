@@ -1,20 +1,18 @@
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
-import { InvalidArgumentError } from '../errors';
 import type { Logger } from '../logging/logger';
 import { type Clock, systemClock } from '../util/clock';
 import type { RateLimitService } from '../service/types';
-import { toGrpcStatus } from './grpc-status';
 import type { HealthState } from './health';
 import { packageDefinition, rateLimitServiceDefinition, REFLECTED_PROTOS } from './proto';
 import { withReflectionFiles } from './reflection';
-import { checkRequestBytes } from './request-bytes';
+import { leanShouldRateLimit, routeShouldRateLimit } from './lean-transport';
+import { decide, decodeRequest, failureStatus, logDecided } from './rls-call';
 import { type CallBudget, ConnectionCallShares, liftedCallsPerConnection, shareCallsAmongConnections, tolerateRefusedStreams } from './call-budget';
 import { applyStreamResetLimit, type StreamResetLimit } from './stream-reset-limit';
 import { type GrpcServerTls, serverCredentials } from './tls';
 import type { TlsReloader } from './tls-reloader';
 import type { WireResponseShape } from './proto';
-import { fromWireRequest, toWireResponse } from './wire';
 
 export interface GrpcServerOptions {
   readonly service: RateLimitService;
@@ -44,7 +42,14 @@ export interface GrpcServerOptions {
   readonly maxConnectionAgeMs?: number;
   /** After the GOAWAY, in-flight calls get this long before the connection is closed. */
   readonly maxConnectionAgeGraceMs?: number;
+  /**
+   * GRPC_TRANSPORT: `lean` (the default) serves ShouldRateLimit straight on grpc-js's HTTP/2
+   * streams (lean-transport.ts), `grpc-js` leaves every call to grpc-js.
+   */
+  readonly transport?: GrpcTransport;
 }
+
+export type GrpcTransport = 'lean' | 'grpc-js';
 
 export interface GrpcServerHandle {
   readonly port: number;
@@ -52,6 +57,8 @@ export interface GrpcServerHandle {
   readonly streamResetLimitApplied: boolean;
   /** Whether `callBudget` is shared among connections; false when none was asked for. */
   readonly callBudgetApplied: boolean;
+  /** The transport serving ShouldRateLimit: `grpc-js` when `lean` was asked for but grpc-js's servers were not found. */
+  readonly transport: GrpcTransport;
   /** Lets in-flight calls finish for up to `graceMs`, then cuts the rest. Safe to call twice. */
   shutdown(graceMs: number): Promise<void>;
 }
@@ -68,27 +75,13 @@ function shouldRateLimitHandler(
   return (call, callback) => {
     const started = performance.now();
     const deadline = deadlineMs(call.getDeadline());
-    // `decide` is async, so a synchronous throw anywhere in conversion or in the service arrives
-    // here as a rejection: the handler itself cannot throw.
     decide(service, call.request, deadline)
       .then(
         ({ domain, response }) => {
-          logger.debug(
-            { domain, overall: response.overall_code, ms: performance.now() - started },
-            'ShouldRateLimit',
-          );
+          logDecided(logger, domain, response, started);
           callback(null, response);
         },
-        (err: unknown) => {
-          const status = toGrpcStatus(err);
-          const fields = { code: grpc.status[status.code], details: status.details, ms: performance.now() - started };
-          if (status.code === grpc.status.INTERNAL) {
-            logger.warn({ ...fields, err }, 'ShouldRateLimit failed');
-          } else {
-            logger.debug(fields, 'ShouldRateLimit failed');
-          }
-          callback(status);
-        },
+        (err: unknown) => callback(failureStatus(logger, err, started)),
       )
       // Last line of defence: a throw from a logger or from grpc-js's callback must not become an
       // unhandled rejection, which would end the process.
@@ -108,11 +101,6 @@ function deadlineMs(deadline: grpc.Deadline): number | undefined {
   return Number.isFinite(ms) ? ms : undefined;
 }
 
-/** A request whose bytes failed `checkRequestBytes`: answered INVALID_ARGUMENT by the handler. */
-class MalformedRequest {
-  constructor(readonly problem: string) {}
-}
-
 /**
  * The RLS service as the server decodes it: each request's bytes are checked before protobufjs
  * decodes them. A failed check is handed to the handler rather than thrown, since grpc-js answers
@@ -120,27 +108,7 @@ class MalformedRequest {
  */
 function checkedServiceDefinition(): grpc.ServiceDefinition {
   const method = rateLimitServiceDefinition.ShouldRateLimit!;
-  return {
-    ...rateLimitServiceDefinition,
-    ShouldRateLimit: {
-      ...method,
-      requestDeserialize: (bytes: Buffer): unknown => {
-        const problem = checkRequestBytes(bytes);
-        return problem === undefined ? method.requestDeserialize(bytes) : new MalformedRequest(problem);
-      },
-    },
-  };
-}
-
-async function decide(
-  service: RateLimitService,
-  raw: unknown,
-  deadline: number | undefined,
-): Promise<{ domain: string; response: WireResponseShape }> {
-  if (raw instanceof MalformedRequest) throw new InvalidArgumentError(raw.problem);
-  const request = fromWireRequest(raw);
-  const response = await service.shouldRateLimit(request, deadline === undefined ? {} : { deadlineMs: deadline });
-  return { domain: request.domain, response: toWireResponse(response) };
+  return { ...rateLimitServiceDefinition, ShouldRateLimit: { ...method, requestDeserialize: decodeRequest } };
 }
 
 /**
@@ -186,12 +154,28 @@ export function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServerH
         { address: bindAddress(host, boundPort), tls: options.tls === undefined ? 'off' : options.tls.clientCa === undefined ? 'tls' : 'mtls' },
         'gRPC server listening',
       );
+      // Before the call budget's listener: the dispatcher takes grpc-js's place, first in line.
+      // grpc-js's interceptors do not run for the lean transport's calls: the only one sluice
+      // adds (GRPC_CLIENT_TLS_SAN's check) is checked by the lean transport itself; an interceptor
+      // added later must be too, or not use the lean transport.
+      const lean =
+        (options.transport ?? 'lean') === 'lean' &&
+        routeShouldRateLimit(
+          server,
+          leanShouldRateLimit({
+            service,
+            logger,
+            clientSan: options.tls?.clientSan,
+            ...(options.maxReceiveMessageLength !== undefined && { maxReceiveMessageLength: options.maxReceiveMessageLength }),
+          }),
+        );
       const stopPressureChecks = callShares === undefined ? undefined : shareCallsAmongConnections(server, callShares, options.clock ?? systemClock);
       let stopping: Promise<void> | undefined;
       resolve({
         port: boundPort,
         streamResetLimitApplied,
         callBudgetApplied: stopPressureChecks !== undefined,
+        transport: lean ? 'lean' : 'grpc-js',
         shutdown: (graceMs: number): Promise<void> => {
           stopPressureChecks?.();
           stopping ??= shutdown(server, health, graceMs, logger);

@@ -28,7 +28,11 @@ function truncate(message: string): string {
  *   treat anything but OVER_LIMIT as OK, so it would silently fail open whatever the setting says.
  *   UNAVAILABLE is also the code gRPC clients read as "transient, retry elsewhere".
  * - `deadline_exceeded` → DEADLINE_EXCEEDED: the caller's deadline passed before a decision.
- * - `resource_exhausted` → RESOURCE_EXHAUSTED: shed at once because sluice is at its work bound.
+ * - `resource_exhausted` → RESOURCE_EXHAUSTED: shed at once because sluice is at its work bound,
+ *   or a request message over the size limit.
+ * - `unimplemented` → UNIMPLEMENTED: a call the server does not serve (no request message or two
+ *   for a unary method, an unknown compression).
+ * - `unauthenticated` → UNAUTHENTICATED: a client certificate without GRPC_CLIENT_TLS_SAN.
  * - anything else → INTERNAL, prefixed `internal error:` when it is not one of ours (a bug).
  */
 export function toGrpcStatus(err: unknown): GrpcErrorStatus {
@@ -42,6 +46,10 @@ export function toGrpcStatus(err: unknown): GrpcErrorStatus {
         return { code: status.DEADLINE_EXCEEDED, details: truncate(err.message) };
       case 'resource_exhausted':
         return { code: status.RESOURCE_EXHAUSTED, details: truncate(err.message) };
+      case 'unimplemented':
+        return { code: status.UNIMPLEMENTED, details: truncate(err.message) };
+      case 'unauthenticated':
+        return { code: status.UNAUTHENTICATED, details: truncate(err.message) };
       case 'internal':
         return { code: status.INTERNAL, details: truncate(err.message) };
     }

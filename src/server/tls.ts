@@ -43,21 +43,23 @@ export function subjectAltNames(certificate: PeerCertificate | undefined): strin
 
 /**
  * Like the reference's GRPC_CLIENT_TLS_SAN: the TLS handshake already proved the client holds a
- * certificate from the CA; this also requires that certificate to name `san`. Checked once per
- * call, before its request is read.
+ * certificate from the CA; this also requires that certificate to name `san`. What is wrong, or
+ * undefined when it does. Both transports check with this (the lean one per connection).
  */
+export function clientSanProblem(san: string, certificate: PeerCertificate | undefined): string | undefined {
+  return subjectAltNames(certificate).includes(san) ? undefined : `client certificate does not name '${san}' (GRPC_CLIENT_TLS_SAN)`;
+}
+
+/** `clientSanProblem` for grpc-js: checked once per call, before its request is read. */
 function clientSanInterceptor(san: string): grpc.ServerInterceptor {
   return (_method, call) => {
     const listener = new grpc.ServerListenerBuilder()
       .withOnReceiveMetadata((metadata, next) => {
-        const names = subjectAltNames(call.getAuthContext().sslPeerCertificate);
-        if (names.includes(san)) {
+        const problem = clientSanProblem(san, call.getAuthContext().sslPeerCertificate);
+        if (problem === undefined) {
           next(metadata);
         } else {
-          call.sendStatus({
-            code: grpc.status.UNAUTHENTICATED,
-            details: `client certificate does not name '${san}' (GRPC_CLIENT_TLS_SAN)`,
-          });
+          call.sendStatus({ code: grpc.status.UNAUTHENTICATED, details: problem });
         }
       })
       .build();

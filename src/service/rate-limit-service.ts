@@ -101,6 +101,8 @@ const RESULT_BY_KIND: Readonly<Record<ErrorKind, RequestResult>> = {
   unavailable: 'unavailable',
   deadline_exceeded: 'deadline_exceeded',
   resource_exhausted: 'overloaded',
+  unimplemented: 'invalid',
+  unauthenticated: 'invalid',
   internal: 'error',
 };
 

@@ -4,6 +4,7 @@ import type { ConfigSizeLimits } from '../config/config-files';
 import { availableCores } from './cores';
 import { keyPrefixProblem } from '../limiter/counter-key';
 import type { LogLevel } from '../logging/logger';
+import type { GrpcTransport } from '../server/grpc-server';
 import type { StreamResetLimit } from '../server/stream-reset-limit';
 import type { RateLimitHeaderNames } from '../service/response';
 import type { StoreFailureMode } from '../store/counter-store';
@@ -56,6 +57,8 @@ export interface Settings {
   readonly grpcStreamResetLimit: StreamResetLimit;
   /** GRPC_MAX_CONCURRENT_STREAMS: calls one connection may have open at once; 0 for no limit. */
   readonly grpcMaxConcurrentStreams: number;
+  /** GRPC_TRANSPORT: what serves ShouldRateLimit (grpc-js, or the lean transport on grpc-js's servers). */
+  readonly grpcTransport: GrpcTransport;
   /** Calls open at once over all gRPC connections; 0: no limit. */
   readonly maxCallsInFlight: number;
   /**
@@ -200,6 +203,7 @@ export function loadSettings(env: NodeJS.ProcessEnv, argv: readonly string[]): S
     maxDescriptorsInFlight: num('maxDescriptorsInFlight'),
     grpcMaxReceiveMessageBytes: num('grpcMaxReceiveMessageBytes'),
     grpcMaxConcurrentStreams: num('grpcMaxConcurrentStreams'),
+    grpcTransport: str('grpcTransport') as GrpcTransport,
     maxCallsInFlight: num('maxCallsInFlight'),
     grpcStreamResetLimit: { burst: num('grpcStreamResetBurst'), ratePerSecond: num('grpcStreamResetRate') },
     workers: 1,

@@ -188,12 +188,14 @@ describe('the calls open at once (MAX_CALLS_IN_FLIGHT, GRPC_MAX_CONCURRENT_STREA
     redis = undefined;
   });
 
-  test(
+  // Both transports: the budget's listener sits on grpc-js's servers and sees the lean transport's streams too.
+  test.each(['grpc-js', 'lean'] as const)(
     'at the default, a flood of calls with Envoy\'s 20 ms deadline on one connection gets it held to the budget of 64, ' +
-      'every call answered and the connection kept; once the flood is over the limit is lifted',
-    async () => {
+      'every call answered and the connection kept; once the flood is over the limit is lifted (GRPC_TRANSPORT=%s)',
+    async (transport) => {
       redis = await startRedisServer();
-      sluice = await startSluiceProcess(configDir, { REDIS_URL: `127.0.0.1:${redis.port}` });
+      sluice = await startSluiceProcess(configDir, { REDIS_URL: `127.0.0.1:${redis.port}`, GRPC_TRANSPORT: transport });
+      expect(startedLine(sluice).grpcTransport).toBe(transport);
       expect(startedLine(sluice).maxCallsInFlight).toBe(64);
       const client = connectRecordingShares(sluice.grpcPort);
       sessions.push(client.session);

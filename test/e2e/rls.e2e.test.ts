@@ -75,7 +75,8 @@ const NO_LIMIT = { code: 'OK', limit_remaining: 0 };
 /** [code, remaining] per status; proto3 leaves a zero remaining off the wire. */
 const brief = (res: WireResponseShape) => [res.overall_code, ...(res.statuses ?? []).map((s) => [s.code, s.limit_remaining ?? 0])];
 
-describe('sluice over gRPC (memory store)', () => {
+// Both transports (GRPC_TRANSPORT): grpc-js, and the lean one on grpc-js's servers.
+describe.each(['grpc-js', 'lean'] as const)('sluice over gRPC (memory store, GRPC_TRANSPORT=%s)', (transport) => {
   let sluice: StartedSluice;
   let clock: ManualClock;
   const call = (descriptors: Descriptor[], hitsAddend = 0, domain = 'api') =>
@@ -83,7 +84,7 @@ describe('sluice over gRPC (memory store)', () => {
 
   beforeEach(async () => {
     clock = new ManualClock(T0);
-    sluice = await startTestSluice({ files: { 'api.yaml': CONFIG }, clock });
+    sluice = await startTestSluice({ files: { 'api.yaml': CONFIG }, clock, env: { GRPC_TRANSPORT: transport } });
   });
   afterEach(() => sluice.stop());
 

@@ -81,11 +81,14 @@ async function call(client: grpc.Client): Promise<{ ok: true } | { ok: false; co
   }
 }
 
-describe('gRPC server TLS', () => {
+// Both transports: the lean one serves ShouldRateLimit on grpc-js's own TLS servers, and checks
+// GRPC_CLIENT_TLS_SAN itself (grpc-js's interceptor does not run for it).
+describe.each(['grpc-js', 'lean'] as const)('gRPC server TLS (GRPC_TRANSPORT=%s)', (transport) => {
   const pki = new TestPki();
   afterAll(() => pki.cleanup());
 
   const tlsEnv = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => ({
+    GRPC_TRANSPORT: transport,
     GRPC_SERVER_USE_TLS: 'true',
     GRPC_SERVER_TLS_CERT: pki.file('server.crt'),
     GRPC_SERVER_TLS_KEY: pki.file('server.key'),
@@ -283,12 +286,12 @@ describe('gRPC server TLS', () => {
   });
 });
 
-describe('gRPC max connection age', () => {
+describe.each(['grpc-js', 'lean'] as const)('gRPC max connection age (GRPC_TRANSPORT=%s)', (transport) => {
   let sluice: StartedSluice;
   beforeAll(async () => {
     sluice = await startTestSluice({
       files: { 'api.yaml': CONFIG },
-      env: { GRPC_MAX_CONNECTION_AGE: '300ms', GRPC_MAX_CONNECTION_AGE_GRACE: '200ms' },
+      env: { GRPC_TRANSPORT: transport, GRPC_MAX_CONNECTION_AGE: '300ms', GRPC_MAX_CONNECTION_AGE_GRACE: '200ms' },
     });
   });
   afterAll(() => sluice.stop());

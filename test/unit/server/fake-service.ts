@@ -1,8 +1,8 @@
 import { silentLogger } from '../../../src/logging/logger';
 import { startGrpcServer } from '../../../src/server/grpc-server';
-import type { GrpcServerHandle } from '../../../src/server/grpc-server';
+import type { GrpcServerHandle, GrpcServerOptions } from '../../../src/server/grpc-server';
 import { HealthState } from '../../../src/server/health';
-import type { RateLimitRequest, RateLimitResponse, RateLimitService } from '../../../src/service/types';
+import type { CallContext, RateLimitRequest, RateLimitResponse, RateLimitService } from '../../../src/service/types';
 
 /**
  * A real RateLimitService for server tests: records each request it is handed and answers with
@@ -10,14 +10,17 @@ import type { RateLimitRequest, RateLimitResponse, RateLimitService } from '../.
  */
 export class FakeRateLimitService implements RateLimitService {
   readonly requests: RateLimitRequest[] = [];
+  /** The deadline each request came with (epoch ms), undefined without one. */
+  readonly deadlines: (number | undefined)[] = [];
   answer: (request: RateLimitRequest) => Promise<RateLimitResponse> | RateLimitResponse = (request) => ({
     overallCode: 'OK',
     statuses: request.descriptors.map(() => ({ code: 'OK', limitRemaining: 0 })),
     responseHeadersToAdd: [],
   });
 
-  shouldRateLimit(request: RateLimitRequest): Promise<RateLimitResponse> {
+  shouldRateLimit(request: RateLimitRequest, context?: CallContext): Promise<RateLimitResponse> {
     this.requests.push(request);
+    this.deadlines.push(context?.deadlineMs);
     // Called without await on purpose: a synchronous throw from `answer` reaches the server as a
     // throw from shouldRateLimit, which the handler must survive too.
     const result = this.answer(request);
@@ -32,12 +35,12 @@ export interface TestServer {
   readonly address: string;
 }
 
-/** Starts the real gRPC server on an ephemeral port with a serving HealthState. */
-export async function startTestServer(): Promise<TestServer> {
+/** Starts the real gRPC server on an ephemeral port with a serving HealthState; `options` adds server options (the transport, limits). */
+export async function startTestServer(options: Partial<GrpcServerOptions> = {}): Promise<TestServer> {
   const service = new FakeRateLimitService();
   const health = new HealthState();
   health.setConfigLoaded(true);
   health.setStoreOk(true);
-  const server = await startGrpcServer({ service, health, host: '127.0.0.1', port: 0, logger: silentLogger() });
+  const server = await startGrpcServer({ service, health, host: '127.0.0.1', port: 0, logger: silentLogger(), ...options });
   return { service, health, server, address: `127.0.0.1:${server.port}` };
 }

@@ -24,12 +24,17 @@ function errorOf(promise: Promise<unknown>): Promise<grpc.ServiceError> {
   );
 }
 
-describe('gRPC server', () => {
+const MAX_RECEIVE = 64 * 1024;
+
+// One conformance suite for both transports: grpc-js serving every call, and the lean transport
+// serving ShouldRateLimit on grpc-js's servers (health, reflection and shutdown stay grpc-js's).
+describe.each(['grpc-js', 'lean'] as const)('gRPC server (GRPC_TRANSPORT=%s)', (transport) => {
   let t: TestServer;
   let client: RlsClient;
 
   beforeEach(async () => {
-    t = await startTestServer();
+    t = await startTestServer({ transport, maxReceiveMessageLength: MAX_RECEIVE });
+    expect(t.server.transport).toBe(transport);
     client = createRlsClient(t.address);
   });
 
@@ -165,6 +170,43 @@ describe('gRPC server', () => {
       t.service.answer = (request) => ({ overallCode: 'OK', statuses: request.descriptors.map(() => ({ code: 'OK', limitRemaining: 1 })), responseHeadersToAdd: [] });
       const after = await client.shouldRateLimit({ domain: 'd', descriptors: [{ entries: [{ key: 'a', value: 'b' }] }] });
       expect(after.overall_code).toBe('OK');
+    });
+  });
+
+  describe('transport', () => {
+    it('carries a message with non-ASCII characters and % to the client unchanged', async () => {
+      const message = 'descriptors[0].entries[0].value "über 100%\tcafé" is not allowed';
+      t.service.answer = () => Promise.reject(new InvalidArgumentError(message));
+      const err = await errorOf(client.shouldRateLimit({ domain: 'd', descriptors: [{}] }));
+      expect(err.code).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(err.details).toBe(message);
+    });
+
+    it('hands the service the call deadline, and a call whose answer comes after it ends DEADLINE_EXCEEDED', async () => {
+      const before = Date.now();
+      await client.shouldRateLimit({ domain: 'd', descriptors: [{}] }, { deadlineMs: 3000 });
+      expect(t.service.deadlines[0]).toBeGreaterThanOrEqual(before + 2900);
+      expect(t.service.deadlines[0]).toBeLessThanOrEqual(Date.now() + 3000);
+
+      t.service.answer = (request) =>
+        new Promise<RateLimitResponse>((resolve) =>
+          setTimeout(() => resolve({ overallCode: 'OK', statuses: request.descriptors.map(() => ({ code: 'OK', limitRemaining: 1 })), responseHeadersToAdd: [] }), 150),
+        );
+      const err = await errorOf(client.shouldRateLimit({ domain: 'd', descriptors: [{}] }, { deadlineMs: 50 }));
+      expect(err.code).toBe(grpc.status.DEADLINE_EXCEEDED);
+      // The server carries on once the late answer is ready.
+      await new Promise((r) => setTimeout(r, 150));
+      t.service.answer = (request) => ({ overallCode: 'OK', statuses: request.descriptors.map(() => ({ code: 'OK', limitRemaining: 1 })), responseHeadersToAdd: [] });
+      expect((await client.shouldRateLimit({ domain: 'd', descriptors: [{}] })).overall_code).toBe('OK');
+    });
+
+    it('refuses a request over maxReceiveMessageLength with RESOURCE_EXHAUSTED naming the sizes, and reads one at the limit', async () => {
+      // The domain's field tag and length take 4 bytes of the message.
+      const over = await errorOf(client.shouldRateLimit({ domain: 'x'.repeat(MAX_RECEIVE - 3), descriptors: [] }));
+      expect(over.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+      expect(over.details).toMatch(new RegExp(`${MAX_RECEIVE + 1}.*${MAX_RECEIVE}`));
+      await client.shouldRateLimit({ domain: 'x'.repeat(MAX_RECEIVE - 4), descriptors: [] });
+      expect(t.service.requests).toHaveLength(1);
     });
   });
 

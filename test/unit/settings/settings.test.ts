@@ -441,3 +441,13 @@ describe('availableCores', () => {
     expect(availableCores(() => '6400000 100000')).toBe(cpus);
   });
 });
+
+describe('GRPC_TRANSPORT', () => {
+  it('defaults to lean, takes grpc-js from env or flag in any case, and refuses anything else', () => {
+    expect(load({}).grpcTransport).toBe('lean');
+    expect(load({ GRPC_TRANSPORT: 'GRPC-JS' }).grpcTransport).toBe('grpc-js');
+    expect(load({ GRPC_TRANSPORT: 'grpc-js' }, ['--grpc-transport', 'lean']).grpcTransport).toBe('lean');
+    expect(problems({ GRPC_TRANSPORT: 'fast' })).toEqual(["GRPC_TRANSPORT: invalid value 'fast' (grpc-js, lean)"]);
+    expect(settingsHelp().join('\n')).toMatch(/ GRPC_TRANSPORT /);
+  });
+});
