@@ -165,9 +165,14 @@ export class CounterTable {
     return this.options.maxBytes;
   }
 
-  /** The state of `key`, or undefined when it holds none (an expired one is dropped here). */
-  read(key: string, nowMs: number): unknown {
-    const id = this.find(key, this.index.hash(key));
+  /** The hash the table files `key` under: pass it to `read`, `write` and `mark` to hash a key once per request. */
+  hash(key: string): number {
+    return this.index.hash(key);
+  }
+
+  /** The state of `key` (hash `h`), or undefined when it holds none (an expired one is dropped here). */
+  read(key: string, nowMs: number, h = this.index.hash(key)): unknown {
+    const id = this.find(key, h);
     if (id < 0) return undefined;
     const slab = this.slabs[id % SLABS]!;
     const position = (id - slab.index) / SLABS;
@@ -186,8 +191,7 @@ export class CounterTable {
   }
 
   /** Stores `state` for `key` (inserting it if new). Does not evict: call `makeRoom` after a batch. */
-  write(key: string, algorithm: AlgorithmName, state: unknown, expiresAtMs: number, standing: CounterStanding): void {
-    const h = this.index.hash(key);
+  write(key: string, algorithm: AlgorithmName, state: unknown, expiresAtMs: number, standing: CounterStanding, h = this.index.hash(key)): void {
     const id = this.find(key, h);
     let slab: Slab;
     let position: number;
@@ -207,8 +211,8 @@ export class CounterTable {
   }
 
   /** Records a decision that charged nothing (a rejection) on a counter that exists. */
-  mark(key: string, standing: CounterStanding): void {
-    const id = this.find(key, this.index.hash(key));
+  mark(key: string, standing: CounterStanding, h = this.index.hash(key)): void {
+    const id = this.find(key, h);
     if (id < 0) return;
     const slab = this.slabs[id % SLABS]!;
     const position = this.reclass(slab, (id - slab.index) / SLABS, standing.protect);

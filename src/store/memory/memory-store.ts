@@ -28,6 +28,8 @@ export interface MemoryStoreStats {
 }
 
 interface Staged {
+  /** The key's hash in the table. */
+  hash: number;
   state: unknown;
   expiresAtMs: number;
   /** The check that staged it last, and its evaluation: they say what the counter's loss would forgive. */
@@ -76,13 +78,15 @@ export class MemoryStore implements CounterStore {
     // Charges are staged so that two checks on one counter in the same request see each other,
     // and so that nothing is written when the request is rejected.
     const staged = new Map<string, Staged>();
-    const evaluations = checks.map((check) => {
+    // Each key hashed once, for its read, its write and its mark.
+    const hashes = checks.map((check) => this.table.hash(check.key));
+    const evaluations = checks.map((check, i) => {
       const algorithm = ALGORITHMS[check.algorithm];
       const prior = staged.get(check.key);
-      const state = prior !== undefined ? prior.state : this.table.read(check.key, now);
+      const state = prior !== undefined ? prior.state : this.table.read(check.key, now, hashes[i]);
       const evaluation = algorithm.evaluate(state, check, now, options.chargeRejectedHits);
       if (options.chargeRejectedHits || evaluation.admitted) {
-        staged.set(check.key, { state: evaluation.next, expiresAtMs: evaluation.nextExpiresAtMs, check, evaluation });
+        staged.set(check.key, { hash: hashes[i]!, state: evaluation.next, expiresAtMs: evaluation.nextExpiresAtMs, check, evaluation });
       }
       return evaluation;
     });
@@ -93,17 +97,17 @@ export class MemoryStore implements CounterStore {
       // Nothing is charged, but the counters that rejected are at their limit: keep them last to go.
       checks.forEach((check, i) => {
         const e = evaluations[i]!;
-        if (!e.admitted) this.table.mark(check.key, standing(check, e.uncharged));
+        if (!e.admitted) this.table.mark(check.key, standing(check, e.uncharged), hashes[i]);
       });
       return evaluations.map((e) => e.uncharged);
     }
     const outcomes = evaluations.map((e) => (options.chargeRejectedHits || e.admitted ? e.charged : e.uncharged));
     for (const [key, s] of staged) {
-      this.table.write(key, s.check.algorithm, s.state, s.expiresAtMs, standing(s.check, s.evaluation.charged));
+      this.table.write(key, s.check.algorithm, s.state, s.expiresAtMs, standing(s.check, s.evaluation.charged), s.hash);
     }
     checks.forEach((check, i) => {
       const e = evaluations[i]!;
-      if (!options.chargeRejectedHits && !e.admitted) this.table.mark(check.key, standing(check, e.uncharged));
+      if (!options.chargeRejectedHits && !e.admitted) this.table.mark(check.key, standing(check, e.uncharged), hashes[i]);
     });
     this.table.makeRoom(now, staged);
     return outcomes;
