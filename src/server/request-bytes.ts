@@ -12,7 +12,7 @@
  */
 export function checkRequestBytes(bytes: Uint8Array): string | undefined {
   try {
-    readMessage(new Cursor(bytes, 0, bytes.length), REQUEST, '');
+    readMessage(new Cursor(bytes, 0, bytes.length), REQUEST, undefined);
     return undefined;
   } catch (err) {
     if (err instanceof MalformedBytes) return err.message;
@@ -58,6 +58,35 @@ const REQUEST: MessageShape = new Map<number, KnownField>([
 
 class MalformedBytes extends Error {}
 
+/**
+ * Where a field sits, for error messages only: built as a chain per nested message and turned
+ * into a path (`descriptors[1].entries[0].value`) only when something is wrong, so a good request
+ * builds no strings.
+ */
+interface Where {
+  readonly parent: Where | undefined;
+  readonly fieldNumber: number;
+  readonly known: KnownField | undefined;
+  /** Occurrence of a repeated field. */
+  readonly index: number;
+}
+
+function pathOf(where: Where | undefined): string {
+  if (where === undefined) return '';
+  const { known } = where;
+  const field = known === undefined ? `field ${where.fieldNumber}` : known.repeated === true ? `${known.name}[${where.index}]` : known.name;
+  return join(pathOf(where.parent), field);
+}
+
+/** Why a varint could not be read (the caller says whose it was). */
+class VarintProblem {
+  constructor(readonly problem: string) {}
+}
+
+const CUT_OFF = new VarintProblem('is cut off');
+const OVER_64_BITS = new VarintProblem('is a varint over 64 bits');
+const OVER_10_BYTES = new VarintProblem('is a varint longer than 10 bytes');
+
 class Cursor {
   constructor(
     readonly bytes: Uint8Array,
@@ -68,43 +97,52 @@ class Cursor {
 
 const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true });
 
-function readMessage(cursor: Cursor, shape: MessageShape, path: string): void {
-  const counts = new Map<number, number>();
+function readMessage(cursor: Cursor, shape: MessageShape, parent: Where | undefined): void {
+  // Each message shape has at most one repeated field: its occurrences so far.
+  let repeated = 0;
   while (cursor.at < cursor.end) {
-    const tag = readVarint(cursor, path === '' ? 'a field tag' : `a field tag in ${path}`);
+    const tag = readVarint(cursor);
+    if (tag instanceof VarintProblem) {
+      const path = pathOf(parent);
+      throw new MalformedBytes(`malformed request: ${path === '' ? 'a field tag' : `a field tag in ${path}`} ${tag.problem}`);
+    }
     const fieldNumber = Math.floor(tag / 8);
     const wireType = tag % 8;
-    if (fieldNumber === 0) throw new MalformedBytes(`malformed request: field number 0${path === '' ? '' : ` in ${path}`}`);
+    if (fieldNumber === 0) {
+      const path = pathOf(parent);
+      throw new MalformedBytes(`malformed request: field number 0${path === '' ? '' : ` in ${path}`}`);
+    }
     const known = shape.get(fieldNumber);
-    const index = counts.get(fieldNumber) ?? 0;
-    counts.set(fieldNumber, index + 1);
-    const fieldPath = known === undefined ? `${join(path, `field ${fieldNumber}`)}` : join(path, known.repeated === true ? `${known.name}[${index}]` : known.name);
+    const index = known?.repeated === true ? repeated++ : 0;
+    const where = (): Where => ({ parent, fieldNumber, known, index });
     if (known !== undefined && wireType !== known.wireType) {
-      throw new MalformedBytes(`malformed request: ${fieldPath} has wire type ${wireType}, not ${known.wireType}`);
+      throw new MalformedBytes(`malformed request: ${pathOf(where())} has wire type ${wireType}, not ${known.wireType}`);
     }
     switch (wireType) {
-      case VARINT:
-        readVarint(cursor, fieldPath);
+      case VARINT: {
+        const value = readVarint(cursor);
+        if (value instanceof VarintProblem) throw new MalformedBytes(`malformed request: ${pathOf(where())} ${value.problem}`);
         break;
+      }
       case I64:
-        skip(cursor, 8, fieldPath);
-        break;
       case I32:
-        skip(cursor, 4, fieldPath);
+        if (!skip(cursor, wireType === I64 ? 8 : 4)) throw new MalformedBytes(`malformed request: ${pathOf(where())} is cut off`);
         break;
       case LEN: {
-        const length = readVarint(cursor, `the length of ${fieldPath}`);
+        const length = readVarint(cursor);
+        if (length instanceof VarintProblem) throw new MalformedBytes(`malformed request: the length of ${pathOf(where())} ${length.problem}`);
         if (length > cursor.end - cursor.at) {
-          throw new MalformedBytes(`malformed request: the length of ${fieldPath} (${length} bytes) overruns its message`);
+          throw new MalformedBytes(`malformed request: the length of ${pathOf(where())} (${length} bytes) overruns its message`);
         }
         const start = cursor.at;
         cursor.at += length;
-        if (known?.utf8 === true) checkUtf8(cursor.bytes, start, cursor.at, fieldPath);
-        else if (known?.message !== undefined) readMessage(new Cursor(cursor.bytes, start, cursor.at), known.message, fieldPath);
+        if (known?.utf8 === true) {
+          if (!validUtf8(cursor.bytes, start, cursor.at)) throw new MalformedBytes(`${pathOf(where())} is not valid UTF-8`);
+        } else if (known?.message !== undefined) readMessage(new Cursor(cursor.bytes, start, cursor.at), known.message, where());
         break;
       }
       default:
-        throw new MalformedBytes(`malformed request: ${fieldPath} has wire type ${wireType}, which this message does not use`);
+        throw new MalformedBytes(`malformed request: ${pathOf(where())} has wire type ${wireType}, which this message does not use`);
     }
   }
 }
@@ -114,35 +152,38 @@ function join(path: string, field: string): string {
 }
 
 /** A varint of at most 10 bytes (64 bits); its value, exact up to 2^53, is only used for tags and lengths. */
-function readVarint(cursor: Cursor, what: string): number {
+function readVarint(cursor: Cursor): number | VarintProblem {
   let value = 0;
   let scale = 1;
   for (let i = 0; i < 10; i++) {
-    if (cursor.at >= cursor.end) throw new MalformedBytes(`malformed request: ${what} is cut off`);
+    if (cursor.at >= cursor.end) return CUT_OFF;
     const byte = cursor.bytes[cursor.at++]!;
-    if (i === 9 && byte > 1) throw new MalformedBytes(`malformed request: ${what} is a varint over 64 bits`);
+    if (i === 9 && byte > 1) return OVER_64_BITS;
     value += (byte & 0x7f) * scale;
     scale *= 128;
     if (byte < 0x80) return value;
   }
-  throw new MalformedBytes(`malformed request: ${what} is a varint longer than 10 bytes`);
+  return OVER_10_BYTES;
 }
 
-function skip(cursor: Cursor, length: number, what: string): void {
-  if (cursor.end - cursor.at < length) throw new MalformedBytes(`malformed request: ${what} is cut off`);
+/** Moves past `length` bytes; false when the message ends first. */
+function skip(cursor: Cursor, length: number): boolean {
+  if (cursor.end - cursor.at < length) return false;
   cursor.at += length;
+  return true;
 }
 
-function checkUtf8(bytes: Uint8Array, start: number, end: number, what: string): void {
+function validUtf8(bytes: Uint8Array, start: number, end: number): boolean {
   // Descriptor keys and values are nearly always ASCII: no decoder needed for those.
   for (let i = start; i < end; i++) {
     if (bytes[i]! >= 0x80) {
       try {
         STRICT_UTF8.decode(bytes.subarray(start, end));
+        return true;
       } catch {
-        throw new MalformedBytes(`${what} is not valid UTF-8`);
+        return false;
       }
-      return;
     }
   }
+  return true;
 }
