@@ -44,6 +44,8 @@ interface Target {
 interface Measurement {
   /** Calls answered with a gRPC error (read from sluice's own metrics; h2load sees only HTTP 200). */
   readonly grpcErrors?: number;
+  /** The target's CPU (its process and its workers, user + system) per call answered, in µs. */
+  readonly cpuUsPerCall?: number;
   readonly rps: number;
   readonly p50Ms: number;
   readonly p99Ms: number;
@@ -90,15 +92,46 @@ const SATURATE: LoadShape = { kind: 'saturate' };
 /** sluice_requests_total results that are not a decision: each is an errored call. */
 const NOT_DECIDED = ['invalid', 'unavailable', 'deadline_exceeded', 'overloaded', 'error'] as const;
 
+/**
+ * CPU seconds (user + system) of process `pid` and of its children (sluice's node:cluster workers),
+ * from /proc: what a call costs the server in cores, which a shared 2-core machine disturbs far
+ * less than it disturbs calls per second. NaN where /proc is not Linux's.
+ */
+function cpuSeconds(pid: number): number {
+  const ticks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+  const read = (p: string): number => {
+    // Fields after the command (which may hold spaces): state is field 3, utime 14, stime 15.
+    const fields = fs.readFileSync(`/proc/${p}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / ticks;
+  };
+  try {
+    let total = read(String(pid));
+    for (const p of fs.readdirSync('/proc')) {
+      if (!/^\d+$/.test(p)) continue;
+      try {
+        const fields = fs.readFileSync(`/proc/${p}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ');
+        if (Number(fields[1]) === pid) total += read(p);
+      } catch {
+        // Gone meanwhile.
+      }
+    }
+    return total;
+  } catch {
+    return NaN;
+  }
+}
+
 /** Runs a load and, for sluice targets, counts the calls that got a gRPC error instead of a decision. */
-async function measure(port: number, debugPort: number | undefined, descriptors: 1 | 4, durationMs: number, shape: LoadShape = SATURATE): Promise<Measurement> {
-  if (debugPort === undefined) return load(port, descriptors, durationMs, shape);
-  const before = await requestResults(debugPort);
+async function measure(server: ChildProcess, port: number, debugPort: number | undefined, descriptors: 1 | 4, durationMs: number, shape: LoadShape = SATURATE): Promise<Measurement> {
+  const cpuBefore = cpuSeconds(server.pid!);
+  const before = debugPort === undefined ? undefined : await requestResults(debugPort);
   const m = await load(port, descriptors, durationMs, shape);
+  const cpuUsPerCall = ((cpuSeconds(server.pid!) - cpuBefore) * 1e6) / Math.max(1, m.calls);
+  if (debugPort === undefined || before === undefined) return { ...m, cpuUsPerCall };
   const after = await requestResults(debugPort);
   let grpcErrors = 0;
   for (const result of NOT_DECIDED) grpcErrors += (after[result] ?? 0) - (before[result] ?? 0);
-  return { ...m, grpcErrors };
+  return { ...m, grpcErrors, cpuUsPerCall };
 }
 
 async function stop(child: ChildProcess): Promise<void> {
@@ -266,9 +299,9 @@ async function main(): Promise<void> {
       await serving(port);
       await preflight(port, 4);
       await load(port, 1, WARMUP_MS);
-      for (const d of [1, 4] as const) record(`${target.name}|${d}`, await measure(port, debugPort, d, DURATION_MS));
-      for (const d of [1, 4] as const) record(`${target.name}|${d}|rate`, await measure(port, debugPort, d, DURATION_MS, { kind: 'rate', perSecond: RATE }));
-      for (const d of [1, 4] as const) record(`${target.name}|${d}|serial`, await measure(port, debugPort, d, DURATION_MS, { kind: 'serial' }));
+      for (const d of [1, 4] as const) record(`${target.name}|${d}`, await measure(child, port, debugPort, d, DURATION_MS));
+      for (const d of [1, 4] as const) record(`${target.name}|${d}|rate`, await measure(child, port, debugPort, d, DURATION_MS, { kind: 'rate', perSecond: RATE }));
+      for (const d of [1, 4] as const) record(`${target.name}|${d}|serial`, await measure(child, port, debugPort, d, DURATION_MS, { kind: 'serial' }));
       await stop(child);
     }
     process.stderr.write(`round ${round}/${ROUNDS} done\n`);
@@ -279,22 +312,24 @@ async function main(): Promise<void> {
     `sluice benchmark: h2load, ${ROUNDS} rounds × ${DURATION_MS} ms, ${CONCURRENCY} calls in flight over ${CLIENTS} connections; medians over rounds`,
   );
   lines.push('');
-  lines.push('| target | descriptors | req/s | × noop | p50 ms | × noop | p99 ms | × noop | HTTP errors | gRPC errors |');
-  lines.push('|---|---|---|---|---|---|---|---|---|---|');
+  lines.push('| target | descriptors | req/s | × noop | CPU µs per call | × noop | p50 ms | × noop | p99 ms | × noop | HTTP errors | gRPC errors |');
+  lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const d of [1, 4] as const) {
     const base = results.get(`noop grpc-js|${d}`)!;
     const baseRps = median(base.map((m) => m.rps));
+    const baseCpu = median(base.map((m) => m.cpuUsPerCall ?? NaN));
     const baseP50 = median(base.map((m) => m.p50Ms));
     const baseP99 = median(base.map((m) => m.p99Ms));
     for (const target of targets) {
       const ms = results.get(`${target.name}|${d}`)!;
       const rps = median(ms.map((m) => m.rps));
+      const cpu = median(ms.map((m) => m.cpuUsPerCall ?? NaN));
       const p50 = median(ms.map((m) => m.p50Ms));
       const p99 = median(ms.map((m) => m.p99Ms));
       const errors = ms.reduce((sum, m) => sum + m.errors, 0);
       const grpcErrors = ms.every((m) => m.grpcErrors === undefined) ? 'n/a' : String(ms.reduce((sum, m) => sum + (m.grpcErrors ?? 0), 0));
       lines.push(
-        `| ${target.name} | ${d} | ${rps.toFixed(0)} | ${(rps / baseRps).toFixed(2)} | ${p50.toFixed(2)} | ${(p50 / baseP50).toFixed(2)} | ${p99.toFixed(2)} | ${(p99 / baseP99).toFixed(2)} | ${errors} | ${grpcErrors} |`,
+        `| ${target.name} | ${d} | ${rps.toFixed(0)} | ${(rps / baseRps).toFixed(2)} | ${cpu.toFixed(1)} | ${(cpu / baseCpu).toFixed(2)} | ${p50.toFixed(2)} | ${(p50 / baseP50).toFixed(2)} | ${p99.toFixed(2)} | ${(p99 / baseP99).toFixed(2)} | ${errors} | ${grpcErrors} |`,
       );
     }
   }
@@ -341,7 +376,7 @@ async function main(): Promise<void> {
     await load(port, 1, WARMUP_MS);
     for (const d of [1, 4] as const) {
       redisCli(redisPort, 'CONFIG', 'RESETSTAT');
-      const m = await measure(port, debugPort, d, DURATION_MS);
+      const m = await measure(child, port, debugPort, d, DURATION_MS);
       noteErrors(`redis ${alg}|${workers} workers|${d}`, m);
       const stats = scriptStats(redisPort);
       const decided = m.calls - (m.grpcErrors ?? 0);
