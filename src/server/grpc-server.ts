@@ -43,8 +43,8 @@ export interface GrpcServerOptions {
   /** After the GOAWAY, in-flight calls get this long before the connection is closed. */
   readonly maxConnectionAgeGraceMs?: number;
   /**
-   * GRPC_TRANSPORT: `lean` (the default) serves ShouldRateLimit straight on grpc-js's HTTP/2
-   * streams (lean-transport.ts), `grpc-js` leaves every call to grpc-js.
+   * GRPC_TRANSPORT: `lean` serves ShouldRateLimit straight on grpc-js's HTTP/2 streams
+   * (lean-transport.ts), `grpc-js` (the default) leaves every call to grpc-js.
    */
   readonly transport?: GrpcTransport;
 }
@@ -159,7 +159,7 @@ export function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServerH
       // adds (GRPC_CLIENT_TLS_SAN's check) is checked by the lean transport itself; an interceptor
       // added later must be too, or not use the lean transport.
       const lean =
-        (options.transport ?? 'lean') === 'lean' &&
+        options.transport === 'lean' &&
         routeShouldRateLimit(
           server,
           leanShouldRateLimit({
