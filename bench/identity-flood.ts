@@ -1,11 +1,10 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import * as readline from 'node:readline';
 import * as grpc from '@grpc/grpc-js';
 import { createGrpcClient, shouldRateLimitMethod } from '../src/server/proto';
 import { parseMetrics } from '../test/support/prometheus';
+import { type SluiceInstance, startSluice, stopSluice } from './sluice-instance';
 
 /**
  * `npm run bench:flood`: call latency of an identity-rotation flood on the memory store, with the
@@ -29,8 +28,6 @@ import { parseMetrics } from '../test/support/prometheus';
  * ratio full/empty of p99 is the issue's figure; medians over FLOOD_ROUNDS (3) rounds.
  */
 
-const ROOT = path.resolve(__dirname, '../..');
-const SLUICE = path.join(ROOT, 'dist/src/cli/main.js');
 const HEAP_MB = Number(process.env.FLOOD_HEAP_MB ?? 192);
 const IN_FLIGHT = Number(process.env.FLOOD_IN_FLIGHT ?? 8);
 const PER_CALL = Number(process.env.FLOOD_PER_CALL ?? 64);
@@ -45,41 +42,7 @@ descriptors:
     rate_limit: { unit: hour, requests_per_unit: 100 }
 `;
 
-interface Instance {
-  readonly child: ChildProcess;
-  readonly port: number;
-  readonly debugPort: number;
-}
-
-async function startSluice(configDir: string): Promise<Instance> {
-  const child = spawn(
-    process.execPath,
-    [`--max-old-space-size=${HEAP_MB}`, SLUICE, 'serve', '--config', configDir, '--grpc-host', '127.0.0.1', '--host', '127.0.0.1',
-      '--debug-host', '127.0.0.1', '--grpc-port', '0', '--port', '0', '--debug-port', '0'],
-    { cwd: ROOT, env: { PATH: process.env.PATH, ...(process.env.FLOOD_MEMORY_STORE_MAX_BYTES !== undefined && { MEMORY_STORE_MAX_BYTES: process.env.FLOOD_MEMORY_STORE_MAX_BYTES }) }, stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  const ports = await new Promise<{ port: number; debugPort: number }>((resolve, reject) => {
-    readline.createInterface({ input: child.stdout! }).on('line', (line) => {
-      try {
-        const parsed = JSON.parse(line) as { grpcPort?: number; debugPort?: number };
-        if (parsed.grpcPort !== undefined && parsed.debugPort !== undefined) resolve({ port: parsed.grpcPort, debugPort: parsed.debugPort });
-      } catch {
-        // not a log line
-      }
-    });
-    child.on('exit', (code) => reject(new Error(`sluice exited with ${code}`)));
-  });
-  return { child, ...ports };
-}
-
-async function stopSluice(instance: Instance): Promise<void> {
-  if (instance.child.exitCode !== null) return;
-  const exited = new Promise((resolve) => instance.child.on('exit', resolve));
-  instance.child.kill('SIGTERM');
-  await exited;
-}
-
-async function metrics(instance: Instance): Promise<Map<string, number>> {
+async function metrics(instance: SluiceInstance): Promise<Map<string, number>> {
   const res = await fetch(`http://127.0.0.1:${instance.debugPort}/metrics`);
   return parseMetrics(await res.text());
 }
@@ -144,7 +107,7 @@ function gcSeconds(m: Map<string, number>, kind?: string): number {
   return total;
 }
 
-async function phase(instance: Instance, client: grpc.Client, first: number, count: number): Promise<PhaseResult> {
+async function phase(instance: SluiceInstance, client: grpc.Client, first: number, count: number): Promise<PhaseResult> {
   const encoded = Array.from({ length: count }, (_, i) => encodedCall(first + i));
   const before = await metrics(instance);
   const latencies = await flood(client, (call) => encoded[call - first]!, first, count);
@@ -165,7 +128,8 @@ async function phase(instance: Instance, client: grpc.Client, first: number, cou
 }
 
 async function round(configDir: string): Promise<{ empty: PhaseResult; full: PhaseResult; fillSeconds: number }> {
-  const instance = await startSluice(configDir);
+  const env = process.env.FLOOD_MEMORY_STORE_MAX_BYTES === undefined ? {} : { MEMORY_STORE_MAX_BYTES: process.env.FLOOD_MEMORY_STORE_MAX_BYTES };
+  const instance = await startSluice(configDir, env, [`--max-old-space-size=${HEAP_MB}`]);
   const client = createGrpcClient(`127.0.0.1:${instance.port}`);
   try {
     let call = 0;

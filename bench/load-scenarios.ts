@@ -1,10 +1,10 @@
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import * as readline from 'node:readline';
 import { createGrpcClient, shouldRateLimitMethod, unaryCall, type WireRequestShape } from '../src/server/proto';
 import { startRedisServer } from '../test/support/redis-server';
+import { type SluiceInstance, startSluice, stopSluice } from './sluice-instance';
 
 /**
  * `npm run bench:load`: what a client sees from `sluice serve` at its DEFAULT settings on a
@@ -26,8 +26,6 @@ import { startRedisServer } from '../test/support/redis-server';
  * (5000, the client deadline of every call), LOAD_OVERLOAD_S (5), LOAD_OVERLOAD_FACTOR (2), LOAD_OVERLOAD_CONNECTIONS (4).
  */
 
-const ROOT = path.resolve(__dirname, '../..');
-const SLUICE = path.join(ROOT, 'dist/src/cli/main.js');
 const SUSTAIN_MS = Number(process.env.LOAD_SUSTAIN_MS ?? 10_000);
 const STARTS = Number(process.env.LOAD_STARTS ?? 20);
 const DEADLINE_MS = Number(process.env.LOAD_DEADLINE_MS ?? 5_000);
@@ -58,40 +56,6 @@ descriptors:
 
 type Counts = Record<string, number>;
 
-interface Instance {
-  readonly child: ChildProcess;
-  readonly port: number;
-  readonly debugPort: number;
-}
-
-async function startSluice(configDir: string, env: NodeJS.ProcessEnv): Promise<Instance> {
-  const child = spawn(
-    process.execPath,
-    [SLUICE, 'serve', '--config', configDir, '--grpc-host', '127.0.0.1', '--host', '127.0.0.1', '--debug-host', '127.0.0.1',
-      '--grpc-port', '0', '--port', '0', '--debug-port', '0'],
-    { cwd: ROOT, env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  const ports = await new Promise<{ port: number; debugPort: number }>((resolve, reject) => {
-    readline.createInterface({ input: child.stdout! }).on('line', (line) => {
-      try {
-        const parsed = JSON.parse(line) as { grpcPort?: number; debugPort?: number };
-        if (parsed.grpcPort !== undefined && parsed.debugPort !== undefined) resolve({ port: parsed.grpcPort, debugPort: parsed.debugPort });
-      } catch {
-        // not a log line
-      }
-    });
-    child.on('exit', (code) => reject(new Error(`sluice exited with ${code}`)));
-  });
-  return { child, ...ports };
-}
-
-async function stopSluice(instance: Instance): Promise<void> {
-  if (instance.child.exitCode !== null) return;
-  const exited = new Promise((resolve) => instance.child.on('exit', resolve));
-  instance.child.kill('SIGTERM');
-  await exited;
-}
-
 function req(descriptors: [string, string][][]): WireRequestShape {
   return { domain: 'load', descriptors: descriptors.map((entries) => ({ entries: entries.map(([key, value]) => ({ key, value })) })) };
 }
@@ -115,7 +79,7 @@ function tally(answers: readonly string[], into: Counts = {}): Counts {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function burst(instances: readonly Instance[], tag: string): Promise<Counts[]> {
+async function burst(instances: readonly SluiceInstance[], tag: string): Promise<Counts[]> {
   const clients = instances.map((i) => createGrpcClient(`127.0.0.1:${i.port}`));
   const out: Counts[] = [];
   for (let round = 0; round < 3; round++) {
@@ -129,7 +93,7 @@ async function burst(instances: readonly Instance[], tag: string): Promise<Count
   return out;
 }
 
-async function sustained(instance: Instance): Promise<Counts> {
+async function sustained(instance: SluiceInstance): Promise<Counts> {
   const clients = Array.from({ length: 4 }, () => createGrpcClient(`127.0.0.1:${instance.port}`));
   const counts: Counts = {};
   const until = Date.now() + SUSTAIN_MS;
@@ -146,7 +110,7 @@ async function sustained(instance: Instance): Promise<Counts> {
   return counts;
 }
 
-async function bystander(instance: Instance): Promise<{ big: Counts; bystander: Counts }> {
+async function bystander(instance: SluiceInstance): Promise<{ big: Counts; bystander: Counts }> {
   const bigClient = createGrpcClient(`127.0.0.1:${instance.port}`);
   const smallClient = createGrpcClient(`127.0.0.1:${instance.port}`);
   const big: Counts = {};
@@ -216,7 +180,7 @@ interface Phase {
   readonly cores: number;
 }
 
-async function phase(instance: Instance, seconds: number, rps?: number): Promise<Phase> {
+async function phase(instance: SluiceInstance, seconds: number, rps?: number): Promise<Phase> {
   const before = await results(instance.debugPort);
   h2load(instance.port, seconds, rps);
   const after = await results(instance.debugPort);
@@ -225,7 +189,7 @@ async function phase(instance: Instance, seconds: number, rps?: number): Promise
 }
 
 /** Sustainable decisions/s closed-loop, then what is decided per second when OVERLOAD_FACTOR times that is offered. */
-async function overload(instance: Instance, seconds: number): Promise<{ sustainable: Phase; overloaded: Phase }> {
+async function overload(instance: SluiceInstance, seconds: number): Promise<{ sustainable: Phase; overloaded: Phase }> {
   h2load(instance.port, 1);
   const sustainable = await phase(instance, seconds);
   const overloaded = await phase(instance, seconds, OVERLOAD_FACTOR * sustainable.decidedPerSecond);

@@ -92,25 +92,30 @@ const SATURATE: LoadShape = { kind: 'saturate' };
 /** sluice_requests_total results that are not a decision: each is an errored call. */
 const NOT_DECIDED = ['invalid', 'unavailable', 'deadline_exceeded', 'overloaded', 'error'] as const;
 
+let ticksPerSecond: number | undefined;
+
+/** The kernel's clock ticks per second (/proc's CPU times are in them), asked once. */
+function clockTicks(): number {
+  ticksPerSecond ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+  return ticksPerSecond;
+}
+
 /**
  * CPU seconds (user + system) of process `pid` and of its children (sluice's node:cluster workers),
  * from /proc: what a call costs the server in cores, which a shared 2-core machine disturbs far
  * less than it disturbs calls per second. NaN where /proc is not Linux's.
  */
 function cpuSeconds(pid: number): number {
-  const ticks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
-  const read = (p: string): number => {
-    // Fields after the command (which may hold spaces): state is field 3, utime 14, stime 15.
-    const fields = fs.readFileSync(`/proc/${p}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / ticks;
-  };
+  // The fields after the command (which may hold spaces): [1] is the parent, [11] and [12] utime and stime.
+  const statFields = (p: string): string[] => fs.readFileSync(`/proc/${p}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ');
+  const seconds = (fields: string[]): number => (Number(fields[11]) + Number(fields[12])) / clockTicks();
   try {
-    let total = read(String(pid));
+    let total = seconds(statFields(String(pid)));
     for (const p of fs.readdirSync('/proc')) {
       if (!/^\d+$/.test(p)) continue;
       try {
-        const fields = fs.readFileSync(`/proc/${p}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ');
-        if (Number(fields[1]) === pid) total += read(p);
+        const fields = statFields(p);
+        if (Number(fields[1]) === pid) total += seconds(fields);
       } catch {
         // Gone meanwhile.
       }

@@ -71,6 +71,11 @@ interface Where {
   readonly index: number;
 }
 
+/** The path of a field of the message at `parent` (built only for an error message). */
+function fieldPath(parent: Where | undefined, fieldNumber: number, known: KnownField | undefined, index: number): string {
+  return pathOf({ parent, fieldNumber, known, index });
+}
+
 function pathOf(where: Where | undefined): string {
   if (where === undefined) return '';
   const { known } = where;
@@ -114,35 +119,34 @@ function readMessage(cursor: Cursor, shape: MessageShape, parent: Where | undefi
     }
     const known = shape.get(fieldNumber);
     const index = known?.repeated === true ? repeated++ : 0;
-    const where = (): Where => ({ parent, fieldNumber, known, index });
     if (known !== undefined && wireType !== known.wireType) {
-      throw new MalformedBytes(`malformed request: ${pathOf(where())} has wire type ${wireType}, not ${known.wireType}`);
+      throw new MalformedBytes(`malformed request: ${fieldPath(parent, fieldNumber, known, index)} has wire type ${wireType}, not ${known.wireType}`);
     }
     switch (wireType) {
       case VARINT: {
         const value = readVarint(cursor);
-        if (value instanceof VarintProblem) throw new MalformedBytes(`malformed request: ${pathOf(where())} ${value.problem}`);
+        if (value instanceof VarintProblem) throw new MalformedBytes(`malformed request: ${fieldPath(parent, fieldNumber, known, index)} ${value.problem}`);
         break;
       }
       case I64:
       case I32:
-        if (!skip(cursor, wireType === I64 ? 8 : 4)) throw new MalformedBytes(`malformed request: ${pathOf(where())} is cut off`);
+        if (!skip(cursor, wireType === I64 ? 8 : 4)) throw new MalformedBytes(`malformed request: ${fieldPath(parent, fieldNumber, known, index)} is cut off`);
         break;
       case LEN: {
         const length = readVarint(cursor);
-        if (length instanceof VarintProblem) throw new MalformedBytes(`malformed request: the length of ${pathOf(where())} ${length.problem}`);
+        if (length instanceof VarintProblem) throw new MalformedBytes(`malformed request: the length of ${fieldPath(parent, fieldNumber, known, index)} ${length.problem}`);
         if (length > cursor.end - cursor.at) {
-          throw new MalformedBytes(`malformed request: the length of ${pathOf(where())} (${length} bytes) overruns its message`);
+          throw new MalformedBytes(`malformed request: the length of ${fieldPath(parent, fieldNumber, known, index)} (${length} bytes) overruns its message`);
         }
         const start = cursor.at;
         cursor.at += length;
         if (known?.utf8 === true) {
-          if (!validUtf8(cursor.bytes, start, cursor.at)) throw new MalformedBytes(`${pathOf(where())} is not valid UTF-8`);
-        } else if (known?.message !== undefined) readMessage(new Cursor(cursor.bytes, start, cursor.at), known.message, where());
+          if (!validUtf8(cursor.bytes, start, cursor.at)) throw new MalformedBytes(`${fieldPath(parent, fieldNumber, known, index)} is not valid UTF-8`);
+        } else if (known?.message !== undefined) readMessage(new Cursor(cursor.bytes, start, cursor.at), known.message, { parent, fieldNumber, known, index });
         break;
       }
       default:
-        throw new MalformedBytes(`malformed request: ${pathOf(where())} has wire type ${wireType}, which this message does not use`);
+        throw new MalformedBytes(`malformed request: ${fieldPath(parent, fieldNumber, known, index)} has wire type ${wireType}, which this message does not use`);
     }
   }
 }

@@ -1,9 +1,8 @@
-import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { promisify } from 'node:util';
-import { shouldRateLimitMethod, type WireRequestShape } from '../../src/server/proto';
+import type { WireRequestShape } from '../../src/server/proto';
+import { grpcioBurst } from '../support/grpcio-burst';
 import { type RedisServer, startRedisServer } from '../support/redis-server';
 import { type SluiceProcess, startSluiceProcess } from '../support/sluice-process';
 
@@ -14,10 +13,6 @@ import { type SluiceProcess, startSluiceProcess } from '../support/sluice-proces
  * rls.e2e, malformed-requests.e2e, tls.e2e.)
  */
 
-/** Debian's python3-grpcio (the pyenv python3 on PATH has no grpc). */
-const PYTHON = '/usr/bin/python3';
-const BURST = path.resolve(__dirname, '../support/grpcio-burst.py');
-
 const CONFIG = `
 domain: lean
 descriptors:
@@ -26,25 +21,6 @@ descriptors:
 `;
 
 jest.setTimeout(60_000);
-
-interface PythonAnswer {
-  readonly code: string;
-  readonly details: string;
-  readonly response: string;
-}
-
-/** `count` calls of `request` at once from grpcio with `timeoutS`; each one's code, details and decoded overall code. */
-async function grpcio(port: number, request: WireRequestShape, count: number, timeoutS: number): Promise<{ code: string; details: string; overall?: string }[]> {
-  const hex = shouldRateLimitMethod.serialize(request).toString('hex');
-  const { stdout } = await promisify(execFile)(PYTHON, [BURST, `127.0.0.1:${port}`, hex, String(count), String(timeoutS)], { timeout: 30_000 });
-  return stdout
-    .trim()
-    .split('\n')
-    .map((line) => JSON.parse(line) as PythonAnswer)
-    .map(({ code, details, response }) =>
-      code === 'OK' ? { code, details, overall: String(shouldRateLimitMethod.deserialize(Buffer.from(response, 'hex')).overall_code) } : { code, details },
-    );
-}
 
 const user = (id: string): WireRequestShape => ({ domain: 'lean', descriptors: [{ entries: [{ key: 'user_id', value: id }] }] });
 
@@ -76,19 +52,19 @@ describe('GRPC_TRANSPORT=lean on the memory store, called by Python grpcio', () 
   });
 
   it('answers OK, then OVER_LIMIT, with grpcio\'s deadline on every call', async () => {
-    expect(await grpcio(sluice.grpcPort, user('py-1'), 1, 5)).toEqual([{ code: 'OK', details: '', overall: 'OK' }]);
-    expect(await grpcio(sluice.grpcPort, user('py-1'), 3, 5)).toEqual(Array(3).fill({ code: 'OK', details: '', overall: 'OVER_LIMIT' }));
+    expect(await grpcioBurst(sluice.grpcPort, user('py-1'), 1, 5)).toEqual([{ code: 'OK', details: '', overall: 'OK' }]);
+    expect(await grpcioBurst(sluice.grpcPort, user('py-1'), 3, 5)).toEqual(Array(3).fill({ code: 'OK', details: '', overall: 'OVER_LIMIT' }));
   });
 
   it('decides 200 calls sent at once on one connection: exactly one admitted', async () => {
-    const answers = await grpcio(sluice.grpcPort, user('py-burst'), 200, 10);
+    const answers = await grpcioBurst(sluice.grpcPort, user('py-burst'), 200, 10);
     expect(answers.filter((a) => a.overall === 'OK')).toHaveLength(1);
     expect(answers.filter((a) => a.overall === 'OVER_LIMIT')).toHaveLength(199);
   });
 
   it('refuses a bad request with INVALID_ARGUMENT and a message grpcio reads back whole', async () => {
     const bad: WireRequestShape = { domain: 'lean', descriptors: [{ entries: [{ key: '', value: 'zoë' }] }] };
-    expect(await grpcio(sluice.grpcPort, bad, 1, 5)).toEqual([{ code: 'INVALID_ARGUMENT', details: 'descriptors[0].entries[0].key: must not be empty' }]);
+    expect(await grpcioBurst(sluice.grpcPort, bad, 1, 5)).toEqual([{ code: 'INVALID_ARGUMENT', details: 'descriptors[0].entries[0].key: must not be empty' }]);
   });
 });
 
@@ -100,7 +76,7 @@ describe('GRPC_TRANSPORT=lean on a Redis that hangs, called by Python grpcio wit
     redis = await startRedisServer();
     // deny: the failure policy's answer (OVER_LIMIT) shows that the call was decided in time.
     sluice = await startSluiceProcess(configDir, { GRPC_TRANSPORT: 'lean', REDIS_URL: redis.url, STORE_FAILURE_MODE: 'deny', REDIS_TIMEOUT: '10s' });
-    for (let i = 0; i < 50 && (await grpcio(sluice.grpcPort, user('warm'), 1, 5))[0]?.code !== 'OK'; i++) await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < 50 && (await grpcioBurst(sluice.grpcPort, user('warm'), 1, 5))[0]?.code !== 'OK'; i++) await new Promise((r) => setTimeout(r, 100));
   });
 
   afterAll(async () => {
@@ -113,7 +89,7 @@ describe('GRPC_TRANSPORT=lean on a Redis that hangs, called by Python grpcio wit
     redis.kill('SIGSTOP');
     try {
       const started = Date.now();
-      const answers = await grpcio(sluice.grpcPort, user('py-hung'), 5, 0.5);
+      const answers = await grpcioBurst(sluice.grpcPort, user('py-hung'), 5, 0.5);
       expect(answers).toEqual(Array(5).fill({ code: 'OK', details: '', overall: 'OVER_LIMIT' }));
       expect(Date.now() - started).toBeLessThan(5_000);
     } finally {
@@ -122,9 +98,9 @@ describe('GRPC_TRANSPORT=lean on a Redis that hangs, called by Python grpcio wit
   });
 
   it('answers DEADLINE_EXCEEDED (from the client or from sluice) to a deadline too short to decide in', async () => {
-    const answers = await grpcio(sluice.grpcPort, user('py-short'), 3, 0.000_001);
+    const answers = await grpcioBurst(sluice.grpcPort, user('py-short'), 3, 0.000_001);
     for (const answer of answers) expect(answer.code).toBe('DEADLINE_EXCEEDED');
     // And keeps serving.
-    expect((await grpcio(sluice.grpcPort, user('py-after'), 1, 5))[0]).toMatchObject({ code: 'OK', overall: 'OK' });
+    expect((await grpcioBurst(sluice.grpcPort, user('py-after'), 1, 5))[0]).toMatchObject({ code: 'OK', overall: 'OK' });
   });
 });

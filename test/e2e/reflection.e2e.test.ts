@@ -3,14 +3,13 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { type SluiceProcess, startSluiceProcess } from '../support/sluice-process';
+import { DEBIAN_PYTHON } from '../support/grpcio-burst';
 
 /**
  * Server reflection as an independent client sees it: Python's grpcio (C-core) with the protobuf
  * library's own DescriptorPool (test/support/reflection-client.py), against the built server.
  */
 
-/** Debian's python3-grpcio / python3-protobuf (a python3 earlier on PATH may not see them). */
-const PYTHON = '/usr/bin/python3';
 const CLIENT = path.join(__dirname, '../support/reflection-client.py');
 
 const CONFIG = `
@@ -40,7 +39,7 @@ interface ClientReport {
 function runClient(port: number, version: 'v1' | 'v1alpha', clientId: string): Promise<ClientReport> {
   return new Promise((resolve, reject) => {
     execFile(
-      PYTHON,
+      DEBIAN_PYTHON,
       [CLIENT, `127.0.0.1:${port}`, version, 'api', `client_id=${clientId}`],
       { timeout: 30_000 },
       (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(JSON.parse(stdout) as ClientReport)),

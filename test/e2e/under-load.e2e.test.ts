@@ -1,8 +1,7 @@
-import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { shouldRateLimitMethod } from '../../src/server/proto';
+import { grpcioBurst } from '../support/grpcio-burst';
 import { type RedisServer, startRedisServer } from '../support/redis-server';
 import { type RlsClient, type WireRequestShape, createRlsClient } from '../support/rls-client';
 import { type SluiceProcess, startSluiceProcess } from '../support/sluice-process';
@@ -30,9 +29,6 @@ descriptors:
   - key: bystander
     rate_limit: { unit: hour, requests_per_unit: 1000000000 }
 `;
-
-/** Python grpcio with C-core: Debian's python3-grpcio (the pyenv python3 on PATH has no grpc). */
-const PYTHON = '/usr/bin/python3';
 
 jest.setTimeout(120_000);
 
@@ -143,20 +139,9 @@ describe('one `sluice serve` at default settings on a healthy Redis', () => {
   });
 
   it('decides 500 concurrent calls from an independent client (Python grpcio), limits exact', async () => {
-    const body = shouldRateLimitMethod.serialize(request([[['client_id', 'grpcio']]]));
-    const stdout = await new Promise<string>((resolve, reject) => {
-      execFile(
-        PYTHON,
-        [path.join(__dirname, '../support/grpcio-burst.py'), `127.0.0.1:${sluice.grpcPort}`, body.toString('hex'), '500', '10'],
-        { maxBuffer: 16 * 1024 * 1024 },
-        (err, out, errOut) => (err ? reject(new Error(`${err.message}\n${errOut}`)) : resolve(out)),
-      );
-    });
-    const answers = stdout
-      .trim()
-      .split('\n')
-      .map((line) => JSON.parse(line) as { code: string; details: string; response: string })
-      .map((a) => (a.code === 'OK' ? String(shouldRateLimitMethod.deserialize(Buffer.from(a.response, 'hex')).overall_code) : `error ${a.code}: ${a.details}`));
+    const answers = (await grpcioBurst(sluice.grpcPort, request([[['client_id', 'grpcio']]]), 500, 10)).map((a) =>
+      a.overall ?? `error ${a.code}: ${a.details}`,
+    );
     expect(tally(answers)).toEqual({ OK: 100, OVER_LIMIT: 400 });
   });
 });

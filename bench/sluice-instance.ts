@@ -1,0 +1,47 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import * as path from 'node:path';
+import * as readline from 'node:readline';
+
+const ROOT = path.resolve(__dirname, '../..');
+const SLUICE = path.join(ROOT, 'dist/src/cli/main.js');
+
+/** A `sluice serve` the bench started, on ephemeral loopback ports. */
+export interface SluiceInstance {
+  readonly child: ChildProcess;
+  readonly port: number;
+  readonly debugPort: number;
+}
+
+/**
+ * Starts the built `sluice serve` on `configDir`, with only PATH and `env` in its environment (so
+ * every other setting is its default) and `nodeArgs` for node (`--max-old-space-size=...`);
+ * resolves with the ports its startup line names.
+ */
+export async function startSluice(configDir: string, env: NodeJS.ProcessEnv, nodeArgs: readonly string[] = []): Promise<SluiceInstance> {
+  const child = spawn(
+    process.execPath,
+    [...nodeArgs, SLUICE, 'serve', '--config', configDir, '--grpc-host', '127.0.0.1', '--host', '127.0.0.1', '--debug-host', '127.0.0.1',
+      '--grpc-port', '0', '--port', '0', '--debug-port', '0'],
+    { cwd: ROOT, env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const ports = await new Promise<{ port: number; debugPort: number }>((resolve, reject) => {
+    readline.createInterface({ input: child.stdout! }).on('line', (line) => {
+      try {
+        const parsed = JSON.parse(line) as { grpcPort?: number; debugPort?: number };
+        if (parsed.grpcPort !== undefined && parsed.debugPort !== undefined) resolve({ port: parsed.grpcPort, debugPort: parsed.debugPort });
+      } catch {
+        // not a log line
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`sluice exited with ${code}`)));
+  });
+  return { child, ...ports };
+}
+
+/** SIGTERM, and waits for the exit. */
+export async function stopSluice(instance: SluiceInstance): Promise<void> {
+  if (instance.child.exitCode !== null) return;
+  const exited = new Promise((resolve) => instance.child.on('exit', resolve));
+  instance.child.kill('SIGTERM');
+  await exited;
+}
