@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
+import { transportUnderTest } from './transport-under-test';
 
 const ROOT = path.resolve(__dirname, '../..');
 /** The built command, as deployed (`npm test` builds dist/ first). */
@@ -52,7 +53,7 @@ export async function startSluiceProcess(
       '0',
       ...(options.args ?? []),
     ],
-    { cwd: ROOT, env: { PATH: process.env.PATH, WORKERS: '1', ...env }, stdio: ['ignore', 'pipe', 'inherit'] },
+    { cwd: ROOT, env: { PATH: process.env.PATH, WORKERS: '1', ...transportUnderTest(), ...env }, stdio: ['ignore', 'pipe', 'inherit'] },
   );
   const log: string[] = [];
   const ports = await new Promise<{ grpcPort: number; httpPort: number; debugPort: number }>((resolve, reject) => {

@@ -7,6 +7,7 @@ import { loadSettings } from '../../src/settings/settings';
 import type { CounterStore } from '../../src/store/counter-store';
 import type { Clock } from '../../src/util/clock';
 import { type RlsClient, createRlsClient } from './rls-client';
+import { transportUnderTest } from './transport-under-test';
 
 /**
  * The config reload worker runs compiled JavaScript on its own thread, outside ts-jest: in-process
@@ -50,7 +51,7 @@ export async function startTestSluice(options: {
       fs.writeFileSync(path.join(configDir, name), content);
     }
   }
-  const settings = loadSettings(options.env ?? {}, [
+  const settings = loadSettings({ ...transportUnderTest(), ...options.env }, [
     ...(options.configFromEnv === true ? [] : ['--config', configDir]),
     '--grpc-host',
     '127.0.0.1',
