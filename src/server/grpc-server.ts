@@ -2,17 +2,17 @@ import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import type { Logger } from '../logging/logger';
 import { type Clock, systemClock } from '../util/clock';
-import type { RateLimitService } from '../service/types';
+import type { RateLimitRequest, RateLimitResponse, RateLimitService } from '../service/types';
 import type { HealthState } from './health';
 import { packageDefinition, rateLimitServiceDefinition, REFLECTED_PROTOS } from './proto';
 import { withReflectionFiles } from './reflection';
 import { leanShouldRateLimit, routeShouldRateLimit } from './lean-transport';
-import { decide, decodeRequest, failureStatus, logDecided } from './rls-call';
+import { encodeRateLimitResponse } from './response-encoder';
+import { decide, decodeRequest, failureStatus, logDecided, type MalformedRequest } from './rls-call';
 import { type CallBudget, ConnectionCallShares, liftedCallsPerConnection, shareCallsAmongConnections, tolerateRefusedStreams } from './call-budget';
 import { applyStreamResetLimit, type StreamResetLimit } from './stream-reset-limit';
 import { type GrpcServerTls, serverCredentials } from './tls';
 import type { TlsReloader } from './tls-reloader';
-import type { WireResponseShape } from './proto';
 
 export interface GrpcServerOptions {
   readonly service: RateLimitService;
@@ -71,14 +71,15 @@ function bindAddress(host: string, port: number): string {
 function shouldRateLimitHandler(
   service: RateLimitService,
   logger: Logger,
-): grpc.handleUnaryCall<unknown, WireResponseShape> {
+): grpc.handleUnaryCall<RateLimitRequest | MalformedRequest, RateLimitResponse> {
   return (call, callback) => {
     const started = performance.now();
     const deadline = deadlineMs(call.getDeadline());
-    decide(service, call.request, deadline)
+    const request = call.request;
+    decide(service, request, deadline)
       .then(
-        ({ domain, response }) => {
-          logDecided(logger, domain, response, started);
+        (response) => {
+          logDecided(logger, request, response, started);
           callback(null, response);
         },
         (err: unknown) => callback(failureStatus(logger, err, started)),
@@ -102,13 +103,17 @@ function deadlineMs(deadline: grpc.Deadline): number | undefined {
 }
 
 /**
- * The RLS service as the server decodes it: each request's bytes are checked before protobufjs
- * decodes them. A failed check is handed to the handler rather than thrown, since grpc-js answers
- * a throwing deserializer with INTERNAL and no message.
+ * The RLS service as the server decodes and encodes it: straight between bytes and the service's
+ * types (rls-call's decodeRequest, the response encoder). A request that fails the bytes check is
+ * handed to the handler rather than thrown, since grpc-js answers a throwing deserializer with
+ * INTERNAL and no message.
  */
 function checkedServiceDefinition(): grpc.ServiceDefinition {
   const method = rateLimitServiceDefinition.ShouldRateLimit!;
-  return { ...rateLimitServiceDefinition, ShouldRateLimit: { ...method, requestDeserialize: decodeRequest } };
+  return {
+    ...rateLimitServiceDefinition,
+    ShouldRateLimit: { ...method, requestDeserialize: decodeRequest, responseSerialize: (response: RateLimitResponse) => encodeRateLimitResponse(response) },
+  };
 }
 
 /**

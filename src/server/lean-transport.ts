@@ -4,11 +4,12 @@ import type * as grpc from '@grpc/grpc-js';
 import { TLSSocket } from 'node:tls';
 import { DeadlineExceededError, MessageTooLargeError, ProtocolError, UnauthenticatedError, UnimplementedError } from '../errors';
 import type { Logger } from '../logging/logger';
-import type { RateLimitService } from '../service/types';
+import type { RateLimitResponse, RateLimitService } from '../service/types';
 import { grpcTimeoutMs } from './call-budget';
 import { http2ServersOf } from './grpc-internals';
 import { RLS_SERVICE_NAME } from './proto';
-import { decide, decodeRequest, encodeResponse, failureStatus, logDecided } from './rls-call';
+import { encodeRateLimitResponse } from './response-encoder';
+import { decide, decodeRequest, failureStatus, logDecided } from './rls-call';
 import { clientSanProblem } from './tls';
 
 /**
@@ -253,15 +254,16 @@ class LeanCall {
   private decide(bytes: Buffer): void {
     this.done = true;
     const { service, logger } = this.options;
-    decide(service, decodeRequest(bytes), this.deadline)
+    const request = decodeRequest(bytes);
+    decide(service, request, this.deadline)
       .then(
-        ({ domain, response }) => {
+        (response) => {
           if (this.late()) {
             this.fail(this.lateError());
             return;
           }
-          logDecided(logger, domain, response, this.started);
-          this.answer(encodeResponse(response));
+          logDecided(logger, request, response, this.started);
+          this.answer(response);
         },
         (err: unknown) => this.fail(this.late() && !(err instanceof DeadlineExceededError) ? this.lateError() : err),
       )
@@ -284,12 +286,12 @@ class LeanCall {
     return !stream.destroyed && !stream.closed && !stream.headersSent;
   }
 
-  private answer(message: Buffer): void {
+  private answer(response: RateLimitResponse): void {
     if (!this.writable()) return;
-    const frame = Buffer.allocUnsafe(PREFIX_BYTES + message.length);
+    // The message is encoded after the prefix's bytes, in the frame it is sent in.
+    const frame = encodeRateLimitResponse(response, PREFIX_BYTES);
     frame[0] = 0;
-    frame.writeUInt32BE(message.length, 1);
-    message.copy(frame, PREFIX_BYTES);
+    frame.writeUInt32BE(frame.length - PREFIX_BYTES, 1);
     try {
       this.stream.respond(OK_HEADERS, RESPOND_WITH_TRAILERS);
       this.stream.once('wantTrailers', sendOkTrailers);

@@ -1,6 +1,8 @@
 /**
- * A strict check of a `RateLimitRequest`'s bytes before protobufjs decodes them, so that sluice
- * refuses what Go's protobuf (the reference service's) refuses instead of deciding it:
+ * A strict check of a `RateLimitRequest`'s bytes, so that sluice refuses what Go's protobuf (the
+ * reference service's) refuses instead of deciding it. The one-pass decoder (request-decoder.ts)
+ * accepts exactly what this accepts; this is where what is wrong is worded, for the requests it
+ * refuses:
  *
  * - structure: a length that overruns its message, a varint longer than 10 bytes or cut off,
  *   field number 0, a wire type that is not one, or the wrong one for a field we know;

@@ -92,7 +92,7 @@ const UINT32_MAX = 4294967295;
  * protobufjs writes a uint32 as `value >>> 0`, so -1 would reach Envoy as 4294967295 remaining
  * and 1.5 as 1. Clamp and floor here instead of trusting every producer.
  */
-function uint32(value: number): number {
+export function uint32(value: number): number {
   if (!Number.isFinite(value)) {
     return value > 0 ? UINT32_MAX : 0;
   }
@@ -110,11 +110,17 @@ function statusToWire(status: DescriptorStatus): WireDescriptorStatus {
     };
   }
   if (status.durationUntilResetSeconds !== undefined) {
-    // Envoy reads whole seconds only; round a fraction up so a client that waits that long is past the reset.
-    const seconds = status.durationUntilResetSeconds;
-    wire.duration_until_reset = { seconds: Number.isFinite(seconds) ? Math.max(0, Math.ceil(seconds)) : 0 };
+    wire.duration_until_reset = { seconds: durationSeconds(status.durationUntilResetSeconds) };
   }
   return wire;
+}
+
+/**
+ * `duration_until_reset.seconds`: Envoy reads whole seconds only, so a fraction is rounded up (a
+ * client that waits that long is past the reset); never negative, and at most 2^53 - 1.
+ */
+export function durationSeconds(seconds: number): number {
+  return Number.isFinite(seconds) ? Math.min(Number.MAX_SAFE_INTEGER, Math.max(0, Math.ceil(seconds))) : 0;
 }
 
 /** The service's response → a `RateLimitResponse` object for proto-loader to encode. */
