@@ -1,7 +1,8 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { DescriptorEntry, LimitRule, RateLimitConfig } from '../config/types';
 import type { BreakerState } from '../store/circuit-breaker';
 import type { MemoryStoreStats } from '../store/memory/memory-store';
+import { FastHistogram, type HistogramSeries } from './fast-histogram';
 import { hitStats } from './hit-stats';
 import { DetailedLabelCap, type RuleLabels, detailedLabels, staticLabels } from './rule-labels';
 
@@ -108,9 +109,12 @@ export class SluiceMetrics {
   private readonly domainNotFoundHits: Counter<'domain'>;
   private readonly shouldRateLimitError: Counter<'err_type'>;
   private readonly totalRequests: Counter<'grpc_method'>;
-  private readonly responseTime: Histogram<'grpc_method'>;
+  private readonly responseTime: FastHistogram<'grpc_method'>;
+  private readonly shouldRateLimitTime: HistogramSeries;
   private readonly requests: Counter<'result'>;
-  private readonly storeDuration: Histogram<'result'>;
+  private readonly storeDuration: FastHistogram<'result'>;
+  private readonly storeDurationOk: HistogramSeries;
+  private readonly storeDurationError: HistogramSeries;
   private readonly storeErrors: Counter<'kind'>;
   private readonly breakerState: Gauge<'state'>;
   private readonly breakerTransitions: Counter<'state'>;
@@ -212,13 +216,14 @@ export class SluiceMetrics {
       registers,
       collect,
     });
-    this.responseTime = new Histogram({
+    this.responseTime = new FastHistogram({
       name: 'ratelimit_service_response_time_seconds',
       help: 'Decision latency, from request to response, in seconds',
-      labelNames: ['grpc_method'],
+      labelName: 'grpc_method',
       buckets: LATENCY_BUCKETS,
       registers,
     });
+    this.shouldRateLimitTime = this.responseTime.series('ShouldRateLimit');
     this.requests = new Counter({
       name: 'sluice_requests_total',
       help:
@@ -228,13 +233,15 @@ export class SluiceMetrics {
       registers,
       collect,
     });
-    this.storeDuration = new Histogram({
+    this.storeDuration = new FastHistogram({
       name: 'sluice_store_duration_seconds',
       help: 'Counter store call latency in seconds, until its reply (late replies included)',
-      labelNames: ['result'],
+      labelName: 'result',
       buckets: LATENCY_BUCKETS,
       registers,
     });
+    this.storeDurationOk = this.storeDuration.series('ok');
+    this.storeDurationError = this.storeDuration.series('error');
     this.storeErrors = new Counter({
       name: 'sluice_store_errors_total',
       help: 'Counter store calls that failed: timeout (no reply in time), unavailable (connection), error (the store refused)',
@@ -349,7 +356,7 @@ export class SluiceMetrics {
    */
   requestFinished(result: RequestResult, seconds: number, storeFailure = false): void {
     this.pendingRequests.set(result, (this.pendingRequests.get(result) ?? 0) + 1);
-    this.responseTime.observe({ grpc_method: 'ShouldRateLimit' }, seconds);
+    this.shouldRateLimitTime.observe(seconds);
     if (result !== 'ok' && result !== 'over_limit') {
       this.shouldRateLimitError.inc({ err_type: storeFailure ? 'redis_error' : 'service_error' });
     }
@@ -383,7 +390,7 @@ export class SluiceMetrics {
   // --- store -------------------------------------------------------------------------------
 
   storeCall(seconds: number, error: StoreErrorKind | undefined): void {
-    this.storeDuration.observe({ result: error === undefined ? 'ok' : 'error' }, seconds);
+    (error === undefined ? this.storeDurationOk : this.storeDurationError).observe(seconds);
     if (error !== undefined) this.storeErrors.inc({ kind: error });
   }
 

@@ -124,6 +124,9 @@ function sendOkTrailers(this: http2.ServerHttp2Stream): void {
   }
 }
 
+const CALL = Symbol('leanCall');
+type CallStream = http2.ServerHttp2Stream & { [CALL]?: LeanCall };
+
 /**
  * One call: reads exactly one gRPC-framed message (the 5-byte prefix and the bytes it announces,
  * however the DATA frames split them), refusing it as soon as it cannot be served, then decides it.
@@ -150,13 +153,14 @@ class LeanCall {
     sanProblem: string | undefined,
   ) {
     stream.on('error', ignore);
+    (stream as CallStream)[CALL] = this;
+    stream.on('data', LeanCall.onData);
+    stream.on('end', LeanCall.onEnd);
     const encoding = headers['grpc-encoding'];
     this.encoding = typeof encoding === 'string' ? encoding : 'identity';
     const timeout = headers['grpc-timeout'];
     const timeoutMs = grpcTimeoutMs(timeout);
     this.deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
-    stream.on('data', (chunk: Buffer) => this.read(chunk));
-    stream.on('end', () => this.end());
 
     const method = headers[':method'];
     if (method !== 'POST') {
@@ -176,6 +180,15 @@ class LeanCall {
     if (timeout !== undefined && timeoutMs === undefined) {
       this.fail(new ProtocolError(`malformed grpc-timeout "${echo(timeout)}": up to 8 digits and a unit (H, M, S, m, u, n) expected`));
     }
+  }
+
+  // Listeners shared by every call (no closures per call): the stream leads to its call.
+  private static onData(this: CallStream, chunk: Buffer): void {
+    this[CALL]!.read(chunk);
+  }
+
+  private static onEnd(this: CallStream): void {
+    this[CALL]!.end();
   }
 
   private read(chunk: Buffer): void {
@@ -294,7 +307,8 @@ class LeanCall {
     frame.writeUInt32BE(frame.length - PREFIX_BYTES, 1);
     try {
       this.stream.respond(OK_HEADERS, RESPOND_WITH_TRAILERS);
-      this.stream.once('wantTrailers', sendOkTrailers);
+      // `on`, not `once` (which wraps the listener per call): a stream asks for trailers once.
+      this.stream.on('wantTrailers', sendOkTrailers);
       this.stream.end(frame);
     } catch (err) {
       // The session went away between the check and the write.

@@ -30,16 +30,20 @@ export function decodeRequest(bytes: Buffer): RateLimitRequest | MalformedReques
 }
 
 /**
- * Decides a decoded request (or refuses a malformed one). Async, so a synchronous throw anywhere
- * in the service arrives as a rejection: callers cannot throw.
+ * Decides a decoded request (or refuses a malformed one). Never throws: a synchronous throw
+ * anywhere in the service arrives as a rejection.
  */
-export async function decide(
+export function decide(
   service: RateLimitService,
   request: RateLimitRequest | MalformedRequest,
   deadline: number | undefined,
 ): Promise<RateLimitResponse> {
-  if (request instanceof MalformedRequest) throw new InvalidArgumentError(request.problem);
-  return service.shouldRateLimit(request, deadline === undefined ? {} : { deadlineMs: deadline });
+  if (request instanceof MalformedRequest) return Promise.reject(new InvalidArgumentError(request.problem));
+  try {
+    return service.shouldRateLimit(request, deadline === undefined ? {} : { deadlineMs: deadline });
+  } catch (err) {
+    return Promise.reject(err);
+  }
 }
 
 /** Logs a decision answered. */

@@ -49,50 +49,42 @@ export class RlsService implements RateLimitService {
   }
 
   async shouldRateLimit(request: RateLimitRequest, context: CallContext = {}): Promise<RateLimitResponse> {
+    // One async frame for the whole decision: each call passes here, and every await is a promise.
     const metrics = this.options.metrics;
-    if (metrics === undefined) return this.decide(request, context);
-    const started = performance.now();
-    const seconds = (): number => (performance.now() - started) / 1000;
+    const started = metrics === undefined ? 0 : performance.now();
     try {
-      const response = await this.decide(request, context);
-      metrics.requestFinished(response.overallCode === 'OVER_LIMIT' ? 'over_limit' : 'ok', seconds());
+      validateRequest(request, this.options.caps);
+      const config = this.configs.current();
+      if (config === undefined) throw new UnavailableError('no rate limit configuration loaded');
+      if (!config.hasDomain(request.domain)) metrics?.domainNotFound(request.domain);
+
+      // Request level 0 (Envoy's default) means 1; a per-descriptor addend, when present, wins and may be 0.
+      const requestHits = Math.max(1, request.hitsAddend);
+      const plans: DescriptorPlan[] = request.descriptors.map((descriptor, i) => ({
+        match: match(config, request.domain, descriptor, i),
+        hits: descriptor.hitsAddend ?? requestHits,
+      }));
+      const units = request.descriptors.length;
+      this.budget?.acquire(units);
+      let decisions: DescriptorDecision[];
+      try {
+        decisions = await this.limiter.decide(request.domain, plans, context.deadlineMs === undefined ? {} : { deadlineMs: context.deadlineMs });
+      } finally {
+        this.budget?.release(units);
+      }
+      const response = buildResponse(decisions, {
+        globalShadowMode: this.options.shadowMode,
+        ...(this.options.responseHeaders !== undefined && { headers: this.options.responseHeaders }),
+      });
+      if (metrics !== undefined) {
+        recordMetrics(metrics, request, plans, decisions, response);
+        metrics.requestFinished(response.overallCode === 'OVER_LIMIT' ? 'over_limit' : 'ok', (performance.now() - started) / 1000);
+      }
       return response;
     } catch (err) {
-      metrics.requestFinished(RESULT_BY_KIND[err instanceof SluiceError ? err.kind : 'internal'], seconds(), isStoreFailure(err));
+      metrics?.requestFinished(RESULT_BY_KIND[err instanceof SluiceError ? err.kind : 'internal'], (performance.now() - started) / 1000, isStoreFailure(err));
       throw err;
     }
-  }
-
-  private async decide(request: RateLimitRequest, context: CallContext): Promise<RateLimitResponse> {
-    validateRequest(request, this.options.caps);
-    const config = this.configs.current();
-    if (config === undefined) throw new UnavailableError('no rate limit configuration loaded');
-    if (!config.hasDomain(request.domain)) this.options.metrics?.domainNotFound(request.domain);
-
-    // Request level 0 (Envoy's default) means 1; a per-descriptor addend, when present, wins and may be 0.
-    const requestHits = Math.max(1, request.hitsAddend);
-    const plans: DescriptorPlan[] = request.descriptors.map((descriptor, i) => ({
-      match: match(config, request.domain, descriptor, i),
-      hits: descriptor.hitsAddend ?? requestHits,
-    }));
-    const units = request.descriptors.length;
-    this.budget?.acquire(units);
-    let decisions: DescriptorDecision[];
-    try {
-      decisions = await this.limiter.decide(
-        request.domain,
-        plans,
-        context.deadlineMs === undefined ? {} : { deadlineMs: context.deadlineMs },
-      );
-    } finally {
-      this.budget?.release(units);
-    }
-    const response = buildResponse(decisions, {
-      globalShadowMode: this.options.shadowMode,
-      ...(this.options.responseHeaders !== undefined && { headers: this.options.responseHeaders }),
-    });
-    if (this.options.metrics !== undefined) recordMetrics(this.options.metrics, request, plans, decisions, response);
-    return response;
   }
 }
 
