@@ -44,7 +44,7 @@ export interface GrpcServerOptions {
   readonly maxConnectionAgeGraceMs?: number;
   /**
    * GRPC_TRANSPORT: `lean` serves ShouldRateLimit straight on grpc-js's HTTP/2 streams
-   * (lean-transport.ts), `grpc-js` (the default) leaves every call to grpc-js.
+   * (lean-transport.ts; the setting's default), `grpc-js` (or unset here) leaves every call to grpc-js.
    */
   readonly transport?: GrpcTransport;
 }

@@ -50,7 +50,7 @@ export const SETTING_SPECS = {
     env: 'GRPC_TRANSPORT',
     kind: 'choice',
     choices: GRPC_TRANSPORTS,
-    default: 'grpc-js',
+    default: 'lean',
     help:
       'what serves ShouldRateLimit: lean (read and answered straight on the HTTP/2 streams of grpc-js\'s own servers, ' +
       'without grpc-js\'s per-call machinery: 1.2-1.4x the calls per second; health, reflection, TLS, keepalive, connection age ' +

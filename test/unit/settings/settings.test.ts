@@ -443,11 +443,11 @@ describe('availableCores', () => {
 });
 
 describe('GRPC_TRANSPORT', () => {
-  it('defaults to grpc-js, takes lean from env or flag in any case, and refuses anything else', () => {
-    expect(load({}).grpcTransport).toBe('grpc-js');
+  it('defaults to lean, takes grpc-js from env or flag in any case, and refuses anything else', () => {
+    expect(load({}).grpcTransport).toBe('lean');
     expect(load({ GRPC_TRANSPORT: 'LEAN' }).grpcTransport).toBe('lean');
     expect(load({ GRPC_TRANSPORT: 'GRPC-JS' }).grpcTransport).toBe('grpc-js');
-    expect(load({ GRPC_TRANSPORT: 'grpc-js' }, ['--grpc-transport', 'lean']).grpcTransport).toBe('lean');
+    expect(load({ GRPC_TRANSPORT: 'lean' }, ['--grpc-transport', 'grpc-js']).grpcTransport).toBe('grpc-js');
     expect(problems({ GRPC_TRANSPORT: 'fast' })).toEqual(["GRPC_TRANSPORT: invalid value 'fast' (grpc-js, lean)"]);
     expect(settingsHelp().join('\n')).toMatch(/ GRPC_TRANSPORT /);
   });
