@@ -45,14 +45,25 @@ const MAX_REST = 384;
  * `prefix` is CACHE_KEY_PREFIX; it must not contain braces (see `keyPrefixProblem`).
  */
 export function counterKey(prefix: string, domain: string, entries: readonly DescriptorEntry[], limit: LimitSpec): string {
-  const domainPart = encodePart(domain);
-  const entryParts = entries.map((e) => `${encodePart(e.key)}=${encodePart(e.value)}`);
-  let rest = domainPart;
-  for (const part of entryParts) rest += `:${part}`;
+  // Domain and first entry are encoded once, for the key's tail and for the slot tag.
+  const domainFull = encodeFull(domain);
+  let rest = shortPart(domain, domainFull);
+  let tagInput = domainFull;
+  for (let i = 0; i < entries.length; i++) {
+    const { key, value } = entries[i]!;
+    if (i === 0) {
+      const keyFull = encodeFull(key);
+      const valueFull = encodeFull(value);
+      tagInput = `${domainFull}:${keyFull}=${valueFull}`;
+      rest += `:${shortPart(key, keyFull)}=${shortPart(value, valueFull)}`;
+    } else {
+      rest += `:${encodePart(key)}=${encodePart(value)}`;
+    }
+  }
   if (rest.length > MAX_REST) rest = `!${sha256(rest)}`;
   const variant = limit.counterVariant ?? 0;
   const window = variant > 0 ? `${String(limit.windowMs)}.${String(variant)}` : String(limit.windowMs);
-  return `${prefix}${KEY_VERSION}{${slotTag(domain, entries[0])}}:${encodePart(limit.algorithm)}:${window}:${rest}`;
+  return `${prefix}${KEY_VERSION}{${slotTag(tagInput)}}:${encodePart(limit.algorithm)}:${window}:${rest}`;
 }
 
 /**
@@ -78,10 +89,9 @@ const TAG_CACHE_MAX = 10_000;
 
 /**
  * 12 base64url characters (72 bits) of SHA-256 over the injective encoding of domain and first
- * entry: no braces, no client control over the slot, and a uniform spread.
+ * entry (`input`): no braces, no client control over the slot, and a uniform spread.
  */
-function slotTag(domain: string, first: DescriptorEntry | undefined): string {
-  const input = first === undefined ? encodeFull(domain) : `${encodeFull(domain)}:${encodeFull(first.key)}=${encodeFull(first.value)}`;
+function slotTag(input: string): string {
   const cached = tagCache.get(input);
   if (cached !== undefined) return cached;
   const tag = createHash('sha256').update(input, 'utf8').digest().subarray(0, 9).toString('base64url');
@@ -92,10 +102,12 @@ function slotTag(domain: string, first: DescriptorEntry | undefined): string {
 
 /** A part as it appears in the key: its encoding, or `#` + a hash when that would be long. */
 function encodePart(value: string): string {
-  if (value.length <= MAX_PART) {
-    const encoded = encodeFull(value);
-    if (encoded.length <= MAX_PART) return encoded;
-  }
+  return shortPart(value, value.length <= MAX_PART ? encodeFull(value) : undefined);
+}
+
+/** `encodePart` given the value's full encoding (undefined: known to be too long). */
+function shortPart(value: string, encoded: string | undefined): string {
+  if (encoded !== undefined && encoded.length <= MAX_PART) return encoded;
   // UTF-16 code units are an injective image of any JS string, lone surrogates included.
   return `#${createHash('sha256').update(Buffer.from(value, 'utf16le')).digest('base64url')}`;
 }

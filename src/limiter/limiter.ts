@@ -1,4 +1,4 @@
-import { type LimitRule, type LimitSpec, type MatchedLimit, rulesOf } from '../config/types';
+import type { LimitRule, LimitSpec, MatchedLimit } from '../config/types';
 import type { CounterStore, LimitCheck, LimitOutcome } from '../store/counter-store';
 import { counterKey } from './counter-key';
 
@@ -59,55 +59,77 @@ export class Limiter {
     plans: readonly DescriptorPlan[],
     context: { readonly deadlineMs?: number } = {},
   ): Promise<DescriptorDecision[]> {
+    // Every call passes here: plain loops, and no per-call Set, Map or one-rule array unless needed.
     const replaced = replacedNames(plans);
-    const decisions: DescriptorDecision[] = new Array<DescriptorDecision>(plans.length).fill(NONE);
+    const decisions = new Array<DescriptorDecision>(plans.length);
     const checks: LimitCheck[] = [];
-    const checkOwners: { readonly plan: number; readonly rule: LimitRule; readonly limit: LimitSpec }[] = [];
-
-    plans.forEach((plan, i) => {
-      const match = plan.match;
-      if (match === undefined) return;
-      for (const rule of rulesOf(match)) {
-        if (rule.name !== undefined && replaced.has(rule.name)) continue;
-        const limit = rule.limit;
-        if (limit === undefined) {
-          decisions[i] = { kind: 'unlimited', rule };
-          continue;
-        }
-        checks.push({
-          key: counterKey(this.options.keyPrefix ?? '', domain, match.counterEntries, limit),
-          algorithm: limit.algorithm,
-          limit: limit.requestsPerUnit,
-          windowMs: limit.windowMs,
-          ...(limit.burst !== undefined && { burst: limit.burst }),
-          hits: plan.hits,
-          // Shadow rules never block. A quota rule blocks only together with every other quota rule
-          // of the request, which the response decides; to the store it is not blocking on its own.
-          enforced: !rule.shadowMode && !rule.quotaMode,
-          ...(rule.storeFailure !== undefined && { onStoreFailure: rule.storeFailure }),
-        });
-        checkOwners.push({ plan: i, rule, limit });
+    const owners: CheckOwner[] = [];
+    const keyPrefix = this.options.keyPrefix ?? '';
+    const addRule = (i: number, plan: DescriptorPlan, match: MatchedLimit, rule: LimitRule): void => {
+      if (replaced !== undefined && rule.name !== undefined && replaced.has(rule.name)) return;
+      const limit = rule.limit;
+      if (limit === undefined) {
+        decisions[i] = { kind: 'unlimited', rule };
+        return;
       }
-    });
+      const key = counterKey(keyPrefix, domain, match.counterEntries, limit);
+      // Shadow rules never block. A quota rule blocks only together with every other quota rule
+      // of the request, which the response decides; to the store it is not blocking on its own.
+      const enforced = !rule.shadowMode && !rule.quotaMode;
+      const check: LimitCheck =
+        limit.burst === undefined && rule.storeFailure === undefined
+          ? { key, algorithm: limit.algorithm, limit: limit.requestsPerUnit, windowMs: limit.windowMs, hits: plan.hits, enforced }
+          : {
+              key,
+              algorithm: limit.algorithm,
+              limit: limit.requestsPerUnit,
+              windowMs: limit.windowMs,
+              ...(limit.burst !== undefined && { burst: limit.burst }),
+              hits: plan.hits,
+              enforced,
+              ...(rule.storeFailure !== undefined && { onStoreFailure: rule.storeFailure }),
+            };
+      checks.push(check);
+      owners.push({ plan: i, rule, limit });
+    };
+    for (let i = 0; i < plans.length; i++) {
+      decisions[i] = NONE;
+      const plan = plans[i]!;
+      const match = plan.match;
+      if (match === undefined) continue;
+      if (match.rules === undefined) addRule(i, plan, match, match.rule);
+      else for (const rule of match.rules) addRule(i, plan, match, rule);
+    }
 
     if (checks.length === 0) return decisions;
     const outcomes = await this.store.decide(checks, {
       chargeRejectedHits: this.options.chargeRejectedHits,
       ...(context.deadlineMs !== undefined && { deadlineMs: context.deadlineMs }),
     });
-    const byPlan = new Map<number, DecidedLimit[]>();
-    checkOwners.forEach((owner, j) => {
-      const decided = { rule: owner.rule, limit: owner.limit, outcome: outcomes[j]! };
-      const list = byPlan.get(owner.plan);
-      if (list === undefined) byPlan.set(owner.plan, [decided]);
-      else list.push(decided);
-    });
-    for (const [plan, limits] of byPlan) {
+    // The limits of each descriptor, in config order (a `rate_limits` node has several).
+    const limitsOf = new Array<DecidedLimit[] | undefined>(plans.length);
+    for (let j = 0; j < owners.length; j++) {
+      const { plan, rule, limit } = owners[j]!;
+      const decided: DecidedLimit = { rule, limit, outcome: outcomes[j]! };
+      const limits = limitsOf[plan];
+      if (limits === undefined) limitsOf[plan] = [decided];
+      else limits.push(decided);
+    }
+    for (let i = 0; i < plans.length; i++) {
+      const limits = limitsOf[i];
+      if (limits === undefined) continue;
       const reported = mostConstraining(limits);
-      decisions[plan] = { kind: 'limited', rule: reported.rule, limit: reported.limit, outcome: reported.outcome, limits };
+      decisions[i] = { kind: 'limited', rule: reported.rule, limit: reported.limit, outcome: reported.outcome, limits };
     }
     return decisions;
   }
+}
+
+/** Which rule and limit of which descriptor a check was built for. */
+interface CheckOwner {
+  readonly plan: number;
+  readonly rule: LimitRule;
+  readonly limit: LimitSpec;
 }
 
 /**
@@ -127,16 +149,22 @@ export function mostConstraining(limits: readonly DecidedLimit[]): DecidedLimit 
 
 /**
  * Every name listed in a `replaces` of a limit matched by this request (unlimited ones included,
- * as in the reference). A limit with one of these names is dropped from the request: its status
- * is OK with no limit and its counter is not touched.
+ * as in the reference), or undefined when there is none (most requests). A limit with one of
+ * these names is dropped from the request: its status is OK with no limit and its counter is not
+ * touched.
  */
-function replacedNames(plans: readonly DescriptorPlan[]): ReadonlySet<string> {
-  const names = new Set<string>();
+function replacedNames(plans: readonly DescriptorPlan[]): ReadonlySet<string> | undefined {
+  let names: Set<string> | undefined;
+  const add = (rule: LimitRule): void => {
+    if (rule.replaces.length === 0) return;
+    names ??= new Set<string>();
+    for (const name of rule.replaces) names.add(name);
+  };
   for (const plan of plans) {
-    if (plan.match === undefined) continue;
-    for (const rule of rulesOf(plan.match)) {
-      for (const name of rule.replaces) names.add(name);
-    }
+    const match = plan.match;
+    if (match === undefined) continue;
+    if (match.rules === undefined) add(match.rule);
+    else for (const rule of match.rules) add(rule);
   }
   return names;
 }
