@@ -25,8 +25,14 @@ export function decodeRequest(bytes: Buffer): RateLimitRequest | MalformedReques
   const request = decodeRateLimitRequest(bytes);
   if (request !== undefined) return request;
   const problem = checkRequestBytes(bytes);
-  // The one-pass decoder refuses nothing the check accepts; should it ever, protobufjs decides.
-  return problem === undefined ? fromWireRequest(METHOD.requestDeserialize(bytes)) : new MalformedRequest(problem);
+  if (problem !== undefined) return new MalformedRequest(problem);
+  // The one-pass decoder refuses nothing the check accepts; should it ever, protobufjs decides,
+  // and what protobufjs cannot read is refused, never thrown (the lean transport calls this from a stream event).
+  try {
+    return fromWireRequest(METHOD.requestDeserialize(bytes));
+  } catch (err) {
+    return new MalformedRequest(`malformed request: ${err instanceof Error ? err.message : String(err)}`);
+  }
 }
 
 /**
