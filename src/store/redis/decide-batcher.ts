@@ -34,9 +34,11 @@ interface Part extends BatchReply {
 export const MAX_BATCH_CHECKS = 256;
 /** Integers per check in decide.lua's reply. */
 const REPLY_PER_CHECK = 6;
-/** ARGV per check, and per request ahead of its checks. */
-const ARGS_PER_CHECK = 6;
+/** ARGV per spec (distinct check parameters), and per request ahead of its checks' spec indexes. */
+const ARGS_PER_SPEC = 6;
 const ARGS_PER_PART = 2;
+/** Up to this many specs in a batch, a check's spec is found by scanning; beyond, by a map. */
+const SCAN_SPECS = 16;
 const NO_VALUES: readonly number[] = [];
 
 /**
@@ -99,23 +101,58 @@ export class DecideBatcher {
   }
 
   private sendBatch(parts: readonly Part[], checks: number): void {
+    // The batch's distinct specs (check parameters), each sent once, and each check's index in
+    // them: requests mostly repeat a few limits, so a check costs a key and an index.
+    const specs: LimitCheck[] = [];
+    const specOf = new Array<number>(checks);
+    let byFields: Map<string, number> | undefined;
+    let c = 0;
+    for (const part of parts) {
+      for (const check of part.checks) {
+        let index = -1;
+        if (byFields === undefined) {
+          for (let s = 0; s < specs.length; s++) {
+            if (sameSpec(specs[s]!, check)) {
+              index = s;
+              break;
+            }
+          }
+          if (index < 0 && specs.length === SCAN_SPECS) byFields = specMap(specs);
+        }
+        if (byFields !== undefined) {
+          const fields = specFields(check);
+          index = byFields.get(fields) ?? -1;
+          if (index < 0) byFields.set(fields, specs.length);
+        }
+        if (index < 0) {
+          index = specs.length;
+          specs.push(check);
+        }
+        specOf[c++] = index + 1;
+      }
+    }
+
     // One array, sized up front: the keys, then ARGV (see lua/decide.lua).
-    const keysThenArgs = new Array<string | number>(checks + 1 + ARGS_PER_PART * parts.length + ARGS_PER_CHECK * checks);
+    const keysThenArgs = new Array<string | number>(checks + 2 + ARGS_PER_SPEC * specs.length + ARGS_PER_PART * parts.length + checks);
     let k = 0;
     let a = checks;
     keysThenArgs[a++] = this.now();
+    keysThenArgs[a++] = specs.length;
+    for (const spec of specs) {
+      keysThenArgs[a++] = spec.algorithm;
+      keysThenArgs[a++] = spec.limit;
+      keysThenArgs[a++] = spec.windowMs;
+      keysThenArgs[a++] = spec.hits;
+      keysThenArgs[a++] = spec.enforced ? '1' : '0';
+      keysThenArgs[a++] = spec.burst ?? '';
+    }
     for (const part of parts) {
       const partChecks = part.checks;
       keysThenArgs[a++] = part.chargeRejectedHits ? '1' : '0';
       keysThenArgs[a++] = partChecks.length;
       for (const check of partChecks) {
+        keysThenArgs[a++] = specOf[k]!;
         keysThenArgs[k++] = check.key;
-        keysThenArgs[a++] = check.algorithm;
-        keysThenArgs[a++] = check.limit;
-        keysThenArgs[a++] = check.windowMs;
-        keysThenArgs[a++] = check.hits;
-        keysThenArgs[a++] = check.enforced ? '1' : '0';
-        keysThenArgs[a++] = check.burst ?? '';
       }
     }
     this.send(checks, keysThenArgs).then(
@@ -152,4 +189,27 @@ function replyProblem(reply: unknown, parts: readonly Part[]): string | undefine
     if (typeof reply[i] !== 'number') return `unexpected script reply (wanted ${expected} integers)`;
   }
   return undefined;
+}
+
+/** Whether two checks have the same spec: the fields decide.lua takes per spec. */
+function sameSpec(a: LimitCheck, b: LimitCheck): boolean {
+  return (
+    a.algorithm === b.algorithm &&
+    a.limit === b.limit &&
+    a.windowMs === b.windowMs &&
+    a.hits === b.hits &&
+    a.enforced === b.enforced &&
+    a.burst === b.burst
+  );
+}
+
+/** A check's spec as one string, for batches with many distinct specs. */
+function specFields(check: LimitCheck): string {
+  return `${check.algorithm}|${check.limit}|${check.windowMs}|${check.hits}|${check.enforced ? 1 : 0}|${check.burst ?? ''}`;
+}
+
+function specMap(specs: readonly LimitCheck[]): Map<string, number> {
+  const map = new Map<string, number>();
+  specs.forEach((spec, i) => map.set(specFields(spec), i));
+  return map;
 }

@@ -349,7 +349,7 @@ class RedisCounterStore implements RedisStore {
     this.probeTimer = undefined;
     const nodes = this.client instanceof Cluster ? this.client.nodes('master') : [];
     Promise.all(nodes.map((node) => node.ping()))
-      .then(() => this.client.sluiceDecide(0, ''))
+      .then(() => this.client.sluiceDecide(0, '', 0))
       .then(
         () => {
           this.probing = false;
