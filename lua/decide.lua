@@ -8,12 +8,16 @@
             src/limiter/counter-key.ts). A key may repeat, within a request or across requests:
             each check sees the charges of the checks and requests before it.
   ARGV[1]   now, epoch ms; '' reads Redis TIME instead (one clock for every sluice instance).
-  Then, per request r, in order:
-            charge_rejected ('1': charge rejected hits too, the reference's counting; '0':
-            all-or-nothing), n (its number of checks), then 6 fields per check i of the request:
+  ARGV[2]   s, the number of distinct check specs in the batch; then 6 fields per spec:
             algorithm name, limit, window ms, hits (0 = check only), enforced ('1', or '0' for
             shadow rules whose rejection does not block the request), burst (token_bucket's
             bucket size; '' = the limit, and ignored by the other algorithms).
+            (The requests of a batch mostly repeat a few specs: sent once, they cost neither
+            sluice nor Redis an argument per field per check.)
+  Then, per request r, in order:
+            charge_rejected ('1': charge rejected hits too, the reference's counting; '0':
+            all-or-nothing), n (its number of checks), then per check i of the request the
+            index (1-based) of its spec.
   Reply     integers only: { now ms, then per request r: charged (1 when r's hits were written,
             else 0), then per check i of r: admitted (1/0), remaining, reset ms,
             uncharged remaining, uncharged reset ms, window index }
@@ -60,9 +64,44 @@ end
 local current = {}
 local loaded = {}
 local expires = {}
+-- The specs, as parallel arrays, each checked once.
+local spec_count = tonumber(ARGV[2])
+if spec_count == nil or spec_count < 0 or 2 + 6 * spec_count > #ARGV then
+  return redis.error_reply(string.format('ERR sluice decide: bad spec count or too few arguments (%d arguments)', #ARGV))
+end
+local spec_algorithm = {}
+local spec_limit = {}
+local spec_window = {}
+local spec_hits = {}
+local spec_enforced = {}
+local spec_burst = {}
+for s = 1, spec_count do
+  local at = 3 + 6 * (s - 1)
+  local name = ARGV[at]
+  local algorithm = ALGORITHMS[name]
+  if algorithm == nil then
+    return redis.error_reply('ERR sluice decide: unknown algorithm ' .. name)
+  end
+  local limit = tonumber(ARGV[at + 1])
+  local window_ms = tonumber(ARGV[at + 2])
+  local hits = tonumber(ARGV[at + 3])
+  if limit == nil or window_ms == nil or window_ms <= 0 or hits == nil then
+    return redis.error_reply(string.format('ERR sluice decide: spec %d has a bad limit, window or hits', s))
+  end
+  if algorithm.max_limit ~= nil and limit > algorithm.max_limit then
+    return redis.error_reply(string.format('ERR sluice decide: spec %d: %s limits are capped at %d', s, name, algorithm.max_limit))
+  end
+  spec_algorithm[s] = algorithm
+  spec_limit[s] = limit
+  spec_window[s] = window_ms
+  spec_hits[s] = hits
+  spec_enforced[s] = ARGV[at + 4] == '1'
+  spec_burst[s] = tonumber(ARGV[at + 5])
+end
+
 local reply = { now }
 local size = 1
-local arg = 2
+local arg = 3 + 6 * spec_count
 local key_index = 0
 local request = 0
 -- A request's staged charges, as parallel arrays reused for every request (no table per
@@ -76,7 +115,7 @@ while arg <= #ARGV do
   request = request + 1
   local charge_rejected = ARGV[arg] == '1'
   local count = tonumber(ARGV[arg + 1])
-  if count == nil or count < 0 or arg + 1 + 6 * count > #ARGV or key_index + count > #KEYS then
+  if count == nil or count < 0 or arg + 1 + count > #ARGV or key_index + count > #KEYS then
     return redis.error_reply(string.format('ERR sluice decide: request %d: bad check count or too few arguments (%d keys, %d arguments)', request, #KEYS, #ARGV))
   end
   arg = arg + 2
@@ -88,19 +127,10 @@ while arg <= #ARGV do
   local all_admitted = true
   for i = 1, count do
     local key = KEYS[key_index + i]
-    local name = ARGV[arg]
-    local algorithm = ALGORITHMS[name]
-    if algorithm == nil then
-      return redis.error_reply('ERR sluice decide: unknown algorithm ' .. name)
-    end
-    local limit = tonumber(ARGV[arg + 1])
-    local window_ms = tonumber(ARGV[arg + 2])
-    local hits = tonumber(ARGV[arg + 3])
-    if limit == nil or window_ms == nil or window_ms <= 0 or hits == nil then
-      return redis.error_reply(string.format('ERR sluice decide: check %d has a bad limit, window or hits', i))
-    end
-    if algorithm.max_limit ~= nil and limit > algorithm.max_limit then
-      return redis.error_reply(string.format('ERR sluice decide: check %d: %s limits are capped at %d', i, name, algorithm.max_limit))
+    local spec = tonumber(ARGV[arg + i - 1])
+    local algorithm = spec and spec_algorithm[spec]
+    if not algorithm then
+      return redis.error_reply(string.format('ERR sluice decide: request %d: check %d has no spec %s', request, i, tostring(ARGV[arg + i - 1])))
     end
     -- This request's own earlier charge of the key, else the batch's, else what Redis holds.
     local state
@@ -121,7 +151,7 @@ while arg <= #ARGV do
       end
     end
     local admitted, next_state, expires_at, window, charged_remaining, charged_reset, uncharged_remaining, uncharged_reset =
-      algorithm.evaluate(state, limit, window_ms, hits, tonumber(ARGV[arg + 5]), now, charge_rejected)
+      algorithm.evaluate(state, spec_limit[spec], spec_window[spec], spec_hits[spec], spec_burst[spec], now, charge_rejected)
     local at = base + 6 * (i - 1)
     if charge_rejected or admitted then
       if slot == 0 then
@@ -143,15 +173,15 @@ while arg <= #ARGV do
       reply[at + 1] = 1
     else
       reply[at + 1] = 0
-      if ARGV[arg + 4] == '1' then
+      if spec_enforced[spec] then
         all_admitted = false
       end
     end
     reply[at + 4] = uncharged_remaining
     reply[at + 5] = uncharged_reset
     reply[at + 6] = window
-    arg = arg + 6
   end
+  arg = arg + count
   key_index = key_index + count
 
   if charge_rejected or all_admitted then

@@ -21,19 +21,27 @@ export class InstrumentedStore implements CounterStore {
     private readonly recorder: StoreCallRecorder,
   ) {}
 
-  async decide(checks: readonly LimitCheck[], options: DecideOptions): Promise<readonly LimitOutcome[]> {
+  decide(checks: readonly LimitCheck[], options: DecideOptions): Promise<readonly LimitOutcome[]> {
     const started = performance.now();
-    const seconds = (): number => (performance.now() - started) / 1000;
-    const late = (): boolean => options.ticket?.abandoned === true;
+    let answer: Promise<readonly LimitOutcome[]>;
     try {
-      const outcomes = await this.inner.decide(checks, options);
-      this.recorder.storeCall(seconds(), late() ? 'timeout' : undefined);
-      return outcomes;
+      answer = this.inner.decide(checks, options);
     } catch (err) {
-      const kind: StoreErrorKind = err instanceof StoreError && err.transient ? (late() ? 'timeout' : 'unavailable') : 'error';
-      this.recorder.storeCall(seconds(), kind);
-      throw err;
+      answer = Promise.reject(err);
     }
+    // `then` rather than an async frame: one promise per call instead of three.
+    return answer.then(
+      (outcomes) => {
+        this.recorder.storeCall((performance.now() - started) / 1000, options.ticket?.abandoned === true ? 'timeout' : undefined);
+        return outcomes;
+      },
+      (err: unknown) => {
+        const late = options.ticket?.abandoned === true;
+        const kind: StoreErrorKind = err instanceof StoreError && err.transient ? (late ? 'timeout' : 'unavailable') : 'error';
+        this.recorder.storeCall((performance.now() - started) / 1000, kind);
+        throw err;
+      },
+    );
   }
 
   close(): Promise<void> {

@@ -107,18 +107,26 @@ export class OverLimitCacheStore implements CounterStore {
     }
   }
 
-  async decide(checks: readonly LimitCheck[], options: DecideOptions): Promise<readonly LimitOutcome[]> {
+  decide(checks: readonly LimitCheck[], options: DecideOptions): Promise<readonly LimitOutcome[]> {
     const sentMs = this.options.clock.nowMs();
-    if (checks.length > 0) {
+    // An empty cache answers nothing: no lookups (each hashes a fresh key string).
+    if (checks.length > 0 && this.entries.size > 0) {
       const local = this.answerLocally(checks, options, sentMs);
       if (local !== undefined) {
         this.options.recorder?.overLimitCacheHit();
-        return local;
+        return Promise.resolve(local);
       }
     }
-    const outcomes = await this.inner.decide(checks, options);
-    this.remember(checks, outcomes, options, sentMs);
-    return outcomes;
+    let answer: Promise<readonly LimitOutcome[]>;
+    try {
+      answer = this.inner.decide(checks, options);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return answer.then((outcomes) => {
+      this.remember(checks, outcomes, options, sentMs);
+      return outcomes;
+    });
   }
 
   /** Entries held (expired ones not yet read included). */
@@ -174,25 +182,27 @@ export class OverLimitCacheStore implements CounterStore {
     sentMs: number,
   ): void {
     let changed = false;
-    // Two checks on one counter in a request see each other's staged hits: a retry time computed
-    // with hits that were then not charged would be too late, so such counters are not learnt.
-    const seen = new Set<string>();
-    const repeated = new Set<string>();
-    for (const check of checks) (seen.has(check.key) ? repeated : seen).add(check.key);
-    checks.forEach((check, i) => {
+    const repeated = checks.length > SCAN_CHECKS ? repeatedKeys(checks) : undefined;
+    for (let i = 0; i < checks.length; i++) {
+      const check = checks[i]!;
       const outcome = outcomes[i];
-      if (outcome === undefined || repeated.has(check.key)) return;
+      if (outcome === undefined) continue;
+      // Nothing to learn from an admission; only an entry it contradicts (another config) goes,
+      // and an empty cache has none.
+      if (outcome.admitted && this.entries.size === 0) continue;
+      // Two checks on one counter in a request see each other's staged hits: a retry time computed
+      // with hits that were then not charged would be too late, so such counters are not learnt.
+      if (repeatsKey(checks, i, repeated)) continue;
       const old = this.entries.get(check.key);
       if (outcome.admitted) {
-        // Nothing to learn from an admission; an entry it contradicts (another config) goes.
         if (old !== undefined && this.lookup(check, options, sentMs) !== undefined) {
           this.drop(check.key, old);
           changed = true;
         }
-        return;
+        continue;
       }
-      if (!(outcome.resetMs > 0)) return;
-      if (options.chargeRejectedHits && check.algorithm !== 'fixed_window') return;
+      if (!(outcome.resetMs > 0)) continue;
+      if (options.chargeRejectedHits && check.algorithm !== 'fixed_window') continue;
       const entry: Entry = {
         algorithm: check.algorithm,
         limit: check.limit,
@@ -207,7 +217,7 @@ export class OverLimitCacheStore implements CounterStore {
       this.entries.set(check.key, entry);
       this.bytes += entry.bytes;
       changed = true;
-    });
+    }
     if (!changed) return;
     this.evict();
     this.publish();
@@ -240,4 +250,28 @@ export class OverLimitCacheStore implements CounterStore {
   private publish(): void {
     this.options.recorder?.overLimitCacheEntries(this.entries.size);
   }
+}
+
+/** Above this many checks, repeated keys are found with a set rather than by scanning. */
+const SCAN_CHECKS = 16;
+
+/** Keys that appear more than once in a request (long requests only, see `repeatsKey`). */
+function repeatedKeys(checks: readonly LimitCheck[]): ReadonlySet<string> {
+  const seen = new Set<string>();
+  const repeated = new Set<string>();
+  for (const check of checks) (seen.has(check.key) ? repeated : seen).add(check.key);
+  return repeated;
+}
+
+/**
+ * Whether another check of the request has the same key. Requests mostly have a few checks: a
+ * scan costs less than building two sets per request.
+ */
+function repeatsKey(checks: readonly LimitCheck[], i: number, repeated: ReadonlySet<string> | undefined): boolean {
+  const key = checks[i]!.key;
+  if (repeated !== undefined) return repeated.has(key);
+  for (let j = 0; j < checks.length; j++) {
+    if (j !== i && checks[j]!.key === key) return true;
+  }
+  return false;
 }

@@ -87,11 +87,19 @@ function fail(reason: string, kind: Failure['kind'] = 'store', cause?: unknown):
   return { ok: false, failure: { reason, kind, ...(cause !== undefined && { cause }) } };
 }
 
+/** What a waiting call needs from its store (one object per store, not closures per call). */
+interface PendingOwner {
+  expire(call: PendingDecision): void;
+  /** The call's outcomes from the primary's result: its outcomes, or its failure policy's. Throws as `decide` rejects. */
+  conclude(checks: readonly LimitCheck[], options: DecideOptions, result: PrimaryResult): readonly LimitOutcome[];
+}
+
 /**
  * One call waiting for the primary. It is settled exactly once: by the primary's answer, by its
  * deadline (from the shared DeadlineQueue), or by the store being declared down. Whichever comes
  * second is ignored; a primary answer that comes after the call was abandoned is taken back by the
- * primary itself (it sees `abandoned` on the ticket).
+ * primary itself (it sees `abandoned` on the ticket). `answer` is what `decide` returns: settling
+ * applies the failure policy itself, so a call costs one promise here.
  */
 class PendingDecision implements DeadlineEntry, DecisionTicket {
   abandoned = false;
@@ -101,29 +109,37 @@ class PendingDecision implements DeadlineEntry, DecisionTicket {
   /** Its links in the store's list of calls in flight. */
   before: PendingDecision | undefined = undefined;
   after: PendingDecision | undefined = undefined;
-  readonly result: Promise<PrimaryResult>;
-  private settleWith!: (result: PrimaryResult) => void;
+  readonly answer: Promise<readonly LimitOutcome[]>;
+  private resolveWith!: (outcomes: readonly LimitOutcome[]) => void;
+  private rejectWith!: (err: unknown) => void;
   private settled = false;
 
   constructor(
     readonly atMs: number,
     readonly permit: BreakerPermit,
-    private readonly onExpire: (call: PendingDecision) => void,
+    private readonly checks: readonly LimitCheck[],
+    private readonly options: DecideOptions,
+    private readonly owner: PendingOwner,
   ) {
-    this.result = new Promise<PrimaryResult>((resolve) => {
-      this.settleWith = resolve;
+    this.answer = new Promise<readonly LimitOutcome[]>((resolve, reject) => {
+      this.resolveWith = resolve;
+      this.rejectWith = reject;
     });
   }
 
   expire(): void {
-    this.onExpire(this);
+    this.owner.expire(this);
   }
 
   /** False when already settled. */
   settle(result: PrimaryResult): boolean {
     if (this.settled) return false;
     this.settled = true;
-    this.settleWith(result);
+    try {
+      this.resolveWith(this.owner.conclude(this.checks, this.options, result));
+    } catch (err) {
+      this.rejectWith(err);
+    }
     return true;
   }
 }
@@ -166,6 +182,10 @@ export class ResilientStore implements CounterStore {
   private inFlight: PendingDecision | undefined;
   /** Calls waiting for the store's first verdict. */
   private readonly startWaiters = new Set<() => void>();
+  private readonly pendingOwner: PendingOwner = {
+    expire: (call) => this.expire(call),
+    conclude: (checks, options, result) => this.conclude(checks, options, result),
+  };
 
   constructor(private readonly options: ResilientStoreOptions) {
     this.margin = options.deadlineMarginMs ?? DEFAULT_DEADLINE_MARGIN_MS;
@@ -227,9 +247,37 @@ export class ResilientStore implements CounterStore {
     this.availabilityListeners.push(listener);
   }
 
-  async decide(checks: readonly LimitCheck[], options: DecideOptions): Promise<readonly LimitOutcome[]> {
-    if (checks.length === 0) return [];
-    const result = await this.tryPrimary(checks, options);
+  decide(checks: readonly LimitCheck[], options: DecideOptions): Promise<readonly LimitOutcome[]> {
+    if (checks.length === 0) return Promise.resolve([]);
+    const deadline = options.deadlineMs;
+    if (deadline !== undefined && deadline <= this.options.clock.nowMs()) {
+      return Promise.reject(new DeadlineExceededError('deadline exceeded before the store was asked'));
+    }
+    if (this.options.availability?.state() === 'starting') return this.decideOnceStarted(checks, options);
+    return this.answerOf(checks, options);
+  }
+
+  /** Until the store's first verdict, a call waits for it (up to its deadline). */
+  private async decideOnceStarted(checks: readonly LimitCheck[], options: DecideOptions): Promise<readonly LimitOutcome[]> {
+    const deadline = options.deadlineMs;
+    await this.firstVerdict(deadline === undefined ? undefined : deadline - this.margin);
+    if (this.options.availability?.state() === 'starting') {
+      return this.conclude(checks, options, fail('the store was still connecting at the deadline', 'deadline'));
+    }
+    return this.answerOf(checks, options);
+  }
+
+  /** The call's answer: the primary's (when it is asked) or its failure policy's. */
+  private answerOf(checks: readonly LimitCheck[], options: DecideOptions): Promise<readonly LimitOutcome[]> {
+    try {
+      const result = this.tryPrimary(checks, options);
+      return result instanceof PendingDecision ? result.answer : Promise.resolve(this.conclude(checks, options, result));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  private conclude(checks: readonly LimitCheck[], options: DecideOptions, result: PrimaryResult): readonly LimitOutcome[] {
     if (!result.ok && result.failure === undefined) throw result.bug;
     if (result.ok) return result.outcomes;
     return this.applyPolicy(checks, options, result.failure);
@@ -242,18 +290,14 @@ export class ResilientStore implements CounterStore {
     await Promise.all([this.options.primary.close(), this.options.local.close()]);
   }
 
-  /** The primary's outcomes, or why there are none. Never rejects. */
-  private async tryPrimary(checks: readonly LimitCheck[], options: DecideOptions): Promise<PrimaryResult> {
+  /**
+   * Sends the call to the primary (the call waiting for it), or says why it is not sent. Called
+   * once the deadline was checked and the store has had its first verdict.
+   */
+  private tryPrimary(checks: readonly LimitCheck[], options: DecideOptions): PrimaryResult | PendingDecision {
     const deadline = options.deadlineMs;
     const clock = this.options.clock;
-    if (deadline !== undefined && deadline <= clock.nowMs()) {
-      throw new DeadlineExceededError('deadline exceeded before the store was asked');
-    }
     const availability = this.options.availability;
-    if (availability !== undefined && availability.state() === 'starting') {
-      await this.firstVerdict(deadline === undefined ? undefined : deadline - this.margin);
-      if (availability.state() === 'starting') return fail('the store was still connecting at the deadline', 'deadline');
-    }
     if (availability !== undefined && availability.state() === 'down') {
       return fail(`store unavailable: ${availability.downReason()}`);
     }
@@ -275,7 +319,7 @@ export class ResilientStore implements CounterStore {
       );
     }
 
-    const call = new PendingDecision(giveUpAt, permit, (expired) => this.expire(expired));
+    const call = new PendingDecision(giveUpAt, permit, checks, options, this.pendingOwner);
     if (deadline !== undefined) this.deadlines.add(call);
     this.track(call);
     let answer: Promise<readonly LimitOutcome[]>;
@@ -300,7 +344,7 @@ export class ResilientStore implements CounterStore {
         call.settle(this.classify(err, permit));
       },
     );
-    return call.result;
+    return call;
   }
 
   /**

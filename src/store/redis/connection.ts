@@ -38,11 +38,17 @@ export function createRedisClient(options: RedisStoreOptions): RedisClient {
     ...(options.username !== undefined ? { username: options.username } : {}),
     ...(options.password !== undefined ? { password: options.password } : {}),
   };
+  // The scripts' command names (defineCommand): never auto-pipelined (see below).
+  const scriptCommands = Object.values(loadScripts()).map((s) => s.command);
   const common: RedisOptions = {
     ...auth,
     ...(tls !== undefined ? { tls } : {}),
     connectTimeout: CONNECT_TIMEOUT_MS,
     enableAutoPipelining: true,
+    // The scripts are not auto-pipelined: DecideBatcher already sends one decide call per
+    // event-loop turn (per slot), and auto-pipelining would only wrap that call in a pipeline of
+    // one and send it a turn later.
+    autoPipeliningIgnoredCommands: scriptCommands,
     maxRetriesPerRequest: 0,
     autoResendUnfulfilledCommands: false,
     // A demoted master (sentinel failover) answers READONLY: reconnect to find the new one, but
@@ -92,7 +98,7 @@ export function createRedisClient(options: RedisStoreOptions): RedisClient {
         // different nodes would share one pipeline and fail ("All keys in the pipeline should
         // belong to the same slots allocation group"). So scripts are sent as they come (still
         // without waiting for earlier replies) and routed by their first key.
-        autoPipeliningIgnoredCommands: Object.values(loadScripts()).map((s) => s.command),
+        autoPipeliningIgnoredCommands: scriptCommands,
         clusterRetryStrategy: reconnectDelayMs,
         clusterNodeRetryStrategy: reconnectDelayMs,
         // "Connection is closed" may hit a script that already ran: failing is better than

@@ -1,14 +1,29 @@
 import { StoreError } from '../../errors';
 import type { LimitCheck } from '../counter-store';
 
-/** Sends one decide.lua call: the key count, then the keys, then ARGV. */
-export type DecideSender = (numKeys: number, keysThenArgs: Array<string | number>) => Promise<unknown>;
+/**
+ * Sends one decide.lua call: the key count, then one array holding the keys, then ARGV (ioredis
+ * flattens it into the command: no spread of hundreds of arguments into a call).
+ */
+export type DecideSender = (numKeys: number, keysThenArgs: ReadonlyArray<string | number>) => Promise<unknown>;
+
+/**
+ * A request's slice of a batch's reply: `values[at]` is its `charged` flag, then 6 integers per
+ * check (see lua/decide.lua). The whole reply is shared by the requests of the batch (no copy
+ * per request).
+ */
+export interface BatchReply {
+  readonly values: readonly number[];
+  readonly at: number;
+}
 
 /** One request (or, on a cluster, the part of one request in one slot) waiting for its batch. */
-interface Part {
+interface Part extends BatchReply {
   readonly checks: readonly LimitCheck[];
   readonly chargeRejectedHits: boolean;
-  resolve(values: readonly number[]): void;
+  values: readonly number[];
+  at: number;
+  resolve(reply: BatchReply): void;
   reject(err: unknown): void;
 }
 
@@ -19,6 +34,12 @@ interface Part {
 export const MAX_BATCH_CHECKS = 256;
 /** Integers per check in decide.lua's reply. */
 const REPLY_PER_CHECK = 6;
+/** ARGV per spec (distinct check parameters), and per request ahead of its checks' spec indexes. */
+const ARGS_PER_SPEC = 6;
+const ARGS_PER_PART = 2;
+/** Up to this many specs in a batch, a check's spec is found by scanning; beyond, by a map. */
+const SCAN_SPECS = 16;
+const NO_VALUES: readonly number[] = [];
 
 /**
  * Coalesces the decide calls of one event-loop turn into one decide.lua call per slot (one per
@@ -29,13 +50,13 @@ const REPLY_PER_CHECK = 6;
  * none waits for a later turn. Each request is still decided all-or-nothing and in arrival order
  * (decide.lua); the batch only shares the round trip and the script call.
  *
- * `submit` resolves with the request's slice of the reply: `charged`, then 6 integers per check
- * (see lua/decide.lua).
+ * `submit` resolves with the request's slice of the reply (`BatchReply`).
  */
 export class DecideBatcher {
   /** Queued parts by slot (`-1` outside a cluster). */
   private readonly queued = new Map<number, Part[]>();
   private scheduled = false;
+  private readonly flushNow = (): void => this.flush();
 
   constructor(
     private readonly send: DecideSender,
@@ -43,18 +64,18 @@ export class DecideBatcher {
     private readonly now: () => string,
   ) {}
 
-  submit(slot: number | undefined, checks: readonly LimitCheck[], chargeRejectedHits: boolean): Promise<readonly number[]> {
-    return new Promise<readonly number[]>((resolve, reject) => {
+  submit(slot: number | undefined, checks: readonly LimitCheck[], chargeRejectedHits: boolean): Promise<BatchReply> {
+    return new Promise<BatchReply>((resolve, reject) => {
       const at = slot ?? -1;
       let parts = this.queued.get(at);
       if (parts === undefined) {
         parts = [];
         this.queued.set(at, parts);
       }
-      parts.push({ checks, chargeRejectedHits, resolve, reject });
+      parts.push({ checks, chargeRejectedHits, values: NO_VALUES, at: 0, resolve, reject });
       if (!this.scheduled) {
         this.scheduled = true;
-        setImmediate(() => this.flush());
+        setImmediate(this.flushNow);
       }
     });
   }
@@ -73,24 +94,68 @@ export class DecideBatcher {
           checks += parts[end]!.checks.length;
           end += 1;
         }
-        this.sendBatch(parts.slice(start, end), checks);
+        this.sendBatch(start === 0 && end === parts.length ? parts : parts.slice(start, end), checks);
         start = end;
       }
     }
   }
 
   private sendBatch(parts: readonly Part[], checks: number): void {
-    const keys: string[] = new Array<string>(checks);
-    const args: Array<string | number> = [this.now()];
-    let k = 0;
+    // The batch's distinct specs (check parameters), each sent once, and each check's index in
+    // them: requests mostly repeat a few limits, so a check costs a key and an index.
+    const specs: LimitCheck[] = [];
+    const specOf = new Array<number>(checks);
+    let byFields: Map<string, number> | undefined;
+    let c = 0;
     for (const part of parts) {
-      args.push(part.chargeRejectedHits ? '1' : '0', part.checks.length);
       for (const check of part.checks) {
-        keys[k++] = check.key;
-        args.push(check.algorithm, check.limit, check.windowMs, check.hits, check.enforced ? '1' : '0', check.burst ?? '');
+        let index = -1;
+        if (byFields === undefined) {
+          for (let s = 0; s < specs.length; s++) {
+            if (sameSpec(specs[s]!, check)) {
+              index = s;
+              break;
+            }
+          }
+          if (index < 0 && specs.length === SCAN_SPECS) byFields = specMap(specs);
+        }
+        if (byFields !== undefined) {
+          const fields = specFields(check);
+          index = byFields.get(fields) ?? -1;
+          if (index < 0) byFields.set(fields, specs.length);
+        }
+        if (index < 0) {
+          index = specs.length;
+          specs.push(check);
+        }
+        specOf[c++] = index + 1;
       }
     }
-    this.send(checks, [...keys, ...args]).then(
+
+    // One array, sized up front: the keys, then ARGV (see lua/decide.lua).
+    const keysThenArgs = new Array<string | number>(checks + 2 + ARGS_PER_SPEC * specs.length + ARGS_PER_PART * parts.length + checks);
+    let k = 0;
+    let a = checks;
+    keysThenArgs[a++] = this.now();
+    keysThenArgs[a++] = specs.length;
+    for (const spec of specs) {
+      keysThenArgs[a++] = spec.algorithm;
+      keysThenArgs[a++] = spec.limit;
+      keysThenArgs[a++] = spec.windowMs;
+      keysThenArgs[a++] = spec.hits;
+      keysThenArgs[a++] = spec.enforced ? '1' : '0';
+      keysThenArgs[a++] = spec.burst ?? '';
+    }
+    for (const part of parts) {
+      const partChecks = part.checks;
+      keysThenArgs[a++] = part.chargeRejectedHits ? '1' : '0';
+      keysThenArgs[a++] = partChecks.length;
+      for (const check of partChecks) {
+        keysThenArgs[a++] = specOf[k]!;
+        keysThenArgs[k++] = check.key;
+      }
+    }
+    this.send(checks, keysThenArgs).then(
       (reply) => {
         const problem = replyProblem(reply, parts);
         if (problem !== undefined) {
@@ -100,9 +165,10 @@ export class DecideBatcher {
         const values = reply as number[];
         let at = 1;
         for (const part of parts) {
-          const size = 1 + REPLY_PER_CHECK * part.checks.length;
-          part.resolve(values.slice(at, at + size));
-          at += size;
+          part.values = values;
+          part.at = at;
+          part.resolve(part);
+          at += 1 + REPLY_PER_CHECK * part.checks.length;
         }
       },
       (err: unknown) => {
@@ -116,8 +182,34 @@ export class DecideBatcher {
 function replyProblem(reply: unknown, parts: readonly Part[]): string | undefined {
   let expected = 1;
   for (const part of parts) expected += 1 + REPLY_PER_CHECK * part.checks.length;
-  if (!Array.isArray(reply) || reply.length !== expected || !reply.every((v) => typeof v === 'number')) {
+  if (!Array.isArray(reply) || reply.length !== expected) {
     return `unexpected script reply (wanted ${expected} integers)`;
   }
+  for (let i = 0; i < expected; i++) {
+    if (typeof reply[i] !== 'number') return `unexpected script reply (wanted ${expected} integers)`;
+  }
   return undefined;
+}
+
+/** Whether two checks have the same spec: the fields decide.lua takes per spec. */
+function sameSpec(a: LimitCheck, b: LimitCheck): boolean {
+  return (
+    a.algorithm === b.algorithm &&
+    a.limit === b.limit &&
+    a.windowMs === b.windowMs &&
+    a.hits === b.hits &&
+    a.enforced === b.enforced &&
+    a.burst === b.burst
+  );
+}
+
+/** A check's spec as one string, for batches with many distinct specs. */
+function specFields(check: LimitCheck): string {
+  return `${check.algorithm}|${check.limit}|${check.windowMs}|${check.hits}|${check.enforced ? 1 : 0}|${check.burst ?? ''}`;
+}
+
+function specMap(specs: readonly LimitCheck[]): Map<string, number> {
+  const map = new Map<string, number>();
+  specs.forEach((spec, i) => map.set(specFields(spec), i));
+  return map;
 }

@@ -9,7 +9,7 @@ import { type RedisClient, createRedisClient, describeRedisTarget } from './conn
 import { isTransientRedisError, toStoreError } from './errors';
 import { keySlot } from './key-slot';
 import type { RedisStoreOptions } from './options';
-import { DecideBatcher } from './decide-batcher';
+import { type BatchReply, DecideBatcher } from './decide-batcher';
 import { defineScripts } from './scripts';
 import { StallWatch } from './stall-watch';
 
@@ -122,7 +122,9 @@ class RedisCounterStore implements RedisStore {
   ) {
     defineScripts(client);
     this.batcher = new DecideBatcher(
-      (numKeys, keysThenArgs) => client.sluiceDecide(numKeys, ...keysThenArgs),
+      // The Buffer variant: the reply is integers only, so ioredis's walk converting bulk
+      // strings to text would find nothing to convert.
+      (numKeys, keysThenArgs) => client.sluiceDecideBuffer(numKeys, keysThenArgs),
       // Whole milliseconds: the script's replies are integers. Real clocks (Date.now) already are.
       () => (clock === undefined ? '' : String(Math.floor(clock.nowMs()))),
     );
@@ -173,8 +175,43 @@ class RedisCounterStore implements RedisStore {
     });
   }
 
-  async decide(checks: readonly LimitCheck[], options: DecideOptions): Promise<readonly LimitOutcome[]> {
-    if (checks.length === 0) return [];
+  decide(checks: readonly LimitCheck[], options: DecideOptions): Promise<readonly LimitOutcome[]> {
+    if (checks.length === 0) return Promise.resolve([]);
+    return this.isCluster ? this.decideGroups(checks, options) : this.decideOne(checks, options);
+  }
+
+  /**
+   * Outside a cluster every check is in one script call: the same decision as `decideGroups`
+   * with a single group, read straight from the batch's reply (no group, per-check reply objects
+   * or settled-promise array per call; they are built only for a refund).
+   */
+  private decideOne(checks: readonly LimitCheck[], options: DecideOptions): Promise<readonly LimitOutcome[]> {
+    return this.batcher.submit(undefined, checks, options.chargeRejectedHits).then(
+      (reply) => {
+        const values = reply.values;
+        const charged = values[reply.at] === 1;
+        // One group: the request is admitted exactly when its call charged; decide.lua already
+        // reports the uncharged pair for a call that charged nothing.
+        const outcomes = new Array<LimitOutcome>(checks.length);
+        for (let j = 0, at = reply.at + 1; j < checks.length; j++, at += DECIDE_FIELDS) {
+          outcomes[j] = { admitted: values[at] === 1, remaining: values[at + 1]!, resetMs: values[at + 2]! };
+        }
+        if (charged && options.ticket?.abandoned === true && !options.chargeRejectedHits) {
+          // As in `decideGroups`: a charge whose caller was answered without it must not stand.
+          const group: SlotGroup = { indexes: checks.map((_, i) => i), checks, slot: undefined };
+          void this.undo([parseDecideReply(reply, group)], 'the answer came after its caller stopped waiting');
+        }
+        return outcomes;
+      },
+      (err: unknown) => {
+        const failure = toStoreError(`decide (${checks.length} check${checks.length === 1 ? '' : 's'})`, err);
+        this.noteFailure(failure);
+        throw failure;
+      },
+    );
+  }
+
+  private async decideGroups(checks: readonly LimitCheck[], options: DecideOptions): Promise<readonly LimitOutcome[]> {
     const decision = await this.run(checks, options);
     if (options.ticket?.abandoned === true && !options.chargeRejectedHits) {
       // The caller was answered without this decision (its deadline passed, or the store was
@@ -249,13 +286,13 @@ class RedisCounterStore implements RedisStore {
   }
 
   private async callDecide(group: SlotGroup, chargeRejectedHits: boolean): Promise<GroupReply> {
-    let values: readonly number[];
+    let reply: BatchReply;
     try {
-      values = await this.batcher.submit(group.slot, group.checks, chargeRejectedHits);
+      reply = await this.batcher.submit(group.slot, group.checks, chargeRejectedHits);
     } catch (err) {
       throw toStoreError(describeGroup('decide', group), err);
     }
-    return parseDecideReply(values, group);
+    return parseDecideReply(reply, group);
   }
 
   /**
@@ -312,7 +349,7 @@ class RedisCounterStore implements RedisStore {
     this.probeTimer = undefined;
     const nodes = this.client instanceof Cluster ? this.client.nodes('master') : [];
     Promise.all(nodes.map((node) => node.ping()))
-      .then(() => this.client.sluiceDecide(0, ''))
+      .then(() => this.client.sluiceDecide(0, '', 0))
       .then(
         () => {
           this.probing = false;
@@ -367,10 +404,11 @@ function describeGroup(op: string, group: SlotGroup): string {
 }
 
 /** One request's slice of decide.lua's reply (`charged`, then 6 integers per check) as typed outcomes. */
-function parseDecideReply(values: readonly number[], group: SlotGroup): GroupReply {
+function parseDecideReply(reply: BatchReply, group: SlotGroup): GroupReply {
+  const values = reply.values;
   const checks: CheckReply[] = [];
   for (let j = 0; j < group.indexes.length; j++) {
-    const at = 1 + DECIDE_FIELDS * j;
+    const at = reply.at + 1 + DECIDE_FIELDS * j;
     const admitted = values[at] === 1;
     checks.push({
       admitted,
@@ -379,5 +417,5 @@ function parseDecideReply(values: readonly number[], group: SlotGroup): GroupRep
       window: values[at + 5]!,
     });
   }
-  return { group, charged: values[0] === 1, checks };
+  return { group, charged: values[reply.at] === 1, checks };
 }

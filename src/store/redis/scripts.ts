@@ -12,6 +12,11 @@ declare module 'ioredis' {
   interface RedisCommander<Context> {
     /** lua/decide.lua. Reply: integers, see the script header. */
     sluiceDecide(numKeys: number, ...keysThenArgs: ScriptArg[]): Result<unknown, Context>;
+    /**
+     * lua/decide.lua with the keys and ARGV in one array (ioredis flattens it), and its reply
+     * not converted to text (it is integers only).
+     */
+    sluiceDecideBuffer(numKeys: number, keysThenArgs: readonly ScriptArg[]): Result<unknown, Context>;
     /** lua/refund.lua. Reply: the number of counters changed. */
     sluiceRefund(numKeys: number, ...keysThenArgs: ScriptArg[]): Result<unknown, Context>;
   }

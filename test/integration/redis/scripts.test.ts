@@ -32,6 +32,8 @@ interface ScriptCase {
   readonly setup?: Record<string, Stored>;
   readonly keys: readonly string[];
   readonly argv: ReadonlyArray<string | number>;
+  /** decide.lua: `argv` is already in the script's layout (specs first), not translated by `specLayout`. */
+  readonly raw?: boolean;
   /** The whole reply, or `{ error }` matching the error message. */
   readonly expected: ReadonlyArray<number> | number | { readonly error: RegExp };
   /** State afterwards, by key name (null: the key must not exist). Keys not listed are not checked. */
@@ -49,6 +51,31 @@ const chk = (
   windowMs = W,
   burst: number | '' = '',
 ): Array<string | number> => [algorithm, limit, windowMs, hits, enforced, burst];
+
+/**
+ * decide.lua's ARGV from the layout the cases are written in (`now`, then per request its charge
+ * flag, its check count and 6 fields per check): `now`, the distinct specs (6 fields each, in
+ * order of first use), then per request its charge flag, its check count and its checks' spec
+ * indexes (1-based), as DecideBatcher sends them.
+ */
+const specLayout = (argv: ReadonlyArray<string | number>): Array<string | number> => {
+  const specs: Array<Array<string | number>> = [];
+  const requests: Array<string | number> = [];
+  let at = 1;
+  while (at < argv.length) {
+    const count = Number(argv[at + 1]);
+    requests.push(argv[at]!, count);
+    at += 2;
+    for (let i = 0; i < count; i++, at += 6) {
+      const fields = argv.slice(at, at + 6);
+      if (fields.length !== 6) throw new Error(`specLayout: check ${i + 1} has ${fields.length} fields`);
+      let index = specs.findIndex((spec) => spec.every((field, f) => String(field) === String(fields[f])));
+      if (index < 0) index = specs.push(fields) - 1;
+      requests.push(index + 1);
+    }
+  }
+  return [argv[0]!, specs.length, ...specs.flat(), ...requests];
+};
 
 /** ARGV of one refund: algorithm, the window decide returned, hits, limit, window ms. */
 const ref = (algorithm: string, window: number, hits: number, limit = 10, windowMs = W): Array<string | number> => [
@@ -375,7 +402,7 @@ const decideCases: ScriptCase[] = [
     name: 'log: a limit above the cap is refused, not run',
     keys: ['a'],
     argv: [T0, 0, ...chk(L, 129, 1)],
-    expected: { error: /check 1: sliding_log limits are capped at 128/ },
+    expected: { error: /spec 1: sliding_log limits are capped at 128/ },
   },
   {
     name: 'bucket: a first hit stores the debt and the instant, expiring when the bucket is full again',
@@ -449,7 +476,9 @@ const decideCases: ScriptCase[] = [
     expected: [T0, 0, 1, 5, 0, 5, 0, T0, 1, 5, 0, 5, 0, 1000, 1, 5, 0, 5, 0, T0, 0, 0, W, 0, W, T0],
     state: { a: null, b: null, c: null, d: { t: String(T0), d: '60000' } },
   },
-  { name: 'a wrong argument count is an error', keys: ['a'], argv: [T0, 0, S, 1], expected: { error: /sluice decide: request 1: bad check count or too few arguments/ } },
+  { name: 'a wrong argument count is an error', keys: ['a'], argv: [T0, 0, 0, 2, 1], raw: true, expected: { error: /sluice decide: request 1: bad check count or too few arguments/ } },
+  { name: 'a wrong spec count is an error', keys: ['a'], argv: [T0, 1, S, 1], raw: true, expected: { error: /sluice decide: bad spec count or too few arguments/ } },
+  { name: 'a check without a spec is an error', keys: ['a'], argv: [T0, 1, ...chk(S, 1, 1), 0, 1, 2], raw: true, expected: { error: /sluice decide: request 1: check 1 has no spec 2/ } },
   { name: 'an unknown algorithm is an error', keys: ['a'], argv: [T0, 0, ...chk('leaky', 1, 1)], expected: { error: /unknown algorithm leaky/ } },
   { name: 'a zero window is an error', keys: ['a'], argv: [T0, 0, ...chk(F, 1, 1, 1, 0)], expected: { error: /bad limit, window or hits/ } },
 ];
@@ -653,17 +682,18 @@ describe('Lua scripts on a real Redis', () => {
     // Each case is one request: decide.lua's ARGV is `now`, then per request its charge flag, its
     // check count and its checks; the cases above write `now, charge flag, checks`.
     it.each(decideCases.map((c) => [c.name, c] as const))('%s', async (_name, c) => {
-      await runCase(scripts.decide.text, { ...c, argv: [c.argv[0]!, c.argv[1]!, c.keys.length, ...c.argv.slice(2)] });
+      const argv = c.raw === true ? c.argv : specLayout([c.argv[0]!, c.argv[1]!, c.keys.length, ...c.argv.slice(2)]);
+      await runCase(scripts.decide.text, { ...c, argv });
     });
 
     it.each(batchCases.map((c) => [c.name, c] as const))('batch: %s', async (_name, c) => {
-      await runCase(scripts.decide.text, c);
+      await runCase(scripts.decide.text, c.raw === true ? c : { ...c, argv: specLayout(c.argv) });
     });
 
     it('reads Redis TIME when no now is passed, and expires at the exact instant the algorithm gives', async () => {
       const key = `${uniquePrefix()}a`;
       const before = Date.now();
-      const reply = (await redis.eval(scripts.decide.text, 1, key, '', 0, 1, ...chk(S, 5, 1))) as number[];
+      const reply = (await redis.eval(scripts.decide.text, 1, key, ...specLayout(['', 0, 1, ...chk(S, 5, 1)]))) as number[];
       const now = reply[0]!;
       expect(now).toBeGreaterThanOrEqual(before - 1_000);
       expect(now).toBeLessThanOrEqual(Date.now() + 1_000);
@@ -672,23 +702,23 @@ describe('Lua scripts on a real Redis', () => {
       expect(await redis.getBuffer(key)).toEqual(sw([1, now, now]));
 
       const fixedKey = `${uniquePrefix()}f`;
-      const fixed = (await redis.eval(scripts.decide.text, 1, fixedKey, '', 0, 1, ...chk(F, 5, 1))) as number[];
+      const fixed = (await redis.eval(scripts.decide.text, 1, fixedKey, ...specLayout(['', 0, 1, ...chk(F, 5, 1)]))) as number[];
       expect(await redis.call('PEXPIRETIME', fixedKey)).toBe((Math.floor(fixed[0]! / W) + 1) * W);
 
       const logKey = `${uniquePrefix()}l`;
-      const logged = (await redis.eval(scripts.decide.text, 1, logKey, '', 0, 1, ...chk(L, 5, 1))) as number[];
+      const logged = (await redis.eval(scripts.decide.text, 1, logKey, ...specLayout(['', 0, 1, ...chk(L, 5, 1)]))) as number[];
       expect(await redis.call('PEXPIRETIME', logKey)).toBe(logged[0]! + W);
       expect(await redis.getBuffer(logKey)).toEqual(log([logged[0]!, 1]));
 
       const bucketKey = `${uniquePrefix()}g`;
-      const bucket = (await redis.eval(scripts.decide.text, 1, bucketKey, '', 0, 1, ...chk(G, 7, 1))) as number[];
+      const bucket = (await redis.eval(scripts.decide.text, 1, bucketKey, ...specLayout(['', 0, 1, ...chk(G, 7, 1)]))) as number[];
       // Full again once 60000 units drain at 7 a millisecond: ⌈8571.4⌉ ms.
       expect(await redis.call('PEXPIRETIME', bucketKey)).toBe(bucket[0]! + 8_572);
     });
 
     it('has a Lua twin for every algorithm of the TypeScript registry', async () => {
       for (const name of Object.keys(ALGORITHMS)) {
-        const reply = (await redis.eval(scripts.decide.text, 1, `${uniquePrefix()}a`, T0, 0, 1, ...chk(name, 1, 1))) as number[];
+        const reply = (await redis.eval(scripts.decide.text, 1, `${uniquePrefix()}a`, ...specLayout([T0, 0, 1, ...chk(name, 1, 1)]))) as number[];
         expect(reply.slice(0, 3)).toEqual([T0, 1, 1]);
       }
     });
@@ -701,13 +731,13 @@ describe('Lua scripts on a real Redis', () => {
 
     it('keeps the expiry the charge set', async () => {
       const key = `${uniquePrefix()}a`;
-      await redis.eval(scripts.decide.text, 1, key, T0, 0, 1, ...chk(F, 5, 3));
+      await redis.eval(scripts.decide.text, 1, key, ...specLayout([T0, 0, 1, ...chk(F, 5, 3)]));
       await redis.eval(scripts.refund.text, 1, key, ...ref(F, 1000, 3, 5));
       expect(decodeFields(await redis.getBuffer(key), { w: '', c: '' })).toEqual({ w: '1000', c: '0' });
       expect(await redis.pttl(key)).toBeGreaterThan(W - 1_000);
 
       const logKey = `${uniquePrefix()}l`;
-      await redis.eval(scripts.decide.text, 1, logKey, T0, 0, 1, ...chk(L, 5, 3));
+      await redis.eval(scripts.decide.text, 1, logKey, ...specLayout([T0, 0, 1, ...chk(L, 5, 3)]));
       await redis.eval(scripts.refund.text, 1, logKey, ...ref(L, T0, 1, 5));
       expect(await redis.getBuffer(logKey)).toEqual(log([T0, 2]));
       expect(await redis.pttl(logKey)).toBeGreaterThan(W - 1_000);
@@ -719,7 +749,7 @@ describe('Lua scripts on a real Redis', () => {
     // the key version in counter-key.ts if the stored state changes shape.
     it('pins the SHA1 of each assembled script', () => {
       expect({ decide: scripts.decide.sha1, refund: scripts.refund.sha1 }).toEqual({
-        decide: 'e08d5b7f3ecba1fe2d24ab67a74925ad66fe27ee',
+        decide: 'd4098765174dc2359f7d2fd5c6c8555e26e6be91',
         refund: '89624158938858e5274f54eb1fbbe49852446975',
       });
       expect(createHash('sha1').update(scripts.decide.text).digest('hex')).toBe(scripts.decide.sha1);
