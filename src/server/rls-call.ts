@@ -15,7 +15,7 @@ import { fromWireRequest } from './wire';
 
 const METHOD = rateLimitServiceDefinition.ShouldRateLimit!;
 
-/** A request whose bytes failed `checkRequestBytes`: answered INVALID_ARGUMENT. */
+/** A request whose bytes are not a valid `RateLimitRequest` (`checkRequestBytes` says why): answered INVALID_ARGUMENT. */
 export class MalformedRequest {
   constructor(readonly problem: string) {}
 }

@@ -1,3 +1,4 @@
+import { Random } from '../../../bench/accuracy/prng';
 import { rateLimitServiceDefinition, shouldRateLimitMethod, type WireDescriptor, type WireRequestShape } from '../../../src/server/proto';
 import { checkRequestBytes } from '../../../src/server/request-bytes';
 import { decodeRateLimitRequest } from '../../../src/server/request-decoder';
@@ -19,15 +20,10 @@ function newPath(bytes: Buffer): ReturnType<typeof fromWireRequest> | 'refused' 
   return decodeRateLimitRequest(bytes) ?? 'refused';
 }
 
-/** A small deterministic PRNG (mulberry32), so a failure can be rerun. */
+/** The seeded PRNG the other property tests use: a failure reruns the same inputs. */
 function random(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = seed;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rng = new Random(seed);
+  return () => rng.next();
 }
 
 const WORDS = ['', 'client_id', 'user_id', 'zoë', '\ufeffbom', '日本', '😀', 'x'.repeat(200), 'route', '/oauth/token'];
