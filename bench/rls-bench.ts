@@ -3,8 +3,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
-import { createGrpcClient, healthCheckMethod, shouldRateLimitMethod, unaryCall, type WireRequestShape } from '../src/server/proto';
+import { createGrpcClient, healthCheckMethod, shouldRateLimitMethod, unaryCall } from '../src/server/proto';
 import { startRedisServer } from '../test/support/redis-server';
+import { benchRequest as request } from './bench-request';
+import { cpuSeconds } from './process-cpu';
 
 /**
  * `npm run bench`: requests/s and latency of sluice against a do-nothing grpc-js server measured
@@ -92,40 +94,6 @@ const SATURATE: LoadShape = { kind: 'saturate' };
 /** sluice_requests_total results that are not a decision: each is an errored call. */
 const NOT_DECIDED = ['invalid', 'unavailable', 'deadline_exceeded', 'overloaded', 'error'] as const;
 
-let ticksPerSecond: number | undefined;
-
-/** The kernel's clock ticks per second (/proc's CPU times are in them), asked once. */
-function clockTicks(): number {
-  ticksPerSecond ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
-  return ticksPerSecond;
-}
-
-/**
- * CPU seconds (user + system) of process `pid` and of its children (sluice's node:cluster workers),
- * from /proc: what a call costs the server in cores, which a shared 2-core machine disturbs far
- * less than it disturbs calls per second. NaN where /proc is not Linux's.
- */
-function cpuSeconds(pid: number): number {
-  // The fields after the command (which may hold spaces): [1] is the parent, [11] and [12] utime and stime.
-  const statFields = (p: string): string[] => fs.readFileSync(`/proc/${p}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ');
-  const seconds = (fields: string[]): number => (Number(fields[11]) + Number(fields[12])) / clockTicks();
-  try {
-    let total = seconds(statFields(String(pid)));
-    for (const p of fs.readdirSync('/proc')) {
-      if (!/^\d+$/.test(p)) continue;
-      try {
-        const fields = statFields(p);
-        if (Number(fields[1]) === pid) total += seconds(fields);
-      } catch {
-        // Gone meanwhile.
-      }
-    }
-    return total;
-  } catch {
-    return NaN;
-  }
-}
-
 /** Runs a load and, for sluice targets, counts the calls that got a gRPC error instead of a decision. */
 async function measure(server: ChildProcess, port: number, debugPort: number | undefined, descriptors: 1 | 4, durationMs: number, shape: LoadShape = SATURATE): Promise<Measurement> {
   const cpuBefore = cpuSeconds(server.pid!);
@@ -144,21 +112,6 @@ async function stop(child: ChildProcess): Promise<void> {
   const exited = new Promise((resolve) => child.on('exit', resolve));
   child.kill('SIGTERM');
   await exited;
-}
-
-function request(descriptors: 1 | 4, i: number): WireRequestShape {
-  const client = `client-${i}`;
-  const user = `user-${i}`;
-  const all: [string, string][][] = [
-    [['client_id', client]],
-    [['client_id', client], ['user_id', user]],
-    [['user_id', user]],
-    [['route', 'orders-read'], ['scope', 'orders:read']],
-  ];
-  return {
-    domain: 'bench',
-    descriptors: all.slice(0, descriptors).map((entries) => ({ entries: entries.map(([key, value]) => ({ key, value })) })),
-  };
 }
 
 /**

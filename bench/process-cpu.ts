@@ -1,0 +1,38 @@
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+
+/** A process's CPU time from /proc, for the benches' `CPU µs per call`. */
+
+let ticksPerSecond: number | undefined;
+
+/** The kernel's clock ticks per second (/proc's CPU times are in them), asked once. */
+function clockTicks(): number {
+  ticksPerSecond ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+  return ticksPerSecond;
+}
+
+/**
+ * CPU seconds (user + system) of process `pid` and of its children (sluice's node:cluster workers),
+ * from /proc: what a call costs the server in cores, which a shared 2-core machine disturbs far
+ * less than it disturbs calls per second. NaN where /proc is not Linux's.
+ */
+export function cpuSeconds(pid: number): number {
+  // The fields after the command (which may hold spaces): [1] is the parent, [11] and [12] utime and stime.
+  const statFields = (p: string): string[] => fs.readFileSync(`/proc/${p}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ');
+  const seconds = (fields: string[]): number => (Number(fields[11]) + Number(fields[12])) / clockTicks();
+  try {
+    let total = seconds(statFields(String(pid)));
+    for (const p of fs.readdirSync('/proc')) {
+      if (!/^\d+$/.test(p)) continue;
+      try {
+        const fields = statFields(p);
+        if (Number(fields[1]) === pid) total += seconds(fields);
+      } catch {
+        // Gone meanwhile.
+      }
+    }
+    return total;
+  } catch {
+    return NaN;
+  }
+}
