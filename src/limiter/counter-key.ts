@@ -61,9 +61,21 @@ export function counterKey(prefix: string, domain: string, entries: readonly Des
     }
   }
   if (rest.length > MAX_REST) rest = `!${sha256(rest)}`;
-  const variant = limit.counterVariant ?? 0;
-  const window = variant > 0 ? `${String(limit.windowMs)}.${String(variant)}` : String(limit.windowMs);
-  return `${prefix}${KEY_VERSION}{${slotTag(tagInput)}}:${encodePart(limit.algorithm)}:${window}:${rest}`;
+  return `${prefix}${KEY_VERSION}{${slotTag(tagInput)}${limitPart(limit)}${rest}`;
+}
+
+/** `}:<algorithm>:<windowMs>[.<variant>]:`, made once per limit of the config (every check of it has it). */
+const limitParts = new WeakMap<LimitSpec, string>();
+
+function limitPart(limit: LimitSpec): string {
+  let part = limitParts.get(limit);
+  if (part === undefined) {
+    const variant = limit.counterVariant ?? 0;
+    const window = variant > 0 ? `${String(limit.windowMs)}.${String(variant)}` : String(limit.windowMs);
+    part = `}:${encodePart(limit.algorithm)}:${window}:`;
+    limitParts.set(limit, part);
+  }
+  return part;
 }
 
 /**
@@ -123,18 +135,37 @@ function sha256(text: string): string {
  */
 function encodeFull(value: string): string {
   if (SAFE_STRING.test(value)) return value;
+  // Safe runs are copied whole; only the code points between them are encoded.
   let out = '';
-  for (const ch of value) {
-    const cp = ch.codePointAt(0)!;
-    if (isSafe(cp)) {
-      out += ch;
-    } else if (cp >= 0xd800 && cp <= 0xdfff) {
-      out += `%u${cp.toString(16).toUpperCase().padStart(4, '0')}`;
-    } else {
-      for (const byte of Buffer.from(ch, 'utf8')) out += `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  let run = 0;
+  for (let i = 0; i < value.length; i++) {
+    const unit = value.charCodeAt(i);
+    if (isSafe(unit)) continue;
+    out += value.slice(run, i);
+    let cp = unit;
+    if (unit >= 0xd800 && unit <= 0xdbff && i + 1 < value.length) {
+      const low = value.charCodeAt(i + 1);
+      if (low >= 0xdc00 && low <= 0xdfff) {
+        cp = 0x10000 + ((unit - 0xd800) << 10) + (low - 0xdc00);
+        i += 1;
+      }
     }
+    out += cp >= 0xd800 && cp <= 0xdfff ? `%u${hex(cp, 4)}` : utf8Escapes(cp);
+    run = i + 1;
   }
-  return out;
+  return out + value.slice(run);
+}
+
+/** `%XX` for each UTF-8 byte of code point `cp` (not a surrogate). */
+function utf8Escapes(cp: number): string {
+  if (cp < 0x80) return `%${hex(cp, 2)}`;
+  if (cp < 0x800) return `%${hex(0xc0 | (cp >> 6), 2)}%${hex(0x80 | (cp & 0x3f), 2)}`;
+  if (cp < 0x10000) return `%${hex(0xe0 | (cp >> 12), 2)}%${hex(0x80 | ((cp >> 6) & 0x3f), 2)}%${hex(0x80 | (cp & 0x3f), 2)}`;
+  return `%${hex(0xf0 | (cp >> 18), 2)}%${hex(0x80 | ((cp >> 12) & 0x3f), 2)}%${hex(0x80 | ((cp >> 6) & 0x3f), 2)}%${hex(0x80 | (cp & 0x3f), 2)}`;
+}
+
+function hex(n: number, digits: number): string {
+  return n.toString(16).toUpperCase().padStart(digits, '0');
 }
 
 const SAFE_STRING = /^[A-Za-z0-9._~/-]*$/;

@@ -48,10 +48,15 @@ export interface LimiterOptions {
  * and pairs the outcomes with their descriptor, reporting its most constraining limit.
  */
 export class Limiter {
+  /** The store's options for a call without a deadline (most of Envoy's), made once. */
+  private readonly noDeadline: { readonly chargeRejectedHits: boolean };
+
   constructor(
     private readonly store: CounterStore,
     private readonly options: LimiterOptions,
-  ) {}
+  ) {
+    this.noDeadline = { chargeRejectedHits: options.chargeRejectedHits };
+  }
 
   /** `deadlineMs`: epoch ms by which the caller needs the answer (the gRPC deadline), passed to the store. */
   async decide(
@@ -59,60 +64,74 @@ export class Limiter {
     plans: readonly DescriptorPlan[],
     context: { readonly deadlineMs?: number } = {},
   ): Promise<DescriptorDecision[]> {
-    // Every call passes here: plain loops, and no per-call Set, Map or one-rule array unless needed.
+    // Every call passes here: plain loops, and no per-call closure, Set, Map or one-rule array unless needed.
     const replaced = replacedNames(plans);
     const decisions = new Array<DescriptorDecision>(plans.length);
-    const checks: LimitCheck[] = [];
-    const owners: CheckOwner[] = [];
+    // Sized for every rule matched (a few; arrays grown from empty would reserve 17 slots each).
+    let most = 0;
+    for (const plan of plans) if (plan.match !== undefined) most += plan.match.rules === undefined ? 1 : plan.match.rules.length;
+    const checks = new Array<LimitCheck>(most);
+    /** Per check: the descriptor it was built for, and its rule (whose limit it checks). */
+    const ownerPlans = new Array<number>(most);
+    const ownerRules = new Array<LimitRule>(most);
+    let c = 0;
     const keyPrefix = this.options.keyPrefix ?? '';
-    const addRule = (i: number, plan: DescriptorPlan, match: MatchedLimit, rule: LimitRule): void => {
-      if (replaced !== undefined && rule.name !== undefined && replaced.has(rule.name)) return;
-      const limit = rule.limit;
-      if (limit === undefined) {
-        decisions[i] = { kind: 'unlimited', rule };
-        return;
-      }
-      const key = counterKey(keyPrefix, domain, match.counterEntries, limit);
-      // Shadow rules never block. A quota rule blocks only together with every other quota rule
-      // of the request, which the response decides; to the store it is not blocking on its own.
-      const enforced = !rule.shadowMode && !rule.quotaMode;
-      const check: LimitCheck =
-        limit.burst === undefined && rule.storeFailure === undefined
-          ? { key, algorithm: limit.algorithm, limit: limit.requestsPerUnit, windowMs: limit.windowMs, hits: plan.hits, enforced }
-          : {
-              key,
-              algorithm: limit.algorithm,
-              limit: limit.requestsPerUnit,
-              windowMs: limit.windowMs,
-              ...(limit.burst !== undefined && { burst: limit.burst }),
-              hits: plan.hits,
-              enforced,
-              ...(rule.storeFailure !== undefined && { onStoreFailure: rule.storeFailure }),
-            };
-      checks.push(check);
-      owners.push({ plan: i, rule, limit });
-    };
     for (let i = 0; i < plans.length; i++) {
       decisions[i] = NONE;
       const plan = plans[i]!;
       const match = plan.match;
       if (match === undefined) continue;
-      if (match.rules === undefined) addRule(i, plan, match, match.rule);
-      else for (const rule of match.rules) addRule(i, plan, match, rule);
+      const rules = match.rules;
+      const count = rules === undefined ? 1 : rules.length;
+      for (let r = 0; r < count; r++) {
+        const rule = rules === undefined ? match.rule : rules[r]!;
+        if (replaced !== undefined && rule.name !== undefined && replaced.has(rule.name)) continue;
+        const limit = rule.limit;
+        if (limit === undefined) {
+          decisions[i] = { kind: 'unlimited', rule };
+          continue;
+        }
+        const key = counterKey(keyPrefix, domain, match.counterEntries, limit);
+        // Shadow rules never block. A quota rule blocks only together with every other quota rule
+        // of the request, which the response decides; to the store it is not blocking on its own.
+        const enforced = !rule.shadowMode && !rule.quotaMode;
+        const check: LimitCheck =
+          limit.burst === undefined && rule.storeFailure === undefined
+            ? { key, algorithm: limit.algorithm, limit: limit.requestsPerUnit, windowMs: limit.windowMs, hits: plan.hits, enforced }
+            : {
+                key,
+                algorithm: limit.algorithm,
+                limit: limit.requestsPerUnit,
+                windowMs: limit.windowMs,
+                ...(limit.burst !== undefined && { burst: limit.burst }),
+                hits: plan.hits,
+                enforced,
+                ...(rule.storeFailure !== undefined && { onStoreFailure: rule.storeFailure }),
+              };
+        checks[c] = check;
+        ownerPlans[c] = i;
+        ownerRules[c] = rule;
+        c += 1;
+      }
     }
+    // Fewer when `replaces` or `unlimited` left some rules out.
+    checks.length = c;
 
     if (checks.length === 0) return decisions;
-    const outcomes = await this.store.decide(checks, {
-      chargeRejectedHits: this.options.chargeRejectedHits,
-      ...(context.deadlineMs !== undefined && { deadlineMs: context.deadlineMs }),
-    });
+    const deadlineMs = context.deadlineMs;
+    const outcomes = await this.store.decide(
+      checks,
+      deadlineMs === undefined ? this.noDeadline : { chargeRejectedHits: this.options.chargeRejectedHits, deadlineMs },
+    );
     // The limits of each descriptor, in config order (a `rate_limits` node has several).
     const limitsOf = new Array<DecidedLimit[] | undefined>(plans.length);
-    for (let j = 0; j < owners.length; j++) {
-      const { plan, rule, limit } = owners[j]!;
-      const decided: DecidedLimit = { rule, limit, outcome: outcomes[j]! };
-      const limits = limitsOf[plan];
-      if (limits === undefined) limitsOf[plan] = [decided];
+    for (let j = 0; j < checks.length; j++) {
+      const owner = ownerPlans[j]!;
+      const rule = ownerRules[j]!;
+      // A check exists only for a rule with a limit.
+      const decided: DecidedLimit = { rule, limit: rule.limit!, outcome: outcomes[j]! };
+      const limits = limitsOf[owner];
+      if (limits === undefined) limitsOf[owner] = [decided];
       else limits.push(decided);
     }
     for (let i = 0; i < plans.length; i++) {
@@ -123,13 +142,6 @@ export class Limiter {
     }
     return decisions;
   }
-}
-
-/** Which rule and limit of which descriptor a check was built for. */
-interface CheckOwner {
-  readonly plan: number;
-  readonly rule: LimitRule;
-  readonly limit: LimitSpec;
 }
 
 /**
@@ -155,16 +167,17 @@ export function mostConstraining(limits: readonly DecidedLimit[]): DecidedLimit 
  */
 function replacedNames(plans: readonly DescriptorPlan[]): ReadonlySet<string> | undefined {
   let names: Set<string> | undefined;
-  const add = (rule: LimitRule): void => {
-    if (rule.replaces.length === 0) return;
-    names ??= new Set<string>();
-    for (const name of rule.replaces) names.add(name);
-  };
   for (const plan of plans) {
     const match = plan.match;
     if (match === undefined) continue;
-    if (match.rules === undefined) add(match.rule);
-    else for (const rule of match.rules) add(rule);
+    const rules = match.rules;
+    const count = rules === undefined ? 1 : rules.length;
+    for (let r = 0; r < count; r++) {
+      const replaces = (rules === undefined ? match.rule : rules[r]!).replaces;
+      if (replaces.length === 0) continue;
+      names ??= new Set<string>();
+      for (const name of replaces) names.add(name);
+    }
   }
   return names;
 }

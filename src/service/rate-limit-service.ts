@@ -4,7 +4,7 @@ import type { DescriptorDecision, DescriptorPlan, Limiter } from '../limiter/lim
 import type { DecidedDescriptor, RequestResult } from '../metrics/metrics';
 import { type RequestCaps, validateRequest } from './request-validation';
 import { WorkBudget } from './work-budget';
-import { type RateLimitHeaderNames, buildResponse } from './response';
+import { type RateLimitHeaderNames, type ResponseOptions, buildResponse } from './response';
 import type { CallContext, RateLimitRequest, RateLimitResponse, RateLimitService, RequestDescriptor } from './types';
 
 export interface ConfigSource {
@@ -35,6 +35,7 @@ export interface ServiceMetrics {
 /** The RLS v3 decision: validate, match every descriptor, decide them in one store call, answer. */
 export class RlsService implements RateLimitService {
   private readonly budget: WorkBudget | undefined;
+  private readonly responseOptions: ResponseOptions;
 
   constructor(
     private readonly configs: ConfigSource,
@@ -46,6 +47,10 @@ export class RlsService implements RateLimitService {
       options.maxDescriptorsInFlight === undefined
         ? undefined
         : new WorkBudget(options.maxDescriptorsInFlight, metrics === undefined ? undefined : (n) => metrics.descriptorsInFlightSet(n));
+    this.responseOptions = {
+      globalShadowMode: options.shadowMode,
+      ...(options.responseHeaders !== undefined && { headers: options.responseHeaders }),
+    };
   }
 
   async shouldRateLimit(request: RateLimitRequest, context: CallContext = {}): Promise<RateLimitResponse> {
@@ -60,22 +65,20 @@ export class RlsService implements RateLimitService {
 
       // Request level 0 (Envoy's default) means 1; a per-descriptor addend, when present, wins and may be 0.
       const requestHits = Math.max(1, request.hitsAddend);
-      const plans: DescriptorPlan[] = request.descriptors.map((descriptor, i) => ({
-        match: match(config, request.domain, descriptor, i),
-        hits: descriptor.hitsAddend ?? requestHits,
-      }));
       const units = request.descriptors.length;
+      const plans = new Array<DescriptorPlan>(units);
+      for (let i = 0; i < units; i++) {
+        const descriptor = request.descriptors[i]!;
+        plans[i] = { match: match(config, request.domain, descriptor, i), hits: descriptor.hitsAddend ?? requestHits };
+      }
       this.budget?.acquire(units);
       let decisions: DescriptorDecision[];
       try {
-        decisions = await this.limiter.decide(request.domain, plans, context.deadlineMs === undefined ? {} : { deadlineMs: context.deadlineMs });
+        decisions = await this.limiter.decide(request.domain, plans, context);
       } finally {
         this.budget?.release(units);
       }
-      const response = buildResponse(decisions, {
-        globalShadowMode: this.options.shadowMode,
-        ...(this.options.responseHeaders !== undefined && { headers: this.options.responseHeaders }),
-      });
+      const response = buildResponse(decisions, this.responseOptions);
       if (metrics !== undefined) {
         recordMetrics(metrics, request, plans, decisions, response);
         metrics.requestFinished(response.overallCode === 'OVER_LIMIT' ? 'over_limit' : 'ok', (performance.now() - started) / 1000);
@@ -113,8 +116,9 @@ function recordMetrics(
 ): void {
   const decided: DecidedDescriptor[] = [];
   let overLimit = false;
-  decisions.forEach((decision, i) => {
-    if (decision.kind !== 'limited') return;
+  for (let i = 0; i < decisions.length; i++) {
+    const decision = decisions[i]!;
+    if (decision.kind !== 'limited') continue;
     const { rule, limit, outcome } = decision;
     if (!outcome.admitted && !rule.shadowMode && !rule.quotaMode) overLimit = true;
     decided.push({
@@ -128,7 +132,7 @@ function recordMetrics(
       enforced: !rule.shadowMode && !rule.quotaMode,
       localCache: outcome.localCache === true,
     });
-  });
+  }
   metrics.recordDescriptors(decided);
   if (overLimit && response.overallCode === 'OK') metrics.globalShadowMode();
 }

@@ -24,36 +24,42 @@ export const DEFAULT_REQUEST_CAPS: RequestCaps = {
 /** Throws InvalidArgumentError naming the first field that breaks the protocol or a cap. */
 export function validateRequest(request: RateLimitRequest, caps: RequestCaps): void {
   if (request.domain === '') fail('domain', 'must not be empty');
-  checkLength('domain', request.domain, caps.maxValueLength, 'MAX_VALUE_LENGTH');
-  checkHits('hits_addend', request.hitsAddend, caps);
+  if (request.domain.length > caps.maxValueLength) tooLong('domain', request.domain, caps.maxValueLength, 'MAX_VALUE_LENGTH');
+  const requestHits = hitsProblem(request.hitsAddend, caps);
+  if (requestHits !== undefined) fail('hits_addend', requestHits);
   const { descriptors } = request;
   if (descriptors.length === 0) fail('descriptors', 'must not be empty');
   if (descriptors.length > caps.maxDescriptors) {
     fail('descriptors', `${descriptors.length} descriptors exceed the limit of ${caps.maxDescriptors} (MAX_DESCRIPTORS_PER_REQUEST)`);
   }
-  descriptors.forEach((descriptor, i) => {
-    const at = `descriptors[${i}]`;
+  // Every call passes here: field names are built only for the one that fails.
+  for (let i = 0; i < descriptors.length; i++) {
+    const descriptor = descriptors[i]!;
     const { entries } = descriptor;
-    if (entries.length === 0) fail(`${at}.entries`, 'must not be empty');
+    if (entries.length === 0) fail(`descriptors[${i}].entries`, 'must not be empty');
     if (entries.length > caps.maxEntries) {
-      fail(`${at}.entries`, `${entries.length} entries exceed the limit of ${caps.maxEntries} (MAX_ENTRIES_PER_DESCRIPTOR)`);
+      fail(`descriptors[${i}].entries`, `${entries.length} entries exceed the limit of ${caps.maxEntries} (MAX_ENTRIES_PER_DESCRIPTOR)`);
     }
-    entries.forEach((entry, j) => {
-      if (entry.key === '') fail(`${at}.entries[${j}].key`, 'must not be empty');
-      checkLength(`${at}.entries[${j}].key`, entry.key, caps.maxKeyLength, 'MAX_KEY_LENGTH');
-      checkLength(`${at}.entries[${j}].value`, entry.value, caps.maxValueLength, 'MAX_VALUE_LENGTH');
-    });
-    if (descriptor.hitsAddend !== undefined) checkHits(`${at}.hits_addend`, descriptor.hitsAddend, caps);
-  });
+    for (let j = 0; j < entries.length; j++) {
+      const { key, value } = entries[j]!;
+      if (key === '') fail(`descriptors[${i}].entries[${j}].key`, 'must not be empty');
+      if (key.length > caps.maxKeyLength) tooLong(`descriptors[${i}].entries[${j}].key`, key, caps.maxKeyLength, 'MAX_KEY_LENGTH');
+      if (value.length > caps.maxValueLength) tooLong(`descriptors[${i}].entries[${j}].value`, value, caps.maxValueLength, 'MAX_VALUE_LENGTH');
+    }
+    const hits = descriptor.hitsAddend === undefined ? undefined : hitsProblem(descriptor.hitsAddend, caps);
+    if (hits !== undefined) fail(`descriptors[${i}].hits_addend`, hits);
+  }
 }
 
-function checkLength(field: string, text: string, max: number, setting: string): void {
-  if (text.length > max) fail(field, `${text.length} characters exceed the limit of ${max} (${setting})`);
+function tooLong(field: string, text: string, max: number, setting: string): never {
+  fail(field, `${text.length} characters exceed the limit of ${max} (${setting})`);
 }
 
-function checkHits(field: string, hits: number, caps: RequestCaps): void {
-  if (!Number.isInteger(hits) || hits < 0) fail(field, `must be a non-negative integer, got ${hits}`);
-  if (hits > caps.maxHitsAddend) fail(field, `${hits} exceeds the limit of ${caps.maxHitsAddend} (MAX_HITS_ADDEND)`);
+/** What is wrong with a hits addend, or undefined. */
+function hitsProblem(hits: number, caps: RequestCaps): string | undefined {
+  if (!Number.isInteger(hits) || hits < 0) return `must be a non-negative integer, got ${hits}`;
+  if (hits > caps.maxHitsAddend) return `${hits} exceeds the limit of ${caps.maxHitsAddend} (MAX_HITS_ADDEND)`;
+  return undefined;
 }
 
 function fail(field: string, problem: string): never {

@@ -148,11 +148,10 @@ function toStatus(decision: DescriptorDecision): DescriptorStatus {
       if (!outcome.admitted && seconds < 1) seconds = 1;
       return {
         code,
-        currentLimit: {
-          requestsPerUnit: limit.requestsPerUnit,
-          unit: limit.unit,
-          ...(rule.name !== undefined ? { name: rule.name } : {}),
-        },
+        currentLimit:
+          rule.name === undefined
+            ? { requestsPerUnit: limit.requestsPerUnit, unit: limit.unit }
+            : { requestsPerUnit: limit.requestsPerUnit, unit: limit.unit, name: rule.name },
         limitRemaining: outcome.remaining,
         durationUntilResetSeconds: seconds,
       };
