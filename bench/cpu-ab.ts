@@ -1,12 +1,10 @@
-import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import * as readline from 'node:readline';
-import { shouldRateLimitMethod } from '../src/server/proto';
 import { startRedisServer, type RedisServer } from '../test/support/redis-server';
-import { benchRequest } from './bench-request';
+import { runH2load, writeRequestFrame } from './h2load-run';
 import { cpuSeconds } from './process-cpu';
+import { startSluice, stopSluice } from './sluice-instance';
 
 /**
  * `npm run bench:cpu-ab -- <tree> <tree>…`: sluice's CPU per call of several builds (each a
@@ -23,45 +21,19 @@ const SECONDS = Number(process.env.AB_SECONDS ?? 4);
 const DESCRIPTORS = process.env.AB_DESCRIPTORS === '1' ? 1 : 4;
 const STORE = process.env.AB_STORE === 'redis' ? 'redis' : 'memory';
 
-async function measure(tree: string, body: string, redis: RedisServer | undefined): Promise<{ us: number; rps: number }> {
-  const child = spawn(
-    process.execPath,
-    [path.join(tree, 'dist/src/cli/main.js'), 'serve', '--config', path.join(tree, 'bench/config/sliding_window'), '--grpc-host', '127.0.0.1',
-      '--host', '127.0.0.1', '--debug-host', '127.0.0.1', '--grpc-port', '0', '--port', '0', '--debug-port', '0'],
-    {
-      cwd: tree,
-      env: {
-        PATH: process.env.PATH,
-        GRPC_TRANSPORT: process.env.GRPC_TRANSPORT ?? 'lean',
-        WORKERS: process.env.WORKERS ?? '1',
-        ...(redis !== undefined && { REDIS_URL: redis.url }),
-      },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
-  );
-  const port = await new Promise<number>((resolve, reject) => {
-    readline.createInterface({ input: child.stdout! }).on('line', (line) => {
-      try {
-        const parsed = JSON.parse(line) as { msg?: string; grpcPort?: number };
-        if (parsed.grpcPort !== undefined && parsed.msg !== 'sluice worker started') resolve(parsed.grpcPort);
-      } catch {
-        // not a log line
-      }
-    });
-    child.on('exit', (code) => reject(new Error(`sluice from ${tree} exited with ${code}`)));
-  });
-  const h2load = (seconds: number): string =>
-    execFileSync('h2load', ['-D', String(seconds), '-c', '4', '-m', '16', '-d', body, '-H', 'content-type: application/grpc', '-H', 'te: trailers',
-      `http://127.0.0.1:${port}/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit`], { encoding: 'utf8' });
-  h2load(1);
+async function measure(tree: string, frame: string, redis: RedisServer | undefined): Promise<{ us: number; rps: number }> {
+  const sluice = await startSluice(path.join(tree, 'bench/config/sliding_window'), {
+    GRPC_TRANSPORT: process.env.GRPC_TRANSPORT ?? 'lean',
+    WORKERS: process.env.WORKERS ?? '1',
+    ...(redis !== undefined && { REDIS_URL: redis.url }),
+  }, [], tree);
+  const { child, port } = sluice;
+  await runH2load(port, frame, 1); // warm-up
   const before = cpuSeconds(child.pid!);
-  const out = h2load(SECONDS);
+  const { succeeded } = await runH2load(port, frame, SECONDS);
   const cpu = cpuSeconds(child.pid!) - before;
-  const done = Number(/(\d+) succeeded/.exec(out)?.[1] ?? NaN);
-  const exited = new Promise((resolve) => child.on('exit', resolve));
-  child.kill('SIGTERM');
-  await exited;
-  return { us: (cpu * 1e6) / done, rps: done / SECONDS };
+  await stopSluice(sluice);
+  return { us: (cpu * 1e6) / succeeded, rps: succeeded / SECONDS };
 }
 
 const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -70,18 +42,13 @@ async function main(): Promise<void> {
   const trees = process.argv.slice(2).map((tree) => path.resolve(tree));
   if (trees.length === 0) throw new Error('usage: npm run bench:cpu-ab -- <tree> [<tree>…] (each with dist/ built)');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-ab-'));
-  const message = shouldRateLimitMethod.serialize(benchRequest(DESCRIPTORS, 1));
-  const frame = Buffer.alloc(5 + message.length);
-  frame.writeUInt32BE(message.length, 1);
-  message.copy(frame, 5);
-  const body = path.join(dir, 'body.bin');
-  fs.writeFileSync(body, frame);
+  const frame = writeRequestFrame(dir, DESCRIPTORS);
   const redis = STORE === 'redis' ? await startRedisServer() : undefined;
   try {
     const results = new Map<string, { us: number; rps: number }[]>(trees.map((tree) => [tree, []]));
     for (let round = 1; round <= ROUNDS; round++) {
       for (const tree of trees) {
-        const m = await measure(tree, body, redis);
+        const m = await measure(tree, frame, redis);
         results.get(tree)!.push(m);
         console.log(`round ${round} ${tree}: ${m.us.toFixed(1)} µs per call, ${m.rps.toFixed(0)} calls/s`);
       }

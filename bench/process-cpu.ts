@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 let ticksPerSecond: number | undefined;
 
 /** The kernel's clock ticks per second (/proc's CPU times are in them), asked once. */
-function clockTicks(): number {
+export function clockTicks(): number {
   ticksPerSecond ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
   return ticksPerSecond;
 }
@@ -17,8 +17,7 @@ function clockTicks(): number {
  * less than it disturbs calls per second. NaN where /proc is not Linux's.
  */
 export function cpuSeconds(pid: number): number {
-  // The fields after the command (which may hold spaces): [1] is the parent, [11] and [12] utime and stime.
-  const statFields = (p: string): string[] => fs.readFileSync(`/proc/${p}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ');
+  const statFields = (p: string): string[] => procStatFields(`/proc/${p}/stat`);
   const seconds = (fields: string[]): number => (Number(fields[11]) + Number(fields[12])) / clockTicks();
   try {
     let total = seconds(statFields(String(pid)));
@@ -35,4 +34,9 @@ export function cpuSeconds(pid: number): number {
   } catch {
     return NaN;
   }
+}
+
+/** A /proc stat file's fields after the command (which may hold spaces): [1] is the parent, [11] and [12] utime and stime. */
+export function procStatFields(file: string): string[] {
+  return fs.readFileSync(file, 'utf8').replace(/^.*\) /s, '').split(' ');
 }

@@ -3,7 +3,6 @@ import * as path from 'node:path';
 import * as readline from 'node:readline';
 
 const ROOT = path.resolve(__dirname, '../..');
-const SLUICE = path.join(ROOT, 'dist/src/cli/main.js');
 
 /** A `sluice serve` the bench started, on ephemeral loopback ports. */
 export interface SluiceInstance {
@@ -15,14 +14,20 @@ export interface SluiceInstance {
 /**
  * Starts the built `sluice serve` on `configDir`, with only PATH and `env` in its environment (so
  * every other setting is its default) and `nodeArgs` for node (`--max-old-space-size=...`);
- * resolves with the ports its startup line names.
+ * resolves with the ports its startup line names. `tree`: the checkout whose build runs (this
+ * one unless told; the A/B benches compare builds).
  */
-export async function startSluice(configDir: string, env: NodeJS.ProcessEnv, nodeArgs: readonly string[] = []): Promise<SluiceInstance> {
+export async function startSluice(
+  configDir: string,
+  env: NodeJS.ProcessEnv,
+  nodeArgs: readonly string[] = [],
+  tree: string = ROOT,
+): Promise<SluiceInstance> {
   const child = spawn(
     process.execPath,
-    [...nodeArgs, SLUICE, 'serve', '--config', configDir, '--grpc-host', '127.0.0.1', '--host', '127.0.0.1', '--debug-host', '127.0.0.1',
+    [...nodeArgs, path.join(tree, 'dist/src/cli/main.js'), 'serve', '--config', configDir, '--grpc-host', '127.0.0.1', '--host', '127.0.0.1', '--debug-host', '127.0.0.1',
       '--grpc-port', '0', '--port', '0', '--debug-port', '0'],
-    { cwd: ROOT, env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'inherit'] },
+    { cwd: tree, env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'inherit'] },
   );
   const ports = await new Promise<{ port: number; debugPort: number }>((resolve, reject) => {
     readline.createInterface({ input: child.stdout! }).on('line', (line) => {
@@ -33,7 +38,7 @@ export async function startSluice(configDir: string, env: NodeJS.ProcessEnv, nod
         // not a log line
       }
     });
-    child.on('exit', (code) => reject(new Error(`sluice exited with ${code}`)));
+    child.on('exit', (code) => reject(new Error(`sluice from ${tree} exited with ${code}`)));
   });
   return { child, ...ports };
 }

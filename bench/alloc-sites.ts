@@ -1,0 +1,105 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { startRedisServer, type RedisServer } from '../test/support/redis-server';
+import { runH2load, writeRequestFrame } from './h2load-run';
+import { startSluice, stopSluice } from './sluice-instance';
+
+/**
+ * `npm run bench:alloc -- <tree> [<tree>…]`: the bytes sluice allocates per call, and where, for
+ * builds (checkouts with `dist/` built) in alternation. What the young-generation GC costs
+ * follows from it: every scavenge copies what is alive, and a call's objects are alive while it
+ * waits on Redis. Each round: `sluice serve` from that tree on its bench/config/sliding_window
+ * with `bench/alloc-preload.ts` preloaded, 2 s of h2load to warm up, then V8's sampling heap
+ * profiler (collected objects included) over ALLOC_SECONDS (4) of h2load, 4 connections × 16
+ * streams, 4 descriptors. Sampled, so a site's bytes are estimates; the total is stable to a few
+ * per cent. Knobs: ALLOC_ROUNDS (3), ALLOC_STORE (redis | memory), ALLOC_TOP (15 sites).
+ */
+
+const ROUNDS = Number(process.env.ALLOC_ROUNDS ?? 3);
+const SECONDS = Number(process.env.ALLOC_SECONDS ?? 4);
+const TOP = Number(process.env.ALLOC_TOP ?? 15);
+const STORE = process.env.ALLOC_STORE === 'memory' ? 'memory' : 'redis';
+const PRELOAD = path.join(__dirname, 'alloc-preload.js');
+
+interface ProfileNode {
+  readonly callFrame: { readonly functionName: string; readonly url: string; readonly lineNumber: number };
+  readonly selfSize: number;
+  readonly children: readonly ProfileNode[];
+}
+
+interface Allocations {
+  readonly bytesPerCall: number;
+  /** Bytes per call by allocating function (`name file:line`). */
+  readonly sites: Map<string, number>;
+}
+
+async function measure(tree: string, frame: string, redis: RedisServer | undefined, dir: string): Promise<Allocations> {
+  const profile = path.join(dir, 'allocations.json');
+  fs.rmSync(profile, { force: true });
+  const sluice = await startSluice(
+    path.join(tree, 'bench/config/sliding_window'),
+    { WORKERS: '1', ALLOC_PROFILE: profile, ...(redis !== undefined && { REDIS_URL: redis.url }) },
+    ['-r', PRELOAD],
+    tree,
+  );
+  try {
+    await runH2load(sluice.port, frame, 2);
+    sluice.child.kill('SIGUSR2');
+    const { succeeded } = await runH2load(sluice.port, frame, SECONDS);
+    sluice.child.kill('SIGUSR2');
+    for (let waited = 0; !fs.existsSync(profile); waited += 50) {
+      if (waited > 10_000) throw new Error('no allocation profile written');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200)); // the write may still be in progress
+    const sites = new Map<string, number>();
+    let total = 0;
+    const walk = (node: ProfileNode): void => {
+      const { functionName, url, lineNumber } = node.callFrame;
+      const site = `${functionName === '' ? '(anonymous)' : functionName} ${url.split('/').slice(-2).join('/')}:${lineNumber + 1}`;
+      sites.set(site, (sites.get(site) ?? 0) + node.selfSize / succeeded);
+      total += node.selfSize;
+      node.children.forEach(walk);
+    };
+    walk((JSON.parse(fs.readFileSync(profile, 'utf8')) as { head: ProfileNode }).head);
+    return { bytesPerCall: total / succeeded, sites };
+  } finally {
+    await stopSluice(sluice);
+  }
+}
+
+const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+async function main(): Promise<void> {
+  const trees = process.argv.slice(2).map((tree) => path.resolve(tree));
+  if (trees.length === 0) throw new Error('usage: npm run bench:alloc -- <tree> [<tree>…] (each with dist/ built)');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-alloc-'));
+  const frame = writeRequestFrame(dir, 4);
+  const redis = STORE === 'redis' ? await startRedisServer() : undefined;
+  try {
+    const results = new Map<string, Allocations[]>(trees.map((tree) => [tree, []]));
+    for (let round = 1; round <= ROUNDS; round++) {
+      for (const tree of trees) {
+        const a = await measure(tree, frame, redis, dir);
+        results.get(tree)!.push(a);
+        console.log(`round ${round} ${tree}: ${a.bytesPerCall.toFixed(0)} bytes per call`);
+      }
+    }
+    for (const [tree, runs] of results) {
+      console.log(`\n${tree} (${STORE}, 4 descriptors): ${median(runs.map((a) => a.bytesPerCall)).toFixed(0)} bytes per call, median of ${ROUNDS}; top sites, bytes per call:`);
+      const last = runs[runs.length - 1]!;
+      for (const [site, bytes] of [...last.sites].sort((a, b) => b[1] - a[1]).slice(0, TOP)) {
+        console.log(`${bytes.toFixed(0).padStart(7)}  ${site}`);
+      }
+    }
+  } finally {
+    await redis?.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exitCode = 1;
+});
