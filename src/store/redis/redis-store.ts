@@ -177,40 +177,41 @@ class RedisCounterStore implements RedisStore {
 
   decide(checks: readonly LimitCheck[], options: DecideOptions): Promise<readonly LimitOutcome[]> {
     if (checks.length === 0) return Promise.resolve([]);
-    return this.isCluster ? this.decideGroups(checks, options) : this.decideOne(checks, options);
+    if (!this.isCluster) return this.decideInOneCall(undefined, checks, options);
+    const slot = sharedSlot(checks);
+    return slot === undefined ? this.decideGroups(checks, options) : this.decideInOneCall(slot, checks, options);
   }
 
   /**
-   * Outside a cluster every check is in one script call: the same decision as `decideGroups`
-   * with a single group, read straight from the batch's reply (no group, per-check reply objects
-   * or settled-promise array per call; they are built only for a refund).
+   * Every check in one script call (one Redis, or one cluster slot): the request is admitted
+   * exactly when that call charged, and decide.lua already reports the uncharged outcomes of a
+   * call that charged nothing, so the outcomes are read straight from the batch's reply. A group
+   * is built only for a refund.
    */
-  private decideOne(checks: readonly LimitCheck[], options: DecideOptions): Promise<readonly LimitOutcome[]> {
-    return this.batcher.submit(undefined, checks, options.chargeRejectedHits).then(
+  private decideInOneCall(slot: number | undefined, checks: readonly LimitCheck[], options: DecideOptions): Promise<readonly LimitOutcome[]> {
+    return this.batcher.submit(slot, checks, options.chargeRejectedHits).then(
       (reply) => {
         const values = reply.values;
-        const charged = values[reply.at] === 1;
-        // One group: the request is admitted exactly when its call charged; decide.lua already
-        // reports the uncharged pair for a call that charged nothing.
         const outcomes = new Array<LimitOutcome>(checks.length);
         for (let j = 0, at = reply.at + 1; j < checks.length; j++, at += DECIDE_FIELDS) {
           outcomes[j] = { admitted: values[at] === 1, remaining: values[at + 1]!, resetMs: values[at + 2]! };
         }
-        if (charged && options.ticket?.abandoned === true && !options.chargeRejectedHits) {
+        if (values[reply.at] === 1 && options.ticket?.abandoned === true && !options.chargeRejectedHits) {
           // As in `decideGroups`: a charge whose caller was answered without it must not stand.
-          const group: SlotGroup = { indexes: checks.map((_, i) => i), checks, slot: undefined };
+          const group: SlotGroup = { indexes: checks.map((_, i) => i), checks, slot };
           void this.undo([parseDecideReply(reply, group)], 'the answer came after its caller stopped waiting');
         }
         return outcomes;
       },
       (err: unknown) => {
-        const failure = toStoreError(`decide (${checks.length} check${checks.length === 1 ? '' : 's'})`, err);
+        const failure = toStoreError(describeChecks('decide', checks.length, slot), err);
         this.noteFailure(failure);
         throw failure;
       },
     );
   }
 
+  /** Checks in several cluster slots: one script call per slot (see the class comment). */
   private async decideGroups(checks: readonly LimitCheck[], options: DecideOptions): Promise<readonly LimitOutcome[]> {
     const decision = await this.run(checks, options);
     if (options.ticket?.abandoned === true && !options.chargeRejectedHits) {
@@ -268,9 +269,8 @@ class RedisCounterStore implements RedisStore {
     return { outcomes, standing: [] };
   }
 
-  /** Outside a cluster: one group. In a cluster: one group per slot, in first-seen order. */
+  /** One group per cluster slot, in first-seen order. */
   private group(checks: readonly LimitCheck[]): SlotGroup[] {
-    if (!this.isCluster) return [{ indexes: checks.map((_, i) => i), checks, slot: undefined }];
     const bySlot = new Map<number, { indexes: number[]; checks: LimitCheck[] }>();
     checks.forEach((check, i) => {
       const slot = keySlot(check.key);
@@ -399,8 +399,19 @@ class RedisCounterStore implements RedisStore {
 }
 
 function describeGroup(op: string, group: SlotGroup): string {
-  const checks = `${group.indexes.length} check${group.indexes.length === 1 ? '' : 's'}`;
-  return group.slot === undefined ? `${op} (${checks})` : `${op} (${checks}, slot ${group.slot})`;
+  return describeChecks(op, group.indexes.length, group.slot);
+}
+
+function describeChecks(op: string, count: number, slot: number | undefined): string {
+  const checks = `${count} check${count === 1 ? '' : 's'}`;
+  return slot === undefined ? `${op} (${checks})` : `${op} (${checks}, slot ${slot})`;
+}
+
+/** The cluster slot every check's key is in, or undefined when they are in several. */
+function sharedSlot(checks: readonly LimitCheck[]): number | undefined {
+  const slot = keySlot(checks[0]!.key);
+  for (let i = 1; i < checks.length; i++) if (keySlot(checks[i]!.key) !== slot) return undefined;
+  return slot;
 }
 
 /** One request's slice of decide.lua's reply (`charged`, then 6 integers per check) as typed outcomes. */

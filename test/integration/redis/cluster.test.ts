@@ -98,6 +98,35 @@ describe('Redis Cluster', () => {
     expect(outcomes.map((o) => o.remaining)).toEqual([9, 4, 2]);
   });
 
+  it('rejects a one-client request in its one script call, charging nothing and reporting what each check would leave', async () => {
+    const client: [string, string] = ['client_id', 'app-2'];
+    const wide = check([client], 5);
+    const narrow = check([client, ['user_id', 'u-2']], 1);
+    expect(keySlot(wide.key)).toBe(keySlot(narrow.key));
+    await store.decide([check([client], 5, 2)], ALL_OR_NOTHING);
+    await store.decide([narrow], ALL_OR_NOTHING);
+    const before = await scriptCalls(ports());
+    const outcomes = await store.decide([wide, narrow], ALL_OR_NOTHING);
+    expect(await scriptCalls(ports())).toBe(before + 1);
+    expect(outcomes).toEqual([
+      { admitted: true, remaining: 3, resetMs: MINUTE },
+      { admitted: false, remaining: 0, resetMs: MINUTE },
+    ]);
+    expect(await fixedWindowState(redis, wide.key)).toEqual({ w: '1000', c: '2' });
+    expect(await fixedWindowState(redis, narrow.key)).toEqual({ w: '1000', c: '1' });
+  });
+
+  it('names the slot when a one-slot call fails', async () => {
+    const client: [string, string] = ['client_id', 'app-3'];
+    const broken = check([client, ['user_id', 'u-3']], 5);
+    await redis.hset(broken.key, 'not', 'a string');
+    const failure = store.decide([check([client], 5), broken], ALL_OR_NOTHING);
+    await expect(failure).rejects.toMatchObject({
+      transient: false,
+      message: expect.stringMatching(new RegExp(`^redis decide \\(2 checks, slot ${keySlot(broken.key)}\\) failed: .*WRONGTYPE`)),
+    });
+  });
+
   it('decides a request spanning two slots with one call per slot when both admit', async () => {
     const [a, b] = twoSlots();
     const before = await scriptCalls(ports());
