@@ -21,7 +21,10 @@ process.on('SIGUSR2', () => {
   }
   session.post('HeapProfiler.stopSampling', (err, result) => {
     if (err !== null) throw err;
-    fs.writeFileSync(process.env.ALLOC_PROFILE!, JSON.stringify(result.profile));
+    // Whole or not at all: the bench reads the file as soon as it appears.
+    const file = process.env.ALLOC_PROFILE!;
+    fs.writeFileSync(`${file}.part`, JSON.stringify(result.profile));
+    fs.renameSync(`${file}.part`, file);
     process.stderr.write('allocation profile written\n');
   });
 });

@@ -52,7 +52,6 @@ async function measure(tree: string, frame: string, redis: RedisServer | undefin
       if (waited > 10_000) throw new Error('no allocation profile written');
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
-    await new Promise((resolve) => setTimeout(resolve, 200)); // the write may still be in progress
     const sites = new Map<string, number>();
     let total = 0;
     const walk = (node: ProfileNode): void => {

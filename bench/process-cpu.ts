@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 let ticksPerSecond: number | undefined;
 
 /** The kernel's clock ticks per second (/proc's CPU times are in them), asked once. */
-export function clockTicks(): number {
+function clockTicks(): number {
   ticksPerSecond ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
   return ticksPerSecond;
 }
@@ -17,23 +17,30 @@ export function clockTicks(): number {
  * less than it disturbs calls per second. NaN where /proc is not Linux's.
  */
 export function cpuSeconds(pid: number): number {
-  const statFields = (p: string): string[] => procStatFields(`/proc/${p}/stat`);
-  const seconds = (fields: string[]): number => (Number(fields[11]) + Number(fields[12])) / clockTicks();
   try {
-    let total = seconds(statFields(String(pid)));
-    for (const p of fs.readdirSync('/proc')) {
-      if (!/^\d+$/.test(p)) continue;
-      try {
-        const fields = statFields(p);
-        if (Number(fields[1]) === pid) total += seconds(fields);
-      } catch {
-        // Gone meanwhile.
-      }
-    }
-    return total;
+    return [pid, ...childPids(pid)].reduce((total, p) => total + statSeconds(procStatFields(`/proc/${p}/stat`)), 0);
   } catch {
     return NaN;
   }
+}
+
+/** The pids of `pid`'s children (sluice's node:cluster workers), from /proc. */
+export function childPids(pid: number): number[] {
+  const pids: number[] = [];
+  for (const p of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    try {
+      if (Number(procStatFields(`/proc/${p}/stat`)[1]) === pid) pids.push(Number(p));
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return pids;
+}
+
+/** CPU seconds (user + system) in a /proc stat file's fields (a process's or a thread's). */
+export function statSeconds(fields: readonly string[]): number {
+  return (Number(fields[11]) + Number(fields[12])) / clockTicks();
 }
 
 /** A /proc stat file's fields after the command (which may hold spaces): [1] is the parent, [11] and [12] utime and stime. */

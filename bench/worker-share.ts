@@ -6,7 +6,7 @@ import * as readline from 'node:readline';
 import Redis from 'ioredis';
 import { startRedisServer, type RedisServer } from '../test/support/redis-server';
 import { runH2load, writeRequestFrame } from './h2load-run';
-import { clockTicks, cpuSeconds, procStatFields } from './process-cpu';
+import { childPids, cpuSeconds, procStatFields, statSeconds } from './process-cpu';
 import { startSluice, stopSluice } from './sluice-instance';
 
 /**
@@ -48,28 +48,13 @@ interface Server {
   stop(): Promise<void>;
 }
 
-function childPids(pid: number): number[] {
-  const pids: number[] = [];
-  for (const p of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(p)) continue;
-    try {
-      if (Number(procStatFields(`/proc/${p}/stat`)[1]) === pid) pids.push(Number(p));
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  return pids;
-}
-
-
 /** CPU seconds of the main threads and of the other threads of `pids` (a thread's id is its process's for the main one). */
 function threadSeconds(pids: readonly number[]): { main: number; other: number } {
   let main = 0;
   let other = 0;
   for (const pid of pids) {
     for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
-      const fields = procStatFields(`/proc/${pid}/task/${tid}/stat`);
-      const seconds = (Number(fields[11]) + Number(fields[12])) / clockTicks();
+      const seconds = statSeconds(procStatFields(`/proc/${pid}/task/${tid}/stat`));
       if (Number(tid) === pid) main += seconds;
       else other += seconds;
     }
