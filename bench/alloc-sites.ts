@@ -1,8 +1,8 @@
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { startRedisServer, type RedisServer } from '../test/support/redis-server';
-import { runH2load, writeRequestFrame } from './h2load-run';
+import type { RedisServer } from '../test/support/redis-server';
+import { compareBuilds, median } from './build-ab';
+import { runH2load } from './h2load-run';
 import { startSluice, stopSluice } from './sluice-instance';
 
 /**
@@ -68,33 +68,21 @@ async function measure(tree: string, frame: string, redis: RedisServer | undefin
   }
 }
 
-const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-
 async function main(): Promise<void> {
-  const trees = process.argv.slice(2).map((tree) => path.resolve(tree));
-  if (trees.length === 0) throw new Error('usage: npm run bench:alloc -- <tree> [<tree>…] (each with dist/ built)');
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-alloc-'));
-  const frame = writeRequestFrame(dir, 4);
-  const redis = STORE === 'redis' ? await startRedisServer() : undefined;
-  try {
-    const results = new Map<string, Allocations[]>(trees.map((tree) => [tree, []]));
-    for (let round = 1; round <= ROUNDS; round++) {
-      for (const tree of trees) {
-        const a = await measure(tree, frame, redis, dir);
-        results.get(tree)!.push(a);
-        console.log(`round ${round} ${tree}: ${a.bytesPerCall.toFixed(0)} bytes per call`);
-      }
+  const results = await compareBuilds({
+    command: 'bench:alloc',
+    descriptors: 4,
+    redis: STORE === 'redis',
+    rounds: ROUNDS,
+    measure: (tree, fixture) => measure(tree, fixture.frame, fixture.redis, fixture.dir),
+    describe: (a) => `${a.bytesPerCall.toFixed(0)} bytes per call`,
+  });
+  for (const [tree, runs] of results) {
+    console.log(`\n${tree} (${STORE}, 4 descriptors): ${median(runs.map((a) => a.bytesPerCall)).toFixed(0)} bytes per call, median of ${ROUNDS}; top sites, bytes per call:`);
+    const last = runs[runs.length - 1]!;
+    for (const [site, bytes] of [...last.sites].sort((a, b) => b[1] - a[1]).slice(0, TOP)) {
+      console.log(`${bytes.toFixed(0).padStart(7)}  ${site}`);
     }
-    for (const [tree, runs] of results) {
-      console.log(`\n${tree} (${STORE}, 4 descriptors): ${median(runs.map((a) => a.bytesPerCall)).toFixed(0)} bytes per call, median of ${ROUNDS}; top sites, bytes per call:`);
-      const last = runs[runs.length - 1]!;
-      for (const [site, bytes] of [...last.sites].sort((a, b) => b[1] - a[1]).slice(0, TOP)) {
-        console.log(`${bytes.toFixed(0).padStart(7)}  ${site}`);
-      }
-    }
-  } finally {
-    await redis?.stop();
-    fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 

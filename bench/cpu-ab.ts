@@ -1,8 +1,7 @@
-import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { startRedisServer, type RedisServer } from '../test/support/redis-server';
-import { runH2load, writeRequestFrame } from './h2load-run';
+import type { RedisServer } from '../test/support/redis-server';
+import { compareBuilds, median } from './build-ab';
+import { runH2load } from './h2load-run';
 import { cpuSeconds } from './process-cpu';
 import { startSluice, stopSluice } from './sluice-instance';
 
@@ -36,30 +35,18 @@ async function measure(tree: string, frame: string, redis: RedisServer | undefin
   return { us: (cpu * 1e6) / succeeded, rps: succeeded / SECONDS };
 }
 
-const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-
 async function main(): Promise<void> {
-  const trees = process.argv.slice(2).map((tree) => path.resolve(tree));
-  if (trees.length === 0) throw new Error('usage: npm run bench:cpu-ab -- <tree> [<tree>…] (each with dist/ built)');
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-ab-'));
-  const frame = writeRequestFrame(dir, DESCRIPTORS);
-  const redis = STORE === 'redis' ? await startRedisServer() : undefined;
-  try {
-    const results = new Map<string, { us: number; rps: number }[]>(trees.map((tree) => [tree, []]));
-    for (let round = 1; round <= ROUNDS; round++) {
-      for (const tree of trees) {
-        const m = await measure(tree, frame, redis);
-        results.get(tree)!.push(m);
-        console.log(`round ${round} ${tree}: ${m.us.toFixed(1)} µs per call, ${m.rps.toFixed(0)} calls/s`);
-      }
-    }
-    console.log(`\n${STORE}, ${DESCRIPTORS} descriptor(s), medians of ${ROUNDS}:`);
-    for (const [tree, ms] of results) {
-      console.log(`${tree}: ${median(ms.map((m) => m.us)).toFixed(1)} µs per call, ${median(ms.map((m) => m.rps)).toFixed(0)} calls/s`);
-    }
-  } finally {
-    await redis?.stop();
-    fs.rmSync(dir, { recursive: true, force: true });
+  const results = await compareBuilds({
+    command: 'bench:cpu-ab',
+    descriptors: DESCRIPTORS,
+    redis: STORE === 'redis',
+    rounds: ROUNDS,
+    measure: (tree, fixture) => measure(tree, fixture.frame, fixture.redis),
+    describe: (m) => `${m.us.toFixed(1)} µs per call, ${m.rps.toFixed(0)} calls/s`,
+  });
+  console.log(`\n${STORE}, ${DESCRIPTORS} descriptor(s), medians of ${ROUNDS}:`);
+  for (const [tree, ms] of results) {
+    console.log(`${tree}: ${median(ms.map((m) => m.us)).toFixed(1)} µs per call, ${median(ms.map((m) => m.rps)).toFixed(0)} calls/s`);
   }
 }
 

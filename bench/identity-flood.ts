@@ -5,6 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import { createGrpcClient, shouldRateLimitMethod } from '../src/server/proto';
 import { parseMetrics } from '../test/support/prometheus';
 import { type SluiceInstance, startSluice, stopSluice } from './sluice-instance';
+import { median } from './build-ab';
 
 /**
  * `npm run bench:flood`: call latency of an identity-rotation flood on the memory store, with the
@@ -156,12 +157,6 @@ async function round(configDir: string): Promise<{ empty: PhaseResult; full: Pha
     await stopSluice(instance);
   }
 }
-
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-};
 
 function row(label: string, p: PhaseResult): string {
   return `| ${label} | ${p.p50.toFixed(1)} | ${p.p99.toFixed(1)} | ${p.max.toFixed(1)} | ${p.counters} | ${p.evictions} | ${p.gcSeconds.toFixed(2)} | ${p.gcMajorSeconds.toFixed(2)} | ${p.loopMaxMs.toFixed(1)} |`;

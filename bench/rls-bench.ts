@@ -7,6 +7,7 @@ import { createGrpcClient, healthCheckMethod, shouldRateLimitMethod, unaryCall }
 import { startRedisServer } from '../test/support/redis-server';
 import { benchRequest as request } from './bench-request';
 import { cpuSeconds } from './process-cpu';
+import { median } from './build-ab';
 
 /**
  * `npm run bench`: requests/s and latency of sluice against a do-nothing grpc-js server measured
@@ -183,12 +184,6 @@ async function preflight(port: number, descriptors: 1 | 4): Promise<void> {
     client.close();
   }
 }
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 function redisCli(port: number, ...args: string[]): string {
   return execFileSync('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8' });

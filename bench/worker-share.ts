@@ -8,6 +8,7 @@ import { startRedisServer, type RedisServer } from '../test/support/redis-server
 import { runH2load, writeRequestFrame } from './h2load-run';
 import { childPids, cpuSeconds, procStatFields, statSeconds } from './process-cpu';
 import { startSluice, stopSluice } from './sluice-instance';
+import { median } from './build-ab';
 
 /**
  * `npm run bench:workers`: where the 2 cores go when sluice (Redis, sliding_window) and the
@@ -137,12 +138,6 @@ async function measure(target: string, workers: number, frame: string, redis: Re
     await server.stop();
   }
 }
-
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 /** µs per call of a part of `s`. */
 const perCall = (cores: number, s: Share): number => (cores * 1e6) / s.rps;
