@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { shouldRateLimitMethod } from '../src/server/proto';
 import { benchRequest } from './bench-request';
 
-/** The h2load runs of the A/B and workers benches: the bench's request, 4 connections × 16 streams. */
+/** The h2load runs of the A/B, workers and GC benches: the bench's request, 4 connections × 16 streams. */
 
 /** Writes the bench's request (`descriptors` of them) as one gRPC frame into `dir`; returns the file. */
 export function writeRequestFrame(dir: string, descriptors: 1 | 4): string {
@@ -25,12 +25,19 @@ export interface H2loadResult {
   readonly cpuSeconds: number;
 }
 
+export interface H2loadLoad {
+  /** h2load's --rps per connection; unset: closed loop. */
+  readonly rps?: string | undefined;
+  /** Concurrent streams per connection (16). */
+  readonly streams?: number;
+}
+
 /**
- * h2load against ShouldRateLimit on 127.0.0.1:`port` for `seconds`, 4 connections × 16 streams
- * (closed loop, or `rps` per connection), sending `frame`.
+ * h2load against ShouldRateLimit on 127.0.0.1:`port` for `seconds`, 4 connections × `load.streams`
+ * streams (closed loop unless `load.rps`), sending `frame`.
  */
-export function runH2load(port: number, frame: string, seconds: number, rps?: string): Promise<H2loadResult> {
-  const args = ['-D', String(seconds), '-c', '4', '-m', '16', ...(rps !== undefined ? ['--rps', rps] : []), '-d', frame,
+export function runH2load(port: number, frame: string, seconds: number, load: H2loadLoad = {}): Promise<H2loadResult> {
+  const args = ['-D', String(seconds), '-c', '4', '-m', String(load.streams ?? 16), ...(load.rps !== undefined ? ['--rps', load.rps] : []), '-d', frame,
     '-H', 'content-type: application/grpc', '-H', 'te: trailers', `http://127.0.0.1:${port}/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit`];
   const timed = fs.existsSync('/usr/bin/time');
   return new Promise((resolve, reject) => {

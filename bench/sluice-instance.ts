@@ -50,3 +50,42 @@ export async function stopSluice(instance: SluiceInstance): Promise<void> {
   instance.child.kill('SIGTERM');
   await exited;
 }
+
+/** A bench's own server script (the do-nothing grpc-js server, the plain HTTP/2 one) in a process of its own. */
+export interface BenchServer {
+  readonly child: ChildProcess;
+  readonly port: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs the built bench script `script` (relative to dist/bench) with only PATH and `env` in its
+ * environment and `nodeArgs` for node; resolves once it prints `{"grpcPort": N}`.
+ */
+export async function startBenchServer(script: string, env: NodeJS.ProcessEnv = {}, nodeArgs: readonly string[] = []): Promise<BenchServer> {
+  const child = spawn(process.execPath, [...nodeArgs, path.join(ROOT, 'dist/bench', script)], {
+    env: { PATH: process.env.PATH, ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    readline.createInterface({ input: child.stdout! }).on('line', (line) => {
+      try {
+        const parsed = JSON.parse(line) as { grpcPort?: number };
+        if (parsed.grpcPort !== undefined) resolve(parsed.grpcPort);
+      } catch {
+        // not the line with the port (node's own --trace-gc output, say)
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`${script} exited with ${code}`)));
+  });
+  return {
+    child,
+    port,
+    stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((resolve) => child.on('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}

@@ -1,13 +1,11 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import * as readline from 'node:readline';
 import Redis from 'ioredis';
 import { startRedisServer, type RedisServer } from '../test/support/redis-server';
 import { runH2load, writeRequestFrame } from './h2load-run';
 import { childPids, cpuSeconds, procStatFields, statSeconds } from './process-cpu';
-import { startSluice, stopSluice } from './sluice-instance';
+import { type BenchServer, startBenchServer, startSluice, stopSluice } from './sluice-instance';
 import { median } from './build-ab';
 
 /**
@@ -43,12 +41,6 @@ interface Share {
   readonly callsPerScriptCall: number;
 }
 
-interface Server {
-  readonly child: ChildProcess;
-  readonly port: number;
-  stop(): Promise<void>;
-}
-
 /** CPU seconds of the main threads and of the other threads of `pids` (a thread's id is its process's for the main one). */
 function threadSeconds(pids: readonly number[]): { main: number; other: number } {
   let main = 0;
@@ -74,32 +66,9 @@ async function scriptCalls(redis: Redis): Promise<number> {
   return [...stats.matchAll(/cmdstat_(?:evalsha|eval|fcall):calls=(\d+)/g)].reduce((sum, m) => sum + Number(m[1]), 0);
 }
 
-async function startNoop(workers: number): Promise<Server> {
-  const child = spawn(process.execPath, [path.join(ROOT, 'dist/bench/noop-server.js')], {
-    env: { PATH: process.env.PATH, NOOP_WORKERS: String(workers) },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const port = await new Promise<number>((resolve, reject) => {
-    readline.createInterface({ input: child.stdout! }).on('line', (line) => {
-      const parsed = JSON.parse(line) as { grpcPort?: number };
-      if (parsed.grpcPort !== undefined) resolve(parsed.grpcPort);
-    });
-    child.on('exit', (code) => reject(new Error(`noop server exited with ${code}`)));
-  });
-  return {
-    child,
-    port,
-    stop: async () => {
-      const exited = new Promise((resolve) => child.on('exit', resolve));
-      child.kill('SIGTERM');
-      await exited;
-    },
-  };
-}
-
 /** `noop`, `sluice`, or `sluice` with node flags for it and its workers after a colon (`sluice:--single-threaded-gc`). */
-async function startTarget(target: string, workers: number, redis: RedisServer): Promise<Server> {
-  if (target === 'noop') return startNoop(workers);
+async function startTarget(target: string, workers: number, redis: RedisServer): Promise<BenchServer> {
+  if (target === 'noop') return startBenchServer('noop-server.js', { NOOP_WORKERS: String(workers) });
   const [, ...nodeArgs] = target.split(/[: ]/).filter((part) => part !== '');
   const sluice = await startSluice(
     path.join(ROOT, 'bench/config/sliding_window'),
@@ -112,13 +81,13 @@ async function startTarget(target: string, workers: number, redis: RedisServer):
 async function measure(target: string, workers: number, frame: string, redis: RedisServer, admin: Redis): Promise<Share> {
   const server = await startTarget(target, workers, redis);
   try {
-    await runH2load(server.port, frame, 1, RPS); // warm-up
+    await runH2load(server.port, frame, 1, { rps: RPS }); // warm-up
     const pids = [server.child.pid!, ...childPids(server.child.pid!)];
     const before = threadSeconds(pids);
     const redisBefore = cpuSeconds(redis.pid);
     const scriptsBefore = await scriptCalls(admin);
     const machineBefore = machineTicks();
-    const h2load = await runH2load(server.port, frame, SECONDS, RPS);
+    const h2load = await runH2load(server.port, frame, SECONDS, { rps: RPS });
     const machineAfter = machineTicks();
     const after = threadSeconds(pids);
     const redisCpu = cpuSeconds(redis.pid) - redisBefore;
