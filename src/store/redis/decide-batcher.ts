@@ -53,8 +53,14 @@ const NO_VALUES: readonly number[] = [];
  * `submit` resolves with the request's slice of the reply (`BatchReply`).
  */
 export class DecideBatcher {
-  /** Queued parts by slot (`-1` outside a cluster). */
-  private readonly queued = new Map<number, Part[]>();
+  /**
+   * Queued parts by slot (`-1` outside a cluster). A new Map each turn, never `clear()`: V8 leaves
+   * a cleared Map's old table pointing at its new one, entries and all (for iterators still on
+   * it). Once one turn's table outlived two scavenges, every later turn's table, and through its
+   * parts every request of the batch, was kept alive by the garbage before it until a
+   * mark-compact: `npm run bench:gc` measured 2.2 KB promoted per call on Redis with `clear()`.
+   */
+  private queued = new Map<number, Part[]>();
   private scheduled = false;
   private readonly flushNow = (): void => this.flush();
 
@@ -82,9 +88,9 @@ export class DecideBatcher {
 
   private flush(): void {
     this.scheduled = false;
-    const batches = [...this.queued.values()];
-    this.queued.clear();
-    for (const parts of batches) {
+    const batches = this.queued;
+    this.queued = new Map();
+    for (const parts of batches.values()) {
       let start = 0;
       while (start < parts.length) {
         let end = start;
