@@ -1,9 +1,9 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { Readable } from 'node:stream';
 import { startRedisServer, type RedisServer } from '../test/support/redis-server';
 import { median } from './build-ab';
+import { collectGcLines, type GcFigures, gcFigures } from './gc-trace';
 import { runH2load, writeRequestFrame } from './h2load-run';
 import { type BenchServer, startBenchServer, startSluice, stopSluice } from './sluice-instance';
 
@@ -30,55 +30,8 @@ const STREAMS = (process.env.GC_STREAMS ?? '1,16').split(',').map(Number);
 const TARGETS = (process.env.GC_TARGETS ?? 'http2,noop,sluice-memory,sluice-redis').split(',');
 const ROOT = path.resolve(__dirname, '../..');
 
-interface GcShare {
+interface GcShare extends GcFigures {
   readonly rps: number;
-  /** Bytes per call. */
-  readonly allocated: number;
-  readonly promoted: number;
-  /** Main-thread pause, µs per call. */
-  readonly scavengePause: number;
-  readonly markCompactPause: number;
-  /** Mark-compacts per second. */
-  readonly markCompacts: number;
-  /** Of the run's wall time, the share the main thread spent paused in collections. */
-  readonly pauseShare: number;
-}
-
-/** The `--trace-gc-nvp` lines a process prints from now until `take()`. */
-function collectGcLines(stdout: Readable): { take(): string[] } {
-  let text = '';
-  const onData = (chunk: Buffer): void => {
-    text += chunk.toString();
-  };
-  stdout.on('data', onData);
-  return {
-    take: () => {
-      stdout.removeListener('data', onData);
-      return text.split('\n').filter((line) => / gc=\w+ /.test(line));
-    },
-  };
-}
-
-/** A numeric field of a `--trace-gc-nvp` line (`pause=1.5`, `promoted=765528`); 0 when absent. */
-function field(line: string, name: string): number {
-  const match = new RegExp(`\\b${name}=([\\d.]+)`).exec(line);
-  return match === null ? 0 : Number(match[1]);
-}
-
-function share(lines: readonly string[], calls: number): GcShare {
-  const scavenges = lines.filter((line) => line.includes(' gc=s '));
-  const markCompacts = lines.filter((line) => line.includes(' gc=mc '));
-  const sum = (of: readonly string[], name: string): number => of.reduce((total, line) => total + field(line, name), 0);
-  const perCall = (value: number): number => (calls === 0 ? NaN : value / calls);
-  return {
-    rps: calls / SECONDS,
-    allocated: perCall(sum(lines, 'allocated')),
-    promoted: perCall(sum(scavenges, 'promoted')),
-    scavengePause: perCall(sum(scavenges, 'pause') * 1000),
-    markCompactPause: perCall(sum(markCompacts, 'pause') * 1000),
-    markCompacts: markCompacts.length / SECONDS,
-    pauseShare: (sum(scavenges, 'pause') + sum(markCompacts, 'pause')) / (SECONDS * 1000),
-  };
 }
 
 async function startTarget(target: string, redis: RedisServer): Promise<BenchServer> {
@@ -106,7 +59,7 @@ async function measure(target: string, streams: number, frame: string, redis: Re
     const gc = collectGcLines(server.child.stdout!);
     const h2load = await runH2load(server.port, frame, SECONDS, { streams });
     if (h2load.failed > 0) console.log(`  ${target}: ${h2load.failed} calls failed or errored`);
-    return share(gc.take(), h2load.succeeded);
+    return { rps: h2load.succeeded / SECONDS, ...gcFigures(gc.take(), h2load.succeeded, SECONDS) };
   } finally {
     await server.stop();
   }
