@@ -5,7 +5,7 @@ import { startRedisServer, type RedisServer } from '../test/support/redis-server
 import { median } from './build-ab';
 import { collectGcLines, type GcFigures, gcFigures } from './gc-trace';
 import { runH2load, writeRequestFrame } from './h2load-run';
-import { type BenchServer, startBenchServer, startSluice, stopSluice } from './sluice-instance';
+import { type BenchServer, startBenchServer, startSluice } from './sluice-instance';
 
 /**
  * `npm run bench:gc`: what V8's garbage collector costs a call, and how much of it Node's HTTP/2
@@ -44,8 +44,7 @@ async function startTarget(target: string, redis: RedisServer): Promise<BenchSer
     case 'sluice-memory':
     case 'sluice-redis': {
       const env = target === 'sluice-redis' ? { REDIS_URL: redis.url, WORKERS: '1' } : { WORKERS: '1' };
-      const sluice = await startSluice(path.join(ROOT, 'bench/config/sliding_window'), env, flags);
-      return { child: sluice.child, port: sluice.port, stop: () => stopSluice(sluice) };
+      return startSluice(path.join(ROOT, 'bench/config/sliding_window'), env, flags);
     }
     default:
       throw new Error(`unknown target ${target} (http2, noop, sluice-memory, sluice-redis)`);

@@ -4,10 +4,15 @@ import * as readline from 'node:readline';
 
 const ROOT = path.resolve(__dirname, '../..');
 
-/** A `sluice serve` the bench started, on ephemeral loopback ports. */
-export interface SluiceInstance {
+/** A server a bench started in a process of its own: sluice, the do-nothing grpc-js server, the plain HTTP/2 one. */
+export interface BenchServer {
   readonly child: ChildProcess;
   readonly port: number;
+  stop(): Promise<void>;
+}
+
+/** A `sluice serve` the bench started, on ephemeral loopback ports. */
+export interface SluiceInstance extends BenchServer {
   readonly debugPort: number;
 }
 
@@ -23,39 +28,21 @@ export async function startSluice(
   nodeArgs: readonly string[] = [],
   tree: string = ROOT,
 ): Promise<SluiceInstance> {
-  const child = spawn(
-    process.execPath,
-    [...nodeArgs, path.join(tree, 'dist/src/cli/main.js'), 'serve', '--config', configDir, '--grpc-host', '127.0.0.1', '--host', '127.0.0.1', '--debug-host', '127.0.0.1',
-      '--grpc-port', '0', '--port', '0', '--debug-port', '0'],
-    { cwd: tree, env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  const ports = await new Promise<{ port: number; debugPort: number }>((resolve, reject) => {
-    readline.createInterface({ input: child.stdout! }).on('line', (line) => {
-      try {
-        const parsed = JSON.parse(line) as { grpcPort?: number; debugPort?: number };
-        if (parsed.grpcPort !== undefined && parsed.debugPort !== undefined) resolve({ port: parsed.grpcPort, debugPort: parsed.debugPort });
-      } catch {
-        // not a log line
-      }
-    });
-    child.on('exit', (code) => reject(new Error(`sluice from ${tree} exited with ${code}`)));
-  });
-  return { child, ...ports };
+  const args = [...nodeArgs, path.join(tree, 'dist/src/cli/main.js'), 'serve', '--config', configDir, '--grpc-host', '127.0.0.1', '--host', '127.0.0.1',
+    '--debug-host', '127.0.0.1', '--grpc-port', '0', '--port', '0', '--debug-port', '0'];
+  const { child, ports } = await spawnServer(args, env, tree, `sluice from ${tree}`, (line) =>
+    line.grpcPort !== undefined && line.debugPort !== undefined ? { port: line.grpcPort, debugPort: line.debugPort } : undefined);
+  const instance: SluiceInstance = { child, ...ports, stop: () => stopSluice(instance) };
+  return instance;
 }
 
 /** SIGTERM, and waits for the exit. */
-export async function stopSluice(instance: SluiceInstance): Promise<void> {
-  if (instance.child.exitCode !== null) return;
-  const exited = new Promise((resolve) => instance.child.on('exit', resolve));
-  instance.child.kill('SIGTERM');
+export async function stopSluice(instance: BenchServer): Promise<void> {
+  const { child } = instance;
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+  child.kill('SIGTERM');
   await exited;
-}
-
-/** A bench's own server script (the do-nothing grpc-js server, the plain HTTP/2 one) in a process of its own. */
-export interface BenchServer {
-  readonly child: ChildProcess;
-  readonly port: number;
-  stop(): Promise<void>;
 }
 
 /**
@@ -63,29 +50,43 @@ export interface BenchServer {
  * environment and `nodeArgs` for node; resolves once it prints `{"grpcPort": N}`.
  */
 export async function startBenchServer(script: string, env: NodeJS.ProcessEnv = {}, nodeArgs: readonly string[] = []): Promise<BenchServer> {
-  const child = spawn(process.execPath, [...nodeArgs, path.join(ROOT, 'dist/bench', script)], {
-    env: { PATH: process.env.PATH, ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const port = await new Promise<number>((resolve, reject) => {
+  const { child, ports } = await spawnServer([...nodeArgs, path.join(ROOT, 'dist/bench', script)], env, ROOT, script, (line) =>
+    line.grpcPort !== undefined ? { port: line.grpcPort } : undefined);
+  const server: BenchServer = { child, port: ports.port, stop: () => stopSluice(server) };
+  return server;
+}
+
+/** A JSON line a server prints on stdout: its startup line names its ports. */
+interface PortsLine {
+  readonly grpcPort?: number;
+  readonly debugPort?: number;
+}
+
+/**
+ * node `args`, with only PATH and `env` in its environment; resolves with the ports `pick` finds
+ * in the first stdout line it accepts (other lines, log or `--trace-gc` output, are skipped), or
+ * rejects if the process exits first.
+ */
+async function spawnServer<T>(
+  args: readonly string[],
+  env: NodeJS.ProcessEnv,
+  cwd: string,
+  name: string,
+  pick: (line: PortsLine) => T | undefined,
+): Promise<{ child: ChildProcess; ports: T }> {
+  const child = spawn(process.execPath, args, { cwd, env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const ports = await new Promise<T>((resolve, reject) => {
     readline.createInterface({ input: child.stdout! }).on('line', (line) => {
+      let parsed: PortsLine;
       try {
-        const parsed = JSON.parse(line) as { grpcPort?: number };
-        if (parsed.grpcPort !== undefined) resolve(parsed.grpcPort);
+        parsed = JSON.parse(line) as PortsLine;
       } catch {
-        // not the line with the port (node's own --trace-gc output, say)
+        return; // not a JSON line
       }
+      const found = parsed === null || typeof parsed !== 'object' ? undefined : pick(parsed);
+      if (found !== undefined) resolve(found);
     });
-    child.on('exit', (code) => reject(new Error(`${script} exited with ${code}`)));
+    child.on('exit', (code) => reject(new Error(`${name} exited with ${code}`)));
   });
-  return {
-    child,
-    port,
-    stop: async () => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const exited = new Promise((resolve) => child.on('exit', resolve));
-      child.kill('SIGTERM');
-      await exited;
-    },
-  };
+  return { child, ports };
 }

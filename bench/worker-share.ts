@@ -5,7 +5,7 @@ import Redis from 'ioredis';
 import { startRedisServer, type RedisServer } from '../test/support/redis-server';
 import { runH2load, writeRequestFrame } from './h2load-run';
 import { childPids, cpuSeconds, procStatFields, statSeconds } from './process-cpu';
-import { type BenchServer, startBenchServer, startSluice, stopSluice } from './sluice-instance';
+import { type BenchServer, startBenchServer, startSluice } from './sluice-instance';
 import { median } from './build-ab';
 
 /**
@@ -70,12 +70,11 @@ async function scriptCalls(redis: Redis): Promise<number> {
 async function startTarget(target: string, workers: number, redis: RedisServer): Promise<BenchServer> {
   if (target === 'noop') return startBenchServer('noop-server.js', { NOOP_WORKERS: String(workers) });
   const [, ...nodeArgs] = target.split(/[: ]/).filter((part) => part !== '');
-  const sluice = await startSluice(
+  return startSluice(
     path.join(ROOT, 'bench/config/sliding_window'),
     { REDIS_URL: redis.url, WORKERS: String(workers), GRPC_TRANSPORT: process.env.GRPC_TRANSPORT ?? 'lean' },
     nodeArgs,
   );
-  return { child: sluice.child, port: sluice.port, stop: () => stopSluice(sluice) };
 }
 
 async function measure(target: string, workers: number, frame: string, redis: RedisServer, admin: Redis): Promise<Share> {
