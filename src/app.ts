@@ -1,7 +1,7 @@
 import { ConfigHolder } from './config/config-holder';
 import { loadConfigDirectory } from './config/load';
 import { ConfigWatcher } from './config/watcher';
-import { WorkerConfigLoader, workerHeapMb } from './config/worker-config-loader';
+import { ReloadHostLoader, reloadHeapMb } from './config/reload-host-loader';
 import { Limiter } from './limiter/limiter';
 import type { Logger } from './logging/logger';
 import { InstrumentedStore } from './metrics/instrumented-store';
@@ -43,10 +43,10 @@ export interface AppDependencies {
   /** Overrides the store chosen from settings (tests). */
   readonly store?: CounterStore;
   /**
-   * The compiled config reload worker; default: the one beside the compiled app. Tests that run
-   * the TypeScript sources point it at the dist/ build.
+   * The compiled entry of the config reload host; default: the one beside the compiled app.
+   * Tests that run the TypeScript sources point it at the dist/ build.
    */
-  readonly configWorkerScript?: string;
+  readonly configReloadScript?: string;
   /**
    * Set when this app is one of several node:cluster workers (WORKERS > 1): its startup line
    * then says `sluice worker started` (the primary writes the one `sluice started` line), and
@@ -72,7 +72,7 @@ export async function startSluice(settings: Settings, deps: AppDependencies): Pr
   const configs = new ConfigHolder();
   const limits = settings.configLimits;
   // Start-up reads on this thread: nothing is being answered yet, and a bad config must fail the
-  // start. Reloads run on a worker thread (WorkerConfigLoader).
+  // start. Reloads run in the reload host, a process beside this one (ReloadHostLoader).
   const config = loadConfigDirectory(settings.configDir, {
     ignoreDotFiles: settings.ignoreDotFiles,
     mergeDomainConfig: settings.mergeDomainConfig,
@@ -80,17 +80,19 @@ export async function startSluice(settings: Settings, deps: AppDependencies): Pr
   });
   configs.set(config);
   metrics.configLoaded(config);
-  const loader = new WorkerConfigLoader({
+  const loader = new ReloadHostLoader({
     request: {
       dir: settings.configDir,
       ignoreDotFiles: settings.ignoreDotFiles,
       mergeDomainConfig: settings.mergeDomainConfig,
       limits,
     },
-    heapMb: workerHeapMb(limits.maxFileBytes),
+    heapMb: reloadHeapMb(limits.maxFileBytes),
     timeoutMs: settings.configReloadTimeoutMs,
-    script: deps.configWorkerScript,
+    script: deps.configReloadScript,
   });
+  // Now, while this process is small: starting a process copies the page tables of its heap.
+  loader.start();
   const watcher = new ConfigWatcher({
     dir: settings.configDir,
     watchRoot: settings.watchRoot,
@@ -129,7 +131,7 @@ export async function startSluice(settings: Settings, deps: AppDependencies): Pr
 
   // Whatever started is undone if a later step fails (a port in use): an open Redis connection
   // or a bound server would otherwise keep a process that failed to start alive.
-  const undo: (() => Promise<void>)[] = [() => store.close(), () => watcher.close()];
+  const undo: (() => Promise<void>)[] = [() => store.close(), () => watcher.close(), () => Promise.resolve(loader.close())];
   const tlsReloader =
     settings.grpcTls !== undefined && settings.grpcTls.reloadIntervalMs > 0
       ? new TlsReloader({
@@ -240,6 +242,7 @@ export async function startSluice(settings: Settings, deps: AppDependencies): Pr
       health.setDraining(true);
       logger.info('sluice draining');
       await watcher.close();
+      loader.close();
       tlsReloader?.close();
       await grpc.shutdown(settings.shutdownGraceMs);
       await Promise.all([http.close(), debug.close()]);

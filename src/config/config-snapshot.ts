@@ -2,25 +2,34 @@ import { DescriptorLevel, DescriptorNode, LoadedRateLimitConfig } from './rate-l
 import type { LimitRule } from './types';
 
 /**
- * A checked config as UTF-8 JSON in one buffer, so the reload worker can hand it to the main
- * thread by transfer (no copy, nothing to take apart) and the main thread can re-link it a slice
- * at a time. A structured clone of the config's objects would be taken apart in one piece on the
- * main thread (measured: 29 ms for 10,000 rules, 120-180 ms for 40,000), and classes and their
- * Maps do not survive one anyway.
+ * A checked config as UTF-8 JSON in a few buffers, so the reload worker can hand it on by transfer
+ * and the reload host can send it to sluice a slice per IPC message, and the main thread can
+ * re-link it a slice at a time. Slices, not one buffer: the IPC channel assembles each message in
+ * one piece on the receiving thread, and filling 2.7 MB of fresh memory (the largest config the
+ * bounds accept) took that thread 7-11 ms here, in one turn. A serialized copy of the config's
+ * objects would be taken apart in one piece too (measured with structured clone: 29 ms for 10,000
+ * rules, 120-180 ms for 40,000), and classes and their Maps do not survive one anyway.
  */
 export interface ConfigSnapshot {
   readonly domains: readonly string[];
-  /** Each rule's `JSON.stringify`, in file order, then each slice of nodes as JSON, back to back. */
-  readonly text: Uint8Array;
-  /** Where each rule's JSON ends in `text`. */
+  /**
+   * First the rules, SNAPSHOT_CHUNK per slice, each rule's `JSON.stringify` back to back, in file
+   * order; then each slice of nodes as one JSON array of `SnapshotNode`s (pre-order walk of every
+   * domain's tree).
+   */
+  readonly slices: readonly Uint8Array[];
+  /** Where each rule's JSON ends within its slice. */
   readonly ruleEnds: Uint32Array;
-  /** Where each slice of `SnapshotNode`s ends in `text` (pre-order walk of every domain's tree). */
-  readonly nodeChunkEnds: Uint32Array;
 }
 
 /** What to list in postMessage's transfer list to hand `snapshot` over without a copy. */
 export function transferablesOf(snapshot: ConfigSnapshot): ArrayBuffer[] {
-  return [snapshot.text.buffer, snapshot.ruleEnds.buffer, snapshot.nodeChunkEnds.buffer] as ArrayBuffer[];
+  return [...snapshot.slices.map((slice) => slice.buffer), snapshot.ruleEnds.buffer] as ArrayBuffer[];
+}
+
+/** How many of `snapshot.slices` hold rules. */
+function ruleSliceCount(snapshot: Pick<ConfigSnapshot, 'ruleEnds'>): number {
+  return Math.ceil(snapshot.ruleEnds.length / SNAPSHOT_CHUNK);
 }
 
 /**
@@ -58,26 +67,31 @@ export function snapshotOf(config: LoadedRateLimitConfig): ConfigSnapshot {
     const root = config.tree(name);
     if (root !== undefined) walk(root, -1 - d);
   });
-  const pieces: Uint8Array[] = [];
   const encoder = new TextEncoder();
-  let length = 0;
-  const append = (json: string): number => {
-    const bytes = encoder.encode(json);
-    pieces.push(bytes);
-    length += bytes.length;
-    return length;
-  };
-  const ruleEnds = Uint32Array.from(rules, (rule) => append(JSON.stringify(rule)));
-  const chunkEnds: number[] = [];
-  for (let i = 0; i < nodes.length; i += SNAPSHOT_CHUNK) chunkEnds.push(append(JSON.stringify(nodes.slice(i, i + SNAPSHOT_CHUNK))));
-  // One buffer of its own (not Node's shared pool), so it can be transferred.
-  const text = new Uint8Array(length);
+  const ruleEnds = new Uint32Array(rules.length);
+  const slices: Uint8Array[] = [];
+  for (let first = 0; first < rules.length; first += SNAPSHOT_CHUNK) {
+    const pieces = rules.slice(first, first + SNAPSHOT_CHUNK).map((rule) => encoder.encode(JSON.stringify(rule)));
+    let end = 0;
+    pieces.forEach((piece, i) => {
+      end += piece.length;
+      ruleEnds[first + i] = end;
+    });
+    slices.push(joined(pieces, end));
+  }
+  for (let i = 0; i < nodes.length; i += SNAPSHOT_CHUNK) slices.push(encoder.encode(JSON.stringify(nodes.slice(i, i + SNAPSHOT_CHUNK))));
+  return { domains: [...domains], slices, ruleEnds };
+}
+
+/** `pieces` in one buffer of its own (not Node's shared pool, so it can be transferred). */
+function joined(pieces: readonly Uint8Array[], length: number): Uint8Array {
+  const whole = new Uint8Array(length);
   let at = 0;
   for (const piece of pieces) {
-    text.set(piece, at);
+    whole.set(piece, at);
     at += piece.length;
   }
-  return { domains: [...domains], text, ruleEnds, nodeChunkEnds: Uint32Array.from(chunkEnds) };
+  return whole;
 }
 
 /** A re-linked snapshot: the config, and each rule's JSON (what the reload log compares rules by). */
@@ -93,27 +107,30 @@ export interface RelinkedConfig {
  */
 export async function configFromSnapshot(snapshot: ConfigSnapshot, pause: () => Promise<void>): Promise<RelinkedConfig> {
   const decoder = new TextDecoder();
-  const { text } = snapshot;
-  let from = 0;
-  const next = (end: number): string => {
-    const json = decoder.decode(text.subarray(from, end));
-    from = end;
-    return json;
-  };
+  const { slices, ruleEnds } = snapshot;
+  const ruleSlices = ruleSliceCount(snapshot);
   const rules: LimitRule[] = [];
   const ruleJson: string[] = [];
-  for (let i = 0; i < snapshot.ruleEnds.length; i++) {
-    const json = next(snapshot.ruleEnds[i] as number);
-    ruleJson.push(json);
-    rules.push(JSON.parse(json) as LimitRule);
-    if ((i + 1) % SNAPSHOT_CHUNK === 0) await pause();
+  for (let s = 0; s < ruleSlices; s++) {
+    // Before each slice, the first too: the turn that brought the reply does nothing more.
+    await pause();
+    const slice = slices[s];
+    if (slice === undefined) throw new Error(`config snapshot: rule slice ${s} is missing`);
+    let from = 0;
+    for (let i = s * SNAPSHOT_CHUNK; i < Math.min(ruleEnds.length, (s + 1) * SNAPSHOT_CHUNK); i++) {
+      const end = ruleEnds[i] as number;
+      const json = decoder.decode(slice.subarray(from, end));
+      from = end;
+      ruleJson.push(json);
+      rules.push(JSON.parse(json) as LimitRule);
+    }
   }
   const roots = new Map<string, DescriptorLevel>(snapshot.domains.map((name) => [name, new DescriptorLevel()]));
   const levels = [...roots.values()];
   const built: DescriptorNode[] = [];
-  for (const end of snapshot.nodeChunkEnds) {
+  for (const slice of slices.slice(ruleSlices)) {
     await pause();
-    for (const [parent, key, value, shareThreshold, ruleIndices] of JSON.parse(next(end)) as SnapshotNode[]) {
+    for (const [parent, key, value, shareThreshold, ruleIndices] of JSON.parse(decoder.decode(slice)) as SnapshotNode[]) {
       const nodeRules = ruleIndices.map((i) => {
         const rule = rules[i];
         if (rule === undefined) throw new Error(`config snapshot: rule ${i} does not exist`);

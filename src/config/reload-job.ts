@@ -4,7 +4,7 @@ import { inspectConfigDirectory } from './load';
 import { LoadedRateLimitConfig } from './rate-limit-config';
 import type { ConfigProblem } from './types';
 
-/** What the reload worker is asked to do: read and check one config directory. */
+/** What a reload worker is asked to do: read and check one config directory. */
 export interface ReloadRequest {
   readonly dir: string;
   readonly ignoreDotFiles: boolean;
@@ -14,14 +14,28 @@ export interface ReloadRequest {
   readonly settleMs?: number | undefined;
 }
 
-/** The worker's one answer; plain data, so it crosses to the main thread by structured clone. */
+/** A reload worker's one answer; plain data, so it crosses threads and processes by V8's serializer. */
 export type ReloadReply =
   | { readonly ok: true; readonly snapshot: ConfigSnapshot }
   | { readonly ok: false; readonly problems: readonly ConfigProblem[]; readonly unstable: boolean };
 
+/** What sluice asks of its reload host (reload-host.ts), over the IPC channel. */
+export type ReloadHostRequest =
+  | { readonly kind: 'load'; readonly id: number; readonly request: ReloadRequest; readonly heapMb: number }
+  /** Sluice no longer waits for load `id` (out of time, or stopping): end its worker. */
+  | { readonly kind: 'cancel'; readonly id: number };
+
+/**
+ * The host's answer to load `id`: a good config comes as one message per slice of its snapshot
+ * (see ConfigSnapshot for why), then the reply with `snapshot.slices` empty; anything else as the
+ * reply alone.
+ */
+export type ReloadHostReply = { readonly id: number; readonly slice: Uint8Array } | { readonly id: number; readonly reply: ReloadReply };
+
 /**
  * Reads, parses and validates the directory: all the expensive part of a reload, run by
- * `reload-worker.ts` on its own thread. Pure apart from reading the files, so tests call it here.
+ * `reload-worker.ts` on a thread of the reload host. Pure apart from reading the files, so tests
+ * call it here.
  */
 export function checkForReload(request: ReloadRequest): ReloadReply {
   const inspected = inspectConfigDirectory(request.dir, request);

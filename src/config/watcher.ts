@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Logger } from '../logging/logger';
 import type { ConfigHolder } from './config-holder';
-import type { ConfigLoader, LoadOutcome } from './worker-config-loader';
+import type { ConfigLoader, LoadOutcome } from './reload-host-loader';
 import type { ConfigProblem, RateLimitConfig } from './types';
 
 /**
@@ -13,8 +13,8 @@ import type { ConfigProblem, RateLimitConfig } from './types';
  * serving. Events are debounced, so the kubelet's multi-step ConfigMap update (new `..<timestamp>`
  * directory, new `..data_tmp` link, rename over `..data`, old directory removed) is one reload.
  *
- * Loading happens off the request path: the `loader` reads, parses and validates the set on a
- * worker thread (WorkerConfigLoader), and only a finished config reaches `holder.set()`. A request
+ * Loading happens off the request path: the `loader` reads, parses and validates the set in the
+ * reload host, a process beside sluice's (ReloadHostLoader), and only a finished config reaches `holder.set()`. A request
  * reads the holder once, so every call is decided wholly by the old or wholly by the new config,
  * and none waits.
  *
@@ -317,7 +317,7 @@ function rulesById(rules: readonly { readonly id: string }[], json: readonly str
 
 /**
  * How a reload changed the rules, by id, for the log line. Rules are compared by their JSON, made
- * on the reload worker, so the main thread only does map lookups.
+ * by the reload worker, so the main thread only does map lookups.
  */
 function ruleChanges(
   previous: ReadonlyMap<string, string> | undefined,

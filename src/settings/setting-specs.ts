@@ -174,7 +174,7 @@ export const SETTING_SPECS = {
     default: String(MAX_CONFIG_FILE_BYTES),
     help:
       'largest config file read, in bytes; a larger one is refused unread, naming the file and the limit. Parsing takes ' +
-      'about 100 bytes of memory per byte of YAML; the reload worker gets 128 MB of heap per MiB of this (at least 256 MB)',
+      'about 100 bytes of memory per byte of YAML; each reload worker gets 128 MB of heap per MiB of this (at least 256 MB)',
   },
   configMaxDirectoryBytes: {
     env: 'CONFIG_MAX_DIRECTORY_BYTES',
@@ -189,7 +189,7 @@ export const SETTING_SPECS = {
     env: 'CONFIG_RELOAD_TIMEOUT',
     kind: 'duration',
     default: '60s',
-    help: 'longest a reload may spend reading and checking the config (on its worker thread) before it is stopped and refused',
+    help: 'longest a reload may spend reading and checking the config (in the reload host) before it is stopped and refused',
   },
   nearLimitRatio: { env: 'NEAR_LIMIT_RATIO', kind: 'ratio', default: '0.8', help: 'share of a limit above which admitted hits count as near_limit in metrics' },
   detailedMetricMaxValues: {

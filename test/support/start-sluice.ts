@@ -10,10 +10,10 @@ import { type RlsClient, createRlsClient } from './rls-client';
 import { transportUnderTest } from './transport-under-test';
 
 /**
- * The config reload worker runs compiled JavaScript on its own thread, outside ts-jest: in-process
- * tests use the dist/ build of it (`npm test` builds dist/ first, as the e2e tests need).
+ * The config reload host runs compiled JavaScript in its own process, outside ts-jest: in-process
+ * tests use the dist/ build of its entry (`npm test` builds dist/ first, as the e2e tests need).
  */
-export const CONFIG_WORKER_SCRIPT = path.resolve(__dirname, '../../dist/src/config/reload-worker.js');
+export const CONFIG_RELOAD_SCRIPT = path.resolve(__dirname, '../../dist/src/config/reload-host.js');
 
 export interface StartedSluice {
   readonly app: RunningSluice;
@@ -71,7 +71,7 @@ export async function startTestSluice(options: {
     logger: options.logger ?? silentLogger(),
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.store ? { store: options.store } : {}),
-    configWorkerScript: CONFIG_WORKER_SCRIPT,
+    configReloadScript: CONFIG_RELOAD_SCRIPT,
   });
   const client = createRlsClient(`127.0.0.1:${app.grpcPort}`);
   return {

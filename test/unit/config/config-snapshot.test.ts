@@ -1,5 +1,6 @@
 import * as path from 'node:path';
-import { configFromSnapshot, SNAPSHOT_CHUNK, snapshotOf, transferablesOf } from '../../../src/config/config-snapshot';
+import * as v8 from 'node:v8';
+import { configFromSnapshot, type ConfigSnapshot, SNAPSHOT_CHUNK, snapshotOf, transferablesOf } from '../../../src/config/config-snapshot';
 import { inspectConfigDirectory, parseConfigFiles } from '../../../src/config/load';
 import { type DescriptorLevel, LoadedRateLimitConfig } from '../../../src/config/rate-limit-config';
 import { checkForReload } from '../../../src/config/reload-job';
@@ -7,7 +8,7 @@ import { DEFAULT_CONFIG_SIZE_LIMITS } from '../../../src/config/config-files';
 import type { LimitRule } from '../../../src/config/types';
 
 /**
- * A reload's config crosses from the worker as a snapshot and is re-linked on the main thread:
+ * A reload's config crosses from the reload worker as a snapshot and is re-linked on the main thread:
  * the re-linked config must be the same config, down to each level's match order.
  */
 
@@ -41,10 +42,13 @@ function dumpConfig(config: LoadedRateLimitConfig): unknown {
 const immediately = (): Promise<void> => Promise.resolve();
 
 async function roundTrip(config: LoadedRateLimitConfig): Promise<LoadedRateLimitConfig> {
-  // Through a real structured clone with its buffers transferred, as the worker posts it.
+  // Both hops for real: a structured clone with its buffers transferred, as the reload worker
+  // posts it to the reload host, then V8's serializer, as the host's IPC channel (serialization:
+  // 'advanced') sends it to sluice.
   const snapshot = snapshotOf(config);
-  const relinked = await configFromSnapshot(structuredClone(snapshot, { transfer: transferablesOf(snapshot) }), immediately);
-  expect(snapshot.text.byteLength).toBe(0); // moved, not copied
+  const inHost = structuredClone(snapshot, { transfer: transferablesOf(snapshot) });
+  expect(snapshot.slices.filter((slice) => slice.byteLength > 0)).toEqual([]); // moved, not copied
+  const relinked = await configFromSnapshot(v8.deserialize(v8.serialize(inHost)) as ConfigSnapshot, immediately);
   expect(relinked.ruleJson).toEqual(config.rules().map((rule) => JSON.stringify(rule)));
   return relinked.config;
 }
@@ -92,9 +96,9 @@ describe('config snapshots', () => {
       pauses++;
       return Promise.resolve();
     });
-    // 2,500 rules and 5,000 nodes: 2 pauses in the rules, one before each of 5 node slices.
-    expect(snapshot.nodeChunkEnds).toHaveLength(5_000 / SNAPSHOT_CHUNK);
-    expect(pauses).toBe(Math.floor(2_500 / SNAPSHOT_CHUNK) + 5_000 / SNAPSHOT_CHUNK);
+    // 2,500 rules in 3 slices and 5,000 nodes in 5, a pause before each slice.
+    expect(snapshot.slices).toHaveLength(Math.ceil(2_500 / SNAPSHOT_CHUNK) + 5_000 / SNAPSHOT_CHUNK);
+    expect(pauses).toBe(snapshot.slices.length);
     expect(dumpConfig(rebuilt.config)).toEqual(dumpConfig(config as LoadedRateLimitConfig));
   });
 
@@ -102,6 +106,7 @@ describe('config snapshots', () => {
     const { config } = parseConfigFiles([{ name: 'b.yaml', content: 'domain: b\ndescriptors:\n  - { key: k, rate_limit: { unit: second, requests_per_unit: 1 } }\n' }], { mergeDomainConfig: false });
     const snapshot = snapshotOf(config as LoadedRateLimitConfig);
     await expect(configFromSnapshot({ ...snapshot, domains: [] }, immediately)).rejects.toThrow('node 0 does not fit');
+    await expect(configFromSnapshot({ ...snapshot, slices: [] }, immediately)).rejects.toThrow('rule slice 0 is missing');
   });
 });
 
