@@ -201,8 +201,8 @@ describe('ResilientStore', () => {
       const elapsed = performance.now() - started;
       expect(err.message).toBe("deadline exceeded: the store had not answered within the call's deadline");
       expect(err.kind).toBe('deadline_exceeded');
-      // 42 ms to the deadline, less the 2 ms margin.
-      expect(elapsed).toBeGreaterThanOrEqual(38);
+      // 42 ms to the deadline, less the margin (10% of it: 4.2 ms).
+      expect(elapsed).toBeGreaterThanOrEqual(37);
       expect(primary.calls[0]!.options.ticket?.abandoned).toBe(true);
     });
 
