@@ -1,5 +1,6 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import type { Socket } from 'node:net';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { configProblem, errorText } from './config-problem';
 import { configFromSnapshot } from './config-snapshot';
@@ -162,6 +163,13 @@ export class ReloadHostLoader implements ConfigLoader {
       // Its output is not sluice's log; replies are all it has to say. stderr is kept for a crash.
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
     });
+    // The host lowers every thread it has once it runs (reload-host.ts); this lowers its main
+    // thread now, so the threads Node starts while booting (~50 ms of CPU) inherit it too.
+    try {
+      if (child.pid !== undefined) os.setPriority(child.pid, 19);
+    } catch {
+      // Gone already, or not allowed: the host lowers itself.
+    }
     const host: ReloadHost = { child, waiting: new Map(), stderr: '' };
     this.host = host;
     // Neither the host nor its channel keeps sluice running: `close()` ends it, and so does

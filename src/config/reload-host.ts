@@ -27,6 +27,20 @@ function yieldToSluice(): void {
   }
 }
 
+/**
+ * A reload of a file near the size limit takes hundreds of MB here. If that runs the container out
+ * of memory, the kernel should end this process (the reload is then refused and the next one
+ * starts a new host), not sluice: 1000 makes it the first the kernel picks. Raising one's own
+ * score needs no privilege. Best effort, as above.
+ */
+function dieFirstOnOutOfMemory(): void {
+  try {
+    fs.writeFileSync('/proc/self/oom_score_adj', '1000');
+  } catch {
+    // Not Linux, or no /proc.
+  }
+}
+
 const WORKER_SCRIPT = path.join(__dirname, 'reload-worker.js');
 /** How to end each load still running, by id. */
 const running = new Map<number, () => void>();
@@ -85,6 +99,7 @@ function load(id: number, request: ReloadRequest, heapMb: number): void {
 }
 
 yieldToSluice();
+dieFirstOnOutOfMemory();
 process.on('message', (message: ReloadHostRequest) => {
   if (message.kind === 'load') {
     load(message.id, message.request, message.heapMb);

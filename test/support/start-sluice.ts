@@ -72,6 +72,8 @@ export async function startTestSluice(options: {
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.store ? { store: options.store } : {}),
     configReloadScript: CONFIG_RELOAD_SCRIPT,
+    // Not a fork of this jest process at every start: most tests never reload.
+    lazyReloadHost: true,
   });
   const client = createRlsClient(`127.0.0.1:${app.grpcPort}`);
   return {

@@ -84,14 +84,14 @@ function threadNice(pid: number): { tid: number; nice: number }[] {
 }
 
 /**
- * Starts `reloads`' host and returns its pid once its main thread runs at nice 19: it has then run
- * its first lines (before that it may still be booting, its threads not yet lowered).
+ * Starts `reloads`' host and returns its pid once it has run its first lines (the last of which
+ * sets its OOM score): before that it may still be booting, starting threads.
  */
 async function startedHost(reloads: ReloadHostLoader): Promise<number> {
   reloads.start();
   await waitFor(() => reloadHosts().length === 1, 'the host');
   const [host] = reloadHosts();
-  await waitFor(() => threadNice(host!).find((thread) => thread.tid === host)?.nice === 19, 'the host to lower its priority');
+  await waitFor(() => fs.readFileSync(`/proc/${host}/oom_score_adj`, 'utf8').trim() === '1000', 'the host to boot');
   return host!;
 }
 
@@ -167,7 +167,7 @@ describe('ReloadHostLoader', () => {
     await waitFor(() => threadNice(host!).length <= atRest, 'the host to end the worker');
   });
 
-  test('every thread of the host runs at the lowest CPU priority, its reload workers included', async () => {
+  test('every thread of the host runs at the lowest CPU priority, its reload workers included, and it dies first out of memory', async () => {
     const reloads = loader(heavy);
     const host = await startedHost(reloads);
     const atRest = threadNice(host);
@@ -180,6 +180,8 @@ describe('ReloadHostLoader', () => {
     expect(working.filter((thread) => thread.nice !== 19)).toEqual([]);
     // And sluice's own threads keep their priority.
     expect(threadNice(process.pid).filter((thread) => thread.nice !== 0)).toEqual([]);
+    // Out of memory, the kernel ends the host before sluice.
+    expect(fs.readFileSync(`/proc/${host}/oom_score_adj`, 'utf8').trim()).toBe('1000');
   });
 
   test('a host that died is started again by the next reload; a reload waiting on it is refused', async () => {
