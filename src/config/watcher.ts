@@ -14,9 +14,9 @@ import type { ConfigProblem, RateLimitConfig } from './types';
  * directory, new `..data_tmp` link, rename over `..data`, old directory removed) is one reload.
  *
  * Loading happens off the request path: the `loader` reads, parses and validates the set in the
- * reload host, a process beside sluice's (ReloadHostLoader), and only a finished config reaches `holder.set()`. A request
- * reads the holder once, so every call is decided wholly by the old or wholly by the new config,
- * and none waits.
+ * reload host, a process beside sluice's (ReloadHostLoader), and only a finished config reaches
+ * `holder.set()`. A request reads the holder once, so every call is decided wholly by the old or
+ * wholly by the new config, and none waits.
  *
  * What is watched (node's fs.watch, i.e. inotify on Linux; see `Watch` below for why not chokidar):
  * - `watchRoot` set (RUNTIME_WATCH_ROOT=true, the reference default): only the entry named like
