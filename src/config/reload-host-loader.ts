@@ -2,9 +2,9 @@ import { type ChildProcess, fork } from 'node:child_process';
 import type { Socket } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { configProblem, errorText } from './config-problem';
+import { errorText } from './config-problem';
 import { configFromSnapshot } from './config-snapshot';
-import type { ReloadHostReply, ReloadHostRequest, ReloadReply, ReloadRequest } from './reload-job';
+import { type RefusedReload, type ReloadHostReply, type ReloadHostRequest, type ReloadReply, type ReloadRequest, refusedReload } from './reload-job';
 import type { ConfigProblem, RateLimitConfig } from './types';
 
 /** A reload's result: the checked config, or why not. */
@@ -207,8 +207,8 @@ export class ReloadHostLoader implements ConfigLoader {
     host.child.send(message, () => undefined);
   }
 
-  private failed(reason: string): { ok: false; problems: ConfigProblem[]; unstable: false } {
-    return { ok: false, problems: [configProblem(this.options.request.dir, '', reason)], unstable: false };
+  private failed(reason: string): RefusedReload {
+    return refusedReload(this.options.request.dir, reason);
   }
 }
 

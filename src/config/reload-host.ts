@@ -2,8 +2,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { configProblem, errorText } from './config-problem';
-import type { ReloadHostReply, ReloadHostRequest, ReloadReply, ReloadRequest } from './reload-job';
+import { errorText } from './config-problem';
+import { type ReloadHostReply, type ReloadHostRequest, type ReloadReply, type ReloadRequest, refusedReload } from './reload-job';
 
 /**
  * Entry point of the reload host: the small process sluice starts beside itself (see
@@ -49,10 +49,6 @@ function send(message: ReloadHostReply): void {
   process.send?.(message);
 }
 
-function refused(dir: string, reason: string): ReloadReply {
-  return { ok: false, problems: [configProblem(dir, '', reason)], unstable: false };
-}
-
 function load(id: number, request: ReloadRequest, heapMb: number): void {
   let answered = false;
   let worker: Worker | undefined;
@@ -80,14 +76,14 @@ function load(id: number, request: ReloadRequest, heapMb: number): void {
       stderr: true,
     });
   } catch (err) {
-    end(refused(request.dir, `cannot start the config reload worker: ${errorText(err)}`));
+    end(refusedReload(request.dir, `cannot start the config reload worker: ${errorText(err)}`));
     return;
   }
   running.set(id, () => end(undefined));
   worker.once('message', (reply: ReloadReply) => end(reply));
   worker.once('error', (err: Error & { code?: string }) =>
     end(
-      refused(
+      refusedReload(
         request.dir,
         err.code === 'ERR_WORKER_OUT_OF_MEMORY'
           ? `reading and checking the config needed more than ${heapMb} MB of memory; stopped`
@@ -95,7 +91,7 @@ function load(id: number, request: ReloadRequest, heapMb: number): void {
       ),
     ),
   );
-  worker.once('exit', (code) => end(refused(request.dir, `the config reload worker ended (exit code ${code}) without an answer`)));
+  worker.once('exit', (code) => end(refusedReload(request.dir, `the config reload worker ended (exit code ${code}) without an answer`)));
 }
 
 yieldToSluice();

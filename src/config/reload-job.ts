@@ -1,4 +1,5 @@
 import type { ConfigSizeLimits } from './config-files';
+import { configProblem } from './config-problem';
 import { type ConfigSnapshot, snapshotOf } from './config-snapshot';
 import { inspectConfigDirectory } from './load';
 import { LoadedRateLimitConfig } from './rate-limit-config';
@@ -18,6 +19,20 @@ export interface ReloadRequest {
 export type ReloadReply =
   | { readonly ok: true; readonly snapshot: ConfigSnapshot }
   | { readonly ok: false; readonly problems: readonly ConfigProblem[]; readonly unstable: boolean };
+
+export interface RefusedReload {
+  readonly ok: false;
+  readonly problems: readonly ConfigProblem[];
+  readonly unstable: false;
+}
+
+/**
+ * A reload refused for a reason of the reload machinery's (out of time or memory, a worker or the
+ * host gone), not of a file's: one problem, reported against the config directory.
+ */
+export function refusedReload(dir: string, reason: string): RefusedReload {
+  return { ok: false, problems: [configProblem(dir, '', reason)], unstable: false };
+}
 
 /** What sluice asks of its reload host (reload-host.ts), over the IPC channel. */
 export type ReloadHostRequest =
