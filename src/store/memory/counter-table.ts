@@ -1,6 +1,6 @@
 import type { AlgorithmName } from '../../config/types';
 import { BytePools } from './byte-pools';
-import { decodeKey, encodedKey, encodedKeyEquals, encodeKey, keyByteLength } from './key-bytes';
+import { decodeKey, encodedKey, encodeKey, heldKeyEquals, keyByteLength } from './key-bytes';
 import { KeyIndex } from './key-index';
 import { PackedWriter } from './packed-numbers';
 import { LAYOUTS, LAYOUT_ORDER, type StateLayout } from './state-layouts';
@@ -28,6 +28,10 @@ export interface CounterTableOptions {
 }
 
 const INITIAL_CAPACITY = 256;
+/** Packed states up to this many bytes are copied by a loop. */
+const SHORT_COPY = 256;
+/** Slots of the found-ids cache (a power of two): more than the checks of most requests. */
+const FOUND_SLOTS = 16;
 /** A record id is `position * SLABS + slab`. */
 const SLABS = 4;
 
@@ -121,7 +125,7 @@ function grown<T extends Column>(column: T, length: number): T {
  */
 export class CounterTable {
   private readonly index = new KeyIndex(
-    (id) => this.holdsEncodedKey(id),
+    (id, key) => this.holdsKey(id, key),
     (id) => this.slabs[id % SLABS]!.hashes[(id - (id % SLABS)) / SLABS]!,
     (visit) => {
       for (const slab of this.slabs) {
@@ -133,8 +137,15 @@ export class CounterTable {
   private readonly slabs: Slab[] = LAYOUT_ORDER.map((name, i) => new Slab(i, LAYOUTS[name]));
   /** Keys and packed states; a block's owner is its record's id times 2, plus 1 for a packed state. */
   private readonly pools = new BytePools((owner, address) => this.blockMoved(owner, address));
-  /** The key being looked up (encoded only when a hash agrees; key-bytes.ts). */
-  private probeKey = '';
+  /**
+   * The ids `find` found last, by hash: a request reads each of its counters and then writes or
+   * marks it, so the second lookup is one comparison. An entry holds while `moves` is what it was
+   * when the entry was made: any record that moves, leaves or trades places bumps it.
+   */
+  private readonly foundKeys = new Array<string | undefined>(FOUND_SLOTS).fill(undefined);
+  private readonly foundIds = new Int32Array(FOUND_SLOTS);
+  private readonly foundAt = new Float64Array(FOUND_SLOTS).fill(-1);
+  private moves = 0;
   private readonly slabOf: Readonly<Record<AlgorithmName, Slab>>;
   private readonly samples: number;
   private readonly random: () => number;
@@ -197,8 +208,8 @@ export class CounterTable {
     let position: number;
     if (id < 0) {
       slab = this.slabOf[algorithm];
-      // `find` encoded the key only if some hash agreed.
       position = this.insert(slab, encodeKey(key), h, standing.protect);
+      this.remember(key, h, position * SLABS + slab.index);
     } else {
       slab = this.slabs[id % SLABS]!;
       position = this.reclass(slab, (id - slab.index) / SLABS, standing.protect);
@@ -295,6 +306,7 @@ export class CounterTable {
   }
 
   clear(): void {
+    this.moves++;
     this.index.clear();
     this.pools.clear();
     for (const slab of this.slabs) slab.reset();
@@ -308,18 +320,26 @@ export class CounterTable {
 
   /** The id of `key`, whose hash is `h`, or -1. */
   private find(key: string, h: number): number {
-    this.probeKey = key;
-    return this.index.find(key, h);
+    const slot = h & (FOUND_SLOTS - 1);
+    if (this.foundAt[slot] === this.moves && this.foundKeys[slot] === key) return this.foundIds[slot]!;
+    const id = this.index.find(key, h);
+    if (id >= 0) this.remember(key, h, id);
+    return id;
   }
 
-  /** Whether record `id` holds the key being looked up. */
-  private holdsEncodedKey(id: number): boolean {
-    const coded = encodeKey(this.probeKey);
+  private remember(key: string, h: number, id: number): void {
+    const slot = h & (FOUND_SLOTS - 1);
+    this.foundKeys[slot] = key;
+    this.foundIds[slot] = id;
+    this.foundAt[slot] = this.moves;
+  }
+
+  /** Whether record `id` holds `key`. */
+  private holdsKey(id: number, key: string): boolean {
     const slab = this.slabs[id % SLABS]!;
     const position = (id - slab.index) / SLABS;
-    if (slab.keyLength[position] !== coded) return false;
     const address = slab.keyAddress[position]!;
-    return encodedKeyEquals(this.pools.chunkOf(address), this.pools.offsetOf(address), coded);
+    return heldKeyEquals(this.pools.chunkOf(address), this.pools.offsetOf(address), slab.keyLength[position]!, key);
   }
 
   private keyAt(slab: Slab, position: number): string {
@@ -338,7 +358,13 @@ export class CounterTable {
     if (length === 0) return;
     if (slab.packedLength[position] === 0) slab.packedAddress[position] = this.pools.allocate(length, owner);
     const address = slab.packedAddress[position]!;
-    PackedWriter.bytes.copy(this.pools.chunkOf(address), this.pools.offsetOf(address), 0, length);
+    const chunk = this.pools.chunkOf(address);
+    const at = this.pools.offsetOf(address);
+    const bytes = PackedWriter.bytes;
+    // Most states are tens of bytes (a sliding window's 21 sub-windows: about 100): there, a loop
+    // costs less than Buffer#copy's way into native code.
+    if (length <= SHORT_COPY) for (let i = 0; i < length; i++) chunk[at + i] = bytes[i]!;
+    else bytes.copy(chunk, at, 0, length);
     slab.packedLength[position] = length;
   }
 
@@ -462,6 +488,7 @@ export class CounterTable {
   }
 
   private remove(slab: Slab, position: number): void {
+    this.moves++;
     this.index.delete(slab.hashes[position]!, position * SLABS + slab.index);
     // Freeing may move another record's block, which updates that record's address column.
     this.pools.free(slab.keyAddress[position]!);
@@ -481,6 +508,7 @@ export class CounterTable {
 
   private swap(slab: Slab, a: number, b: number): void {
     if (a === b) return;
+    this.moves++;
     const stride = slab.layout.fields;
     const f = slab.fields;
     for (let i = 0; i < stride; i++) {
@@ -512,6 +540,7 @@ export class CounterTable {
 
   /** Copies the counter at `from` to `to` (whose counter is gone or moved). */
   private move(slab: Slab, from: number, to: number): void {
+    this.moves++;
     const stride = slab.layout.fields;
     slab.fields.copyWithin(to * stride, from * stride, from * stride + stride);
     slab.expires[to] = slab.expires[from]!;

@@ -9,20 +9,14 @@
  */
 
 let scratch = Buffer.alloc(4096);
-/** The key `scratch` holds, and its coded length: a store reads and then writes each key, so it is often asked again. */
-let encoded = '';
-let encodedCoded = 0;
 
-/** Encodes `key` into `encodedKey()`, and returns its coded length. */
+/** Encodes `key` into `encodedKey()` (to store it), and returns its coded length. */
 export function encodeKey(key: string): number {
-  if (key === encoded) return encodedCoded;
   const ascii = Buffer.byteLength(key, 'utf8') === key.length;
   const length = ascii ? key.length : key.length * 2;
   if (length > scratch.length) scratch = Buffer.alloc(Math.max(length, scratch.length * 2));
   scratch.write(key, 0, length, ascii ? 'latin1' : 'utf16le');
-  encoded = key;
-  encodedCoded = length * 2 + (ascii ? 0 : 1);
-  return encodedCoded;
+  return length * 2 + (ascii ? 0 : 1);
 }
 
 /** The bytes of the key last encoded (valid until the next `encodeKey`). */
@@ -40,9 +34,21 @@ export function decodeKey(chunk: Buffer, offset: number, coded: number): string 
   return chunk.toString(coded % 2 === 0 ? 'latin1' : 'utf16le', offset, offset + keyByteLength(coded));
 }
 
-/** Whether the key last encoded, of coded length `coded`, is the one held at `offset` of `chunk`. */
-export function encodedKeyEquals(chunk: Buffer, offset: number, coded: number): boolean {
-  const length = keyByteLength(coded);
-  for (let i = 0; i < length; i++) if (scratch[i] !== chunk[offset + i]) return false;
+/**
+ * Whether the key of coded length `coded` held at `offset` of `chunk` is `key`, compared character
+ * by character without encoding `key` (a lookup reads a key far more often than it stores one). A
+ * one-byte key holds ASCII only, so a character beyond it never equals one of its bytes.
+ */
+export function heldKeyEquals(chunk: Uint8Array, offset: number, coded: number, key: string): boolean {
+  const length = key.length;
+  if (coded % 2 === 0) {
+    if (coded !== length * 2) return false;
+    for (let i = 0; i < length; i++) if (chunk[offset + i] !== key.charCodeAt(i)) return false;
+    return true;
+  }
+  if (coded !== length * 4 + 1) return false;
+  for (let i = 0, at = offset; i < length; i++, at += 2) {
+    if ((chunk[at]! | (chunk[at + 1]! << 8)) !== key.charCodeAt(i)) return false;
+  }
   return true;
 }

@@ -5,7 +5,7 @@
  *
  * Each value is written relative to a reference the caller picks (the previous instant, say): a
  * difference that is a whole number below 2^28 and gives the value back exactly is written as a
- * varint (1–4 bytes); anything else as its 8 raw bytes. Decoding therefore returns every double
+ * varint (1–5 bytes); anything else as its 8 raw bytes. Decoding therefore returns every double
  * bit for bit, so the algorithms decide exactly as they do on unpacked state (and as the Lua does).
  */
 
@@ -38,11 +38,12 @@ export class PackedWriter {
     return this.length;
   }
 
+  /** `n` below 2^29 (a difference times two, or the raw marker): small integer arithmetic throughout. */
   private varint(n: number): void {
     let rest = n;
     while (rest >= 0x80) {
       scratch[this.length++] = (rest & 0x7f) | 0x80;
-      rest = Math.floor(rest / 0x80);
+      rest >>>= 7;
     }
     scratch[this.length++] = rest;
   }
@@ -67,14 +68,15 @@ export class PackedReader {
     return double[0]!;
   }
 
+  /** At most 5 bytes (the writer's values are below 2^29), so the shifts stay within 32 bits. */
   private varint(): number {
-    let n = 0;
-    let scale = 1;
-    for (;;) {
-      const byte = this.bytes[this.offset++]!;
-      n += (byte & 0x7f) * scale;
-      if (byte < 0x80) return n;
-      scale *= 0x80;
+    const bytes = this.bytes;
+    let byte = bytes[this.offset++]!;
+    let n = byte & 0x7f;
+    for (let shift = 7; byte >= 0x80; shift += 7) {
+      byte = bytes[this.offset++]!;
+      n |= (byte & 0x7f) << shift;
     }
+    return n >>> 0;
   }
 }

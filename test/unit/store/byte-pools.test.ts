@@ -1,6 +1,6 @@
 import { Random } from '../../../bench/accuracy/prng';
 import { BytePools } from '../../../src/store/memory/byte-pools';
-import { decodeKey, encodedKey, encodedKeyEquals, encodeKey } from '../../../src/store/memory/key-bytes';
+import { decodeKey, encodedKey, encodeKey, heldKeyEquals } from '../../../src/store/memory/key-bytes';
 
 /** A model of the pools' users: owner → its bytes and the address the pools last told it. */
 class Owners {
@@ -97,18 +97,32 @@ describe('key bytes', () => {
     const chunk = Buffer.from(encodedKey().subarray(0, Math.floor(coded / 2)));
     expect(decodeKey(chunk, 0, coded)).toBe(key);
     expect(encodeKey(key)).toBe(coded);
-    expect(encodedKeyEquals(chunk, 0, coded)).toBe(true);
+    expect(heldKeyEquals(chunk, 0, coded, key)).toBe(true);
     // A key that differs in its last character is a different key, even where UTF-8 would merge them.
     const other = key === '' ? 'x' : key.slice(0, -1) + String.fromCharCode(key.charCodeAt(key.length - 1) ^ 1);
-    const otherCoded = encodeKey(other);
-    expect(otherCoded === coded && encodedKeyEquals(chunk, 0, coded)).toBe(false);
+    expect(heldKeyEquals(chunk, 0, coded, other)).toBe(false);
+    // So is a prefix, and a key one character longer.
+    if (key !== '') expect(heldKeyEquals(chunk, 0, coded, key.slice(0, -1))).toBe(false);
+    expect(heldKeyEquals(chunk, 0, coded, `${key}a`)).toBe(false);
   });
 
   it('keeps lone surrogates apart (UTF-8 would make both U+FFFD)', () => {
     const a = encodeKey('k\ud800');
     const bytesA = Buffer.from(encodedKey().subarray(0, Math.floor(a / 2)));
-    const b = encodeKey('k\udbff');
-    expect(b).toBe(a);
-    expect(encodedKeyEquals(bytesA, 0, b)).toBe(false);
+    expect(encodeKey('k\udbff')).toBe(a);
+    expect(heldKeyEquals(bytesA, 0, a, 'k\ud800')).toBe(true);
+    expect(heldKeyEquals(bytesA, 0, a, 'k\udbff')).toBe(false);
+  });
+
+  it('tells a one-byte key from the same characters held as UTF-16, and from wider characters with the same low byte', () => {
+    const ascii = encodeKey('ab');
+    const asciiBytes = Buffer.from(encodedKey().subarray(0, Math.floor(ascii / 2)));
+    // U+0161 has the low byte of 'a'.
+    expect(heldKeyEquals(asciiBytes, 0, ascii, '\u0161b')).toBe(false);
+    const wide = encodeKey('\u0161b');
+    const wideBytes = Buffer.from(encodedKey().subarray(0, Math.floor(wide / 2)));
+    expect(heldKeyEquals(wideBytes, 0, wide, '\u0161b')).toBe(true);
+    expect(heldKeyEquals(wideBytes, 0, wide, 'ab')).toBe(false);
+    expect(heldKeyEquals(wideBytes, 0, wide, 'ab\u0000\u0000')).toBe(false);
   });
 });
