@@ -10,7 +10,8 @@ import { isTransientRedisError, toStoreError } from './errors';
 import { keySlot } from './key-slot';
 import type { RedisStoreOptions } from './options';
 import { type BatchReply, DecideBatcher } from './decide-batcher';
-import { defineScripts } from './scripts';
+import { ScriptCaller } from './script-call';
+import { defineScripts, loadScripts } from './scripts';
 import { StallWatch } from './stall-watch';
 
 export interface RedisStore extends CounterStore, StoreAvailability {
@@ -107,6 +108,7 @@ class RedisCounterStore implements RedisStore {
   private readonly listeners: Array<(state: StoreState) => void> = [];
   private readonly stalls: StallWatch;
   private readonly batcher: DecideBatcher;
+  private readonly decideScript: ScriptCaller;
   private probing = false;
   private probeTimer: NodeJS.Timeout | undefined;
   /** One warning per outage; the rest of the reconnect errors go to debug. */
@@ -121,10 +123,10 @@ class RedisCounterStore implements RedisStore {
     replyTimeoutMs: number,
   ) {
     defineScripts(client);
+    const decide = new ScriptCaller(loadScripts().decide);
+    this.decideScript = decide;
     this.batcher = new DecideBatcher(
-      // The Buffer variant: the reply is integers only, so ioredis's walk converting bulk
-      // strings to text would find nothing to convert.
-      (numKeys, keysThenArgs) => client.sluiceDecideBuffer(numKeys, keysThenArgs),
+      (numKeys, keysThenArgs) => decide.call(client, numKeys, keysThenArgs),
       // Whole milliseconds: the script's replies are integers. Real clocks (Date.now) already are.
       () => (clock === undefined ? '' : String(Math.floor(clock.nowMs()))),
     );
@@ -349,7 +351,7 @@ class RedisCounterStore implements RedisStore {
     this.probeTimer = undefined;
     const nodes = this.client instanceof Cluster ? this.client.nodes('master') : [];
     Promise.all(nodes.map((node) => node.ping()))
-      .then(() => this.client.sluiceDecide(0, '', 0))
+      .then(() => this.decideScript.call(this.client, 0, ['', 0]))
       .then(
         () => {
           this.probing = false;

@@ -7,16 +7,10 @@ import type { Cluster, Redis, Result } from 'ioredis';
 type ScriptArg = string | number;
 
 // ioredis adds a method per defineCommand; this gives them types. Variable key counts: the first
-// argument is the number of keys, then the keys, then ARGV (see each script's header).
+// argument is the number of keys, then the keys, then ARGV (see each script's header). decide.lua
+// is called through ScriptCaller (script-call.ts), which encodes its requests itself.
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    /** lua/decide.lua. Reply: integers, see the script header. */
-    sluiceDecide(numKeys: number, ...keysThenArgs: ScriptArg[]): Result<unknown, Context>;
-    /**
-     * lua/decide.lua with the keys and ARGV in one array (ioredis flattens it), and its reply
-     * not converted to text (it is integers only).
-     */
-    sluiceDecideBuffer(numKeys: number, keysThenArgs: readonly ScriptArg[]): Result<unknown, Context>;
     /** lua/refund.lua. Reply: the number of counters changed. */
     sluiceRefund(numKeys: number, ...keysThenArgs: ScriptArg[]): Result<unknown, Context>;
   }
@@ -100,12 +94,12 @@ export function loadScripts(): LuaScripts {
 }
 
 /**
- * Registers the scripts on a client. ioredis then sends EVALSHA, and on NOSCRIPT (a node that
- * never saw the script, a failover, SCRIPT FLUSH) resends it as EVAL on that same node, so no
- * call fails for want of a loaded script, on every cluster node.
+ * Registers refund.lua on a client. ioredis then sends EVALSHA, and on NOSCRIPT (a node that never
+ * saw the script, a failover, SCRIPT FLUSH) resends it as EVAL on that same node, so no call fails
+ * for want of a loaded script, on every cluster node. (decide.lua goes through ScriptCaller, which
+ * does the same.)
  */
 export function defineScripts(client: Redis | Cluster): void {
-  for (const script of Object.values(loadScripts())) {
-    client.defineCommand(script.command, { lua: script.text });
-  }
+  const { refund } = loadScripts();
+  client.defineCommand(refund.command, { lua: refund.text });
 }
