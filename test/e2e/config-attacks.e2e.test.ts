@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { denseConfig } from '../support/dense-config';
 import { type RlsClient, createRlsClient } from '../support/rls-client';
 import { watchStalls } from '../support/stall-log';
 import { type SluiceProcess, startSluiceProcess } from '../support/sluice-process';
@@ -49,13 +50,6 @@ function mergeBomb(levels: number): string {
   const lines = ['domain: bomb', 'anchors:', '  - &m0 { key: k, value: v }'];
   for (let i = 1; i <= levels; i++) lines.push(`  - &m${i} { <<: [${Array.from({ length: 10 }, () => `*m${i - 1}`).join(', ')}] }`);
   lines.push('descriptors:', `  - { <<: *m${levels}, rate_limit: { unit: second, requests_per_unit: 1 } }`);
-  return `${lines.join('\n')}\n`;
-}
-
-/** `count` valid descriptors with a limit each, in flow style (~80 bytes each). */
-function dense(domain: string, count: number): string {
-  const lines = [`domain: ${domain}`, 'descriptors:'];
-  for (let i = 0; i < count; i++) lines.push(`  - {key: k, value: v${i}, rate_limit: {unit: minute, requests_per_unit: ${i + 1}}}`);
   return `${lines.join('\n')}\n`;
 }
 
@@ -240,13 +234,13 @@ const attacks: readonly Attack[] = [
   },
   {
     name: 'a 5 MB file of 63,000 valid limits',
-    make: () => dense('large', 63_000),
+    make: () => denseConfig('large', 63_000),
     plant: (content) => drop('large.yaml', content),
     problem: /^config\.large\.yaml: config file is \d+ bytes, over the limit of 4194304; not read$/,
   },
   {
     name: 'a file just under the 4 MiB limit (51,000 limits: seconds of parsing, hundreds of MB, on the worker)',
-    make: () => dense('heavy', 51_000),
+    make: () => denseConfig('heavy', 51_000),
     plant: (content) => drop('heavy.yaml', content),
     problem: /config\.heavy\.yaml: .*the file expands to more than 20000 maps/,
   },
@@ -290,7 +284,7 @@ describe('a config directory under attack, watched by a real sluice serve', () =
     const { sluice: server, client: rls } = await start();
     const probe = startProbe(rls);
     await new Promise((resolve) => setTimeout(resolve, 200));
-    await drop('other.yaml', dense('other', 100));
+    await drop('other.yaml', denseConfig('other', 100));
     await waitFor(() => logged(server, 'config reloaded').length > 0, 10_000, 'the reload');
     await new Promise((resolve) => setTimeout(resolve, 500));
     const result = await probe.stop();
@@ -304,7 +298,7 @@ describe('a config directory under attack, watched by a real sluice serve', () =
   // sluice's own event-loop stall; the probe's wait, which also holds this process's stalls, is
   // reported.
   test('the largest file the bounds accept (9,999 limits, 800 KB) is taken without sluice stalling 50 ms', async () => {
-    const content = dense('big', 9_999);
+    const content = denseConfig('big', 9_999);
     const { sluice: server, client: rls } = await start();
     const probe = startProbe(rls);
     await new Promise((resolve) => setTimeout(resolve, 200));

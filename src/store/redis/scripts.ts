@@ -17,7 +17,7 @@ declare module 'ioredis' {
 }
 
 export interface LuaScript {
-  /** Command name given to defineCommand. */
+  /** Command name for defineCommand (only refund.lua is defined so; decide.lua goes through ScriptCaller). */
   readonly command: 'sluiceDecide' | 'sluiceRefund';
   /** Entry file, relative to the lua/ directory. */
   readonly file: string;

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { DEFAULT_CONFIG_SIZE_LIMITS } from '../../../src/config/config-files';
 import { type LoadOutcome, ReloadHostLoader, reloadHeapMb } from '../../../src/config/reload-host-loader';
+import { denseConfig } from '../../support/dense-config';
 import { CONFIG_RELOAD_SCRIPT } from '../../support/start-sluice';
 
 /**
@@ -11,13 +12,6 @@ import { CONFIG_RELOAD_SCRIPT } from '../../support/start-sluice';
  * worker threads): what reaches the main thread, and what happens when the work runs out of memory
  * or time, or the host dies.
  */
-
-/** `count` descriptors with a limit each, in flow style: about 80 bytes and 2 maps per descriptor. */
-function denseConfig(domain: string, count: number): string {
-  const lines = [`domain: ${domain}`, 'descriptors:'];
-  for (let i = 0; i < count; i++) lines.push(`  - {key: k, value: v${i}, rate_limit: {unit: minute, requests_per_unit: ${i + 1}}}`);
-  return `${lines.join('\n')}\n`;
-}
 
 let tmp: string;
 let largest: string;
