@@ -70,6 +70,13 @@ interface ProbeResult {
   readonly errors: readonly string[];
 }
 
+/** Probes still running: a test that failed before stopping its probe has it stopped after it. */
+const runningProbes = new Set<{ stop(): Promise<ProbeResult> }>();
+
+afterEach(async () => {
+  await Promise.all([...runningProbes].map((probe) => probe.stop()));
+});
+
 /** Calls one after another (a millisecond apart) until stopped; records the longest wait and anything but OK at the good limit. */
 function startProbe(client: RlsClient): { stop(): Promise<ProbeResult> } {
   let running = true;
@@ -98,14 +105,17 @@ function startProbe(client: RlsClient): { stop(): Promise<ProbeResult> } {
       await new Promise((resolve) => setTimeout(resolve, 1));
     }
   })();
-  return {
-    stop: async () => {
+  const probe = {
+    stop: async (): Promise<ProbeResult> => {
+      runningProbes.delete(probe);
       running = false;
       await loop;
       stalls.stop();
       return { calls, maxWaitMs, maxRawWaitMs, errors };
     },
   };
+  runningProbes.add(probe);
+  return probe;
 }
 
 /**

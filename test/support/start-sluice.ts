@@ -42,6 +42,11 @@ export async function startTestSluice(options: {
   clock?: Clock;
   store?: CounterStore;
   logger?: Logger;
+  /**
+   * Start the reload host with sluice, as `sluice serve` does, instead of at the first reload: for
+   * a test that times a reload (the lazy start forks this jest process on the way).
+   */
+  eagerReloadHost?: boolean;
 }): Promise<StartedSluice> {
   const ownDir = options.configDir === undefined;
   const configDir = options.configDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-config-'));
@@ -73,7 +78,7 @@ export async function startTestSluice(options: {
     ...(options.store ? { store: options.store } : {}),
     configReloadScript: CONFIG_RELOAD_SCRIPT,
     // Not a fork of this jest process at every start: most tests never reload.
-    lazyReloadHost: true,
+    lazyReloadHost: options.eagerReloadHost !== true,
   });
   const client = createRlsClient(`127.0.0.1:${app.grpcPort}`);
   return {

@@ -2,9 +2,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { Cluster, Redis, Result } from 'ioredis';
-
-/** A script argument as sent on the wire. */
-type ScriptArg = string | number;
+import type { ScriptArg } from './script-call';
 
 // ioredis adds a method per defineCommand; this gives them types. Variable key counts: the first
 // argument is the number of keys, then the keys, then ARGV (see each script's header). decide.lua
