@@ -38,16 +38,17 @@ export function createRedisClient(options: RedisStoreOptions): RedisClient {
     ...(options.username !== undefined ? { username: options.username } : {}),
     ...(options.password !== undefined ? { password: options.password } : {}),
   };
-  // The scripts' command names (defineCommand): never auto-pipelined (see below).
-  const scriptCommands = Object.values(loadScripts()).map((s) => s.command);
+  // refund.lua's command name (defineCommand): never auto-pipelined (see below). decide.lua goes
+  // through ScriptCaller, which sends its command directly (no auto-pipelining either).
+  const scriptCommands = [loadScripts().refund.command];
   const common: RedisOptions = {
     ...auth,
     ...(tls !== undefined ? { tls } : {}),
     connectTimeout: CONNECT_TIMEOUT_MS,
     enableAutoPipelining: true,
-    // The scripts are not auto-pipelined: DecideBatcher already sends one decide call per
-    // event-loop turn (per slot), and auto-pipelining would only wrap that call in a pipeline of
-    // one and send it a turn later.
+    // Scripts are not auto-pipelined: DecideBatcher already sends one decide call per event-loop
+    // turn (per slot), and auto-pipelining would only wrap a script call in a pipeline of one and
+    // send it a turn later.
     autoPipeliningIgnoredCommands: scriptCommands,
     maxRetriesPerRequest: 0,
     autoResendUnfulfilledCommands: false,

@@ -14,14 +14,15 @@ const ZERO = 0x30;
 /**
  * Calls one Lua script with its RESP request encoded here, in one pass into one Buffer, instead of
  * by ioredis's `Command`: that converts every argument to a string, concatenates a string per
- * argument and leaves the socket to flatten and encode the result. For a batch of 30 requests of 4
- * checks (about 370 arguments) that was ~7 % of sluice's CPU on the Redis path.
+ * argument and leaves the socket to flatten and encode the result: a batch of 30 requests of 4
+ * checks has about 370 arguments. Encoding them here took sluice's CPU per call on Redis from 74.8
+ * to 65.8 µs (bench:cpu-ab, bench/README.md).
  *
  * Everything else stays ioredis's: the command is an ioredis `Command` (routing by slot on a
- * cluster, MOVED/ASK redirection, resending after a reconnect, the reply), and the script is run
- * as ioredis runs a defined command: EVAL the first time on a connection, EVALSHA after, and on
- * NOSCRIPT (a failover, SCRIPT FLUSH) the connection is marked and the call resent, which sends
- * EVAL again. The bytes are exactly the ones ioredis would write (tested against it).
+ * cluster, MOVED/ASK redirection, the reply), and the script is run as ioredis runs a defined
+ * command: EVAL the first time on a connection, EVALSHA after, and on NOSCRIPT (a failover, SCRIPT
+ * FLUSH) the connection is unmarked and the call resent, which sends EVAL again. The bytes are
+ * exactly the ones ioredis would write (tested against it).
  */
 export class ScriptCaller {
   /** `$7\r\nevalsha\r\n$40\r\n<sha>\r\n`. */
