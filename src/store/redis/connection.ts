@@ -2,7 +2,6 @@ import type { ConnectionOptions } from 'node:tls';
 import { Cluster, Redis } from 'ioredis';
 import type { ClusterOptions, RedisOptions } from 'ioredis';
 import type { RedisStoreOptions } from './options';
-import { loadScripts } from './scripts';
 
 export type RedisClient = Redis | Cluster;
 
@@ -38,18 +37,11 @@ export function createRedisClient(options: RedisStoreOptions): RedisClient {
     ...(options.username !== undefined ? { username: options.username } : {}),
     ...(options.password !== undefined ? { password: options.password } : {}),
   };
-  // refund.lua's command name (defineCommand): never auto-pipelined (see below). decide.lua goes
-  // through ScriptCaller, which sends its command directly (no auto-pipelining either).
-  const scriptCommands = [loadScripts().refund.command];
   const common: RedisOptions = {
     ...auth,
     ...(tls !== undefined ? { tls } : {}),
     connectTimeout: CONNECT_TIMEOUT_MS,
     enableAutoPipelining: true,
-    // Scripts are not auto-pipelined: DecideBatcher already sends one decide call per event-loop
-    // turn (per slot), and auto-pipelining would only wrap a script call in a pipeline of one and
-    // send it a turn later.
-    autoPipeliningIgnoredCommands: scriptCommands,
     maxRetriesPerRequest: 0,
     autoResendUnfulfilledCommands: false,
     // A demoted master (sentinel failover) answers READONLY: reconnect to find the new one, but
@@ -94,12 +86,6 @@ export function createRedisClient(options: RedisStoreOptions): RedisClient {
       const cluster: ClusterOptions = {
         enableOfflineQueue: false,
         enableAutoPipelining: true,
-        // ioredis routes an auto-pipelined custom command by its first argument, which for our
-        // variable-key scripts is the key count, not a key: concurrent calls for keys on
-        // different nodes would share one pipeline and fail ("All keys in the pipeline should
-        // belong to the same slots allocation group"). So scripts are sent as they come (still
-        // without waiting for earlier replies) and routed by their first key.
-        autoPipeliningIgnoredCommands: scriptCommands,
         clusterRetryStrategy: reconnectDelayMs,
         clusterNodeRetryStrategy: reconnectDelayMs,
         // "Connection is closed" may hit a script that already ran: failing is better than

@@ -11,7 +11,7 @@ import { keySlot } from './key-slot';
 import type { RedisStoreOptions } from './options';
 import { type BatchReply, DecideBatcher } from './decide-batcher';
 import { ScriptCaller } from './script-call';
-import { defineScripts, loadScripts } from './scripts';
+import { loadScripts } from './scripts';
 import { StallWatch } from './stall-watch';
 
 export interface RedisStore extends CounterStore, StoreAvailability {
@@ -109,6 +109,7 @@ class RedisCounterStore implements RedisStore {
   private readonly stalls: StallWatch;
   private readonly batcher: DecideBatcher;
   private readonly decideScript: ScriptCaller;
+  private readonly refundScript: ScriptCaller;
   private probing = false;
   private probeTimer: NodeJS.Timeout | undefined;
   /** One warning per outage; the rest of the reconnect errors go to debug. */
@@ -122,9 +123,10 @@ class RedisCounterStore implements RedisStore {
     private readonly target: string,
     replyTimeoutMs: number,
   ) {
-    defineScripts(client);
-    const decide = new ScriptCaller(loadScripts().decide);
+    const scripts = loadScripts();
+    const decide = new ScriptCaller(scripts.decide);
     this.decideScript = decide;
+    this.refundScript = new ScriptCaller(scripts.refund);
     this.batcher = new DecideBatcher(
       (numKeys, keysThenArgs) => decide.call(client, numKeys, keysThenArgs),
       // Whole milliseconds: the script's replies are integers. Real clocks (Date.now) already are.
@@ -317,7 +319,7 @@ class RedisCounterStore implements RedisStore {
       args.push(check.algorithm, decided.window, decided.admitted ? check.hits : 0, check.limit, check.windowMs);
     });
     try {
-      await this.client.sluiceRefund(keys.length, ...keys, ...args);
+      await this.refundScript.call(this.client, keys.length, [...keys, ...args]);
     } catch (err) {
       const error = toStoreError(describeGroup('refund', reply.group), err);
       this.logger.warn({ err: error, why }, 'could not refund a charge; the counters over-count until their windows pass');

@@ -23,6 +23,10 @@ const ZERO = 0x30;
  * command: EVAL the first time on a connection, EVALSHA after, and on NOSCRIPT (a failover, SCRIPT
  * FLUSH) the connection is unmarked and the call resent, which sends EVAL again. The bytes are
  * exactly the ones ioredis would write (tested against it).
+ *
+ * The command is sent as it comes, never auto-pipelined: DecideBatcher already sends one decide
+ * call per event-loop turn and slot, and on a cluster ioredis would route an auto-pipelined script
+ * by its key count, putting calls for keys on different nodes in one pipeline.
  */
 export class ScriptCaller {
   /** `$7\r\nevalsha\r\n$40\r\n<sha>\r\n`. */
@@ -79,7 +83,7 @@ class ScriptCommand extends Command {
     private readonly numKeys: number,
     private readonly keysThenArgs: readonly ScriptArg[],
   ) {
-    super('evalsha', [sha, numKeys > 0 ? '1' : '0', ...(numKeys > 0 ? [String(keysThenArgs[0])] : [])], { replyEncoding: null });
+    super('evalsha', numKeys > 0 ? [sha, '1', String(keysThenArgs[0])] : [sha, '0'], { replyEncoding: null });
   }
 
   override toWritable(socket: object): Buffer {

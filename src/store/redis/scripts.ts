@@ -1,22 +1,9 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import type { Cluster, Redis, Result } from 'ioredis';
-import type { ScriptArg } from './script-call';
 
-// ioredis adds a method per defineCommand; this gives them types. Variable key counts: the first
-// argument is the number of keys, then the keys, then ARGV (see each script's header). decide.lua
-// is called through ScriptCaller (script-call.ts), which encodes its requests itself.
-declare module 'ioredis' {
-  interface RedisCommander<Context> {
-    /** lua/refund.lua. Reply: the number of counters changed. */
-    sluiceRefund(numKeys: number, ...keysThenArgs: ScriptArg[]): Result<unknown, Context>;
-  }
-}
-
+/** A Lua script as sluice runs it (through ScriptCaller, script-call.ts). */
 export interface LuaScript {
-  /** Command name for defineCommand (only refund.lua is defined so; decide.lua goes through ScriptCaller). */
-  readonly command: 'sluiceDecide' | 'sluiceRefund';
   /** Entry file, relative to the lua/ directory. */
   readonly file: string;
   /** The assembled text, includes resolved: exactly what Redis runs. */
@@ -82,22 +69,11 @@ let cached: LuaScripts | undefined;
 export function loadScripts(): LuaScripts {
   if (cached === undefined) {
     const luaDir = findLuaDir();
-    const script = (command: LuaScript['command'], file: string): LuaScript => {
+    const script = (file: string): LuaScript => {
       const text = assembleScript(luaDir, file);
-      return { command, file, text, sha1: createHash('sha1').update(text).digest('hex') };
+      return { file, text, sha1: createHash('sha1').update(text).digest('hex') };
     };
-    cached = { decide: script('sluiceDecide', 'decide.lua'), refund: script('sluiceRefund', 'refund.lua') };
+    cached = { decide: script('decide.lua'), refund: script('refund.lua') };
   }
   return cached;
-}
-
-/**
- * Registers refund.lua on a client. ioredis then sends EVALSHA, and on NOSCRIPT (a node that never
- * saw the script, a failover, SCRIPT FLUSH) resends it as EVAL on that same node, so no call fails
- * for want of a loaded script, on every cluster node. (decide.lua goes through ScriptCaller, which
- * does the same.)
- */
-export function defineScripts(client: Redis | Cluster): void {
-  const { refund } = loadScripts();
-  client.defineCommand(refund.command, { lua: refund.text });
 }
