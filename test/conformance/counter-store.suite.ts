@@ -109,6 +109,15 @@ export function describeCounterStore(
         expect(await one(check('a', algorithm, 3, 0))).toMatchObject({ admitted: true, remaining: 1 });
       });
 
+      it('counts repeated counters against each other in a request of many checks, and charges each once per check', async () => {
+        // 40 checks (more than a store finds by scanning pairs) over 3 counters, in turn.
+        const keys = ['a', 'b', 'c'];
+        const outcomes = await decide(Array.from({ length: 40 }, (_, i) => check(keys[i % 3]!, algorithm, 100, 1)));
+        expect(outcomes.map((o) => [o.admitted, o.remaining])).toEqual(outcomes.map((_, i) => [true, 100 - (Math.floor(i / 3) + 1)]));
+        const left = await decide(keys.map((k) => check(k, algorithm, 100, 0)));
+        expect(left.map((o) => o.remaining)).toEqual([86, 87, 87]);
+      });
+
       it('with chargeRejectedHits counts every hit, over-limit ones too, as the reference does', async () => {
         await one(check('b', algorithm, 1, 1), CHARGE_REJECTED);
         const outcomes = await decide([check('a', algorithm, 5, 1), check('b', algorithm, 1, 1)], CHARGE_REJECTED);

@@ -7,19 +7,26 @@ import { type Algorithm, type Evaluation, hitsToAdmit, remainingAfter } from './
  */
 export const SUB_WINDOWS = 20;
 
-/** The hits charged in one sub-window: how many, and the instants of the first and last. */
-export interface SubWindow {
-  readonly hits: number;
-  readonly first: number;
-  readonly last: number;
-}
-
 /**
- * The sub-windows that still hold hits inside the window, oldest first. Their spans never
- * overlap (each lies inside its own epoch-aligned sub-window), and at most SUB_WINDOWS + 1 of
- * them can reach into a window.
+ * The sub-windows that still hold hits inside the window, oldest first, as three numbers each:
+ * the hits charged in it and the instants of its first and last hit (so sub-window i is at
+ * 3i, 3i + 1, 3i + 2). Their spans never overlap (each lies inside its own epoch-aligned
+ * sub-window), and at most SUB_WINDOWS + 1 of them can reach into a window.
+ *
+ * Flat rather than an object per sub-window: every decision on the memory store reads a state
+ * and builds the next, and an array of numbers is one allocation of unboxed doubles where objects
+ * were one each plus a boxed double per instant (about 0.9 KB per 21-sub-window read).
  */
-export type SlidingWindowState = readonly SubWindow[];
+export type SlidingWindowState = readonly number[];
+
+/** Numbers per sub-window in a `SlidingWindowState`. */
+export const SUB_WINDOW_FIELDS = 3;
+const HITS = 0;
+const FIRST = 1;
+const LAST = 2;
+
+/** Nothing stored. Never written to: every state built here is a new array. */
+const EMPTY: SlidingWindowState = Object.freeze([]);
 
 /**
  * sliding_window: the window is cut into SUB_WINDOWS sub-windows, each remembering its hit count
@@ -52,23 +59,16 @@ export const slidingWindow: Algorithm<SlidingWindowState> = {
 
   evaluate(state, check, nowMs, chargeRejectedHits): Evaluation<SlidingWindowState> {
     const { limit, windowMs } = check;
-    const stored = state ?? [];
+    const stored = state ?? EMPTY;
     let now = nowMs;
-    const newest = stored[stored.length - 1];
-    if (newest !== undefined && newest.last > now) now = newest.last;
+    const newestLast = stored.length > 0 ? stored[stored.length - SUB_WINDOW_FIELDS + LAST]! : undefined;
+    if (newestLast !== undefined && newestLast > now) now = newestLast;
     const cut = now - windowMs;
     // Sub-windows leave oldest first; keep the state itself when none has (nothing to rewrite).
     let gone = 0;
-    while (gone < stored.length && stored[gone]!.last <= cut) gone++;
+    while (gone < stored.length && stored[gone + LAST]! <= cut) gone += SUB_WINDOW_FIELDS;
     const live = gone > 0 ? stored.slice(gone) : stored;
     const used = usage(live, cut);
-    const untilEmpty = (windows: SlidingWindowState): number => {
-      const last = windows[windows.length - 1];
-      return last !== undefined ? last.last + windowMs - nowMs : 0;
-    };
-    // Until the estimate is at most `room`, or one window for a cost that never fits.
-    const untilRoom = (windows: SlidingWindowState, room: number): number =>
-      room < 0 ? windowMs : fitsAtCut(windows, room, cut) + windowMs - nowMs;
 
     if (chargeRejectedHits) {
       const next = charge(live, now, check.hits, windowMs);
@@ -78,7 +78,7 @@ export const slidingWindow: Algorithm<SlidingWindowState> = {
         admitted,
         remaining: remainingAfter(limit, usedAfter),
         // Over: until one more hit fits.
-        resetMs: admitted ? untilEmpty(next) : untilRoom(next, limit - 1),
+        resetMs: admitted ? untilEmpty(next, windowMs, nowMs) : untilRoom(next, limit - 1, cut, windowMs, nowMs),
       };
       return { admitted, next, nextExpiresAtMs: expiresAt(next, now, windowMs), charged: outcome, uncharged: outcome };
     }
@@ -91,21 +91,31 @@ export const slidingWindow: Algorithm<SlidingWindowState> = {
       admitted,
       next,
       nextExpiresAtMs: expiresAt(next, now, windowMs),
-      charged: { admitted, remaining: remainingAfter(limit, used + check.hits), resetMs: untilEmpty(next) },
+      charged: { admitted, remaining: remainingAfter(limit, used + check.hits), resetMs: untilEmpty(next, windowMs, nowMs) },
       uncharged: {
         admitted,
         remaining: remainingAfter(limit, used),
-        resetMs: admitted ? untilEmpty(live) : untilRoom(live, limit - need),
+        resetMs: admitted ? untilEmpty(live, windowMs, nowMs) : untilRoom(live, limit - need, cut, windowMs, nowMs),
       },
     };
   },
 };
 
+/** Until the newest hit of `windows` leaves the window (0 when nothing is stored). */
+function untilEmpty(windows: SlidingWindowState, windowMs: number, nowMs: number): number {
+  return windows.length > 0 ? windows[windows.length - SUB_WINDOW_FIELDS + LAST]! + windowMs - nowMs : 0;
+}
+
+/** Until the estimate at the window that starts after `cut` is at most `room`, or one window for a cost that never fits. */
+function untilRoom(windows: SlidingWindowState, room: number, cut: number, windowMs: number, nowMs: number): number {
+  return room < 0 ? windowMs : fitsAtCut(windows, room, cut) + windowMs - nowMs;
+}
+
 /** The hits of one sub-window still counted at `cut` (hits at or before the cut have left). */
-function weight(w: SubWindow, cut: number): number {
-  if (cut < w.first) return w.hits;
-  if (cut >= w.last) return 0;
-  return 1 + ((w.hits - 1) * (w.last - cut)) / (w.last - w.first);
+function weight(hits: number, first: number, last: number, cut: number): number {
+  if (cut < first) return hits;
+  if (cut >= last) return 0;
+  return 1 + ((hits - 1) * (last - cut)) / (last - first);
 }
 
 /**
@@ -116,10 +126,12 @@ function weight(w: SubWindow, cut: number): number {
  */
 function usage(windows: SlidingWindowState, cut: number): number {
   let rest = 0;
-  for (const w of windows) rest += w.hits;
-  for (const w of windows) {
-    rest -= w.hits;
-    if (w.last > cut) return weight(w, cut) + rest;
+  for (let i = 0; i < windows.length; i += SUB_WINDOW_FIELDS) rest += windows[i + HITS]!;
+  for (let i = 0; i < windows.length; i += SUB_WINDOW_FIELDS) {
+    const hits = windows[i + HITS]!;
+    rest -= hits;
+    const last = windows[i + LAST]!;
+    if (last > cut) return weight(hits, windows[i + FIRST]!, last, cut) + rest;
   }
   return 0;
 }
@@ -128,17 +140,20 @@ function usage(windows: SlidingWindowState, cut: number): number {
 function charge(windows: SlidingWindowState, now: number, hits: number, windowMs: number): SlidingWindowState {
   if (hits === 0) return windows;
   const subMs = windowMs / SUB_WINDOWS;
-  const newest = windows[windows.length - 1];
-  if (newest !== undefined && Math.floor(newest.first / subMs) === Math.floor(now / subMs)) {
-    return [...windows.slice(0, -1), { hits: newest.hits + hits, first: newest.first, last: now }];
+  const newest = windows.length - SUB_WINDOW_FIELDS;
+  const next = windows.slice();
+  if (newest >= 0 && Math.floor(windows[newest + FIRST]! / subMs) === Math.floor(now / subMs)) {
+    next[newest + HITS] = windows[newest + HITS]! + hits;
+    next[newest + LAST] = now;
+  } else {
+    next.push(hits, now, now);
   }
-  return [...windows, { hits, first: now, last: now }];
+  return next;
 }
 
 /** When a state can no longer affect a decision: its newest hit leaves the window. */
 function expiresAt(windows: SlidingWindowState, now: number, windowMs: number): number {
-  const newest = windows[windows.length - 1];
-  return newest !== undefined ? newest.last + windowMs : now;
+  return windows.length > 0 ? windows[windows.length - SUB_WINDOW_FIELDS + LAST]! + windowMs : now;
 }
 
 /**
@@ -150,22 +165,25 @@ function expiresAt(windows: SlidingWindowState, now: number, windowMs: number): 
  */
 function fitsAtCut(windows: SlidingWindowState, room: number, from: number): number {
   let after = 0;
-  for (const w of windows) after += w.hits;
+  for (let i = 0; i < windows.length; i += SUB_WINDOW_FIELDS) after += windows[i + HITS]!;
   let lower = from;
-  for (const w of windows) {
-    after -= w.hits;
+  for (let i = 0; i < windows.length; i += SUB_WINDOW_FIELDS) {
+    const hits = windows[i + HITS]!;
+    const first = windows[i + FIRST]!;
+    const last = windows[i + LAST]!;
+    after -= hits;
     const target = room - after;
     if (target < 0) {
       // This sub-window must leave whole before the rest can fit.
-      lower = Math.max(lower, w.last);
+      lower = Math.max(lower, last);
       continue;
     }
     let cut: number;
-    if (target >= w.hits) cut = lower;
-    else if (target < 1) cut = w.last;
-    else cut = Math.ceil(w.last - ((target - 1) * (w.last - w.first)) / (w.hits - 1));
-    cut = Math.min(Math.max(cut, lower), w.last);
-    while (cut < w.last && usage(windows, cut) > room) cut++;
+    if (target >= hits) cut = lower;
+    else if (target < 1) cut = last;
+    else cut = Math.ceil(last - ((target - 1) * (last - first)) / (hits - 1));
+    cut = Math.min(Math.max(cut, lower), last);
+    while (cut < last && usage(windows, cut) > room) cut++;
     while (cut > lower && usage(windows, cut - 1) <= room) cut--;
     return cut;
   }

@@ -176,6 +176,11 @@ export class CounterTable {
     return this.options.maxBytes;
   }
 
+  /** Whether the table holds more than its budget: `makeRoom` has counters to evict. */
+  get overBudget(): boolean {
+    return this.bytes > this.options.maxBytes;
+  }
+
   /** The hash the table files `key` under: pass it to `read`, `write` and `mark` to hash a key once per request. */
   hash(key: string): number {
     return this.index.hash(key);
@@ -234,8 +239,8 @@ export class CounterTable {
    * Evicts until the estimated bytes fit the budget. Counters whose keys are in `spare` (the
    * request just committed) go only when nothing else can.
    */
-  makeRoom(nowMs: number, spare: ReadonlySet<string> | ReadonlyMap<string, unknown>): void {
-    if (this.bytes <= this.options.maxBytes) return;
+  makeRoom(nowMs: number, spare: ReadonlySet<string>): void {
+    if (!this.overBudget) return;
     const spareHashes = new Set<number>();
     for (const key of spare.keys()) spareHashes.add(this.index.hash(key));
     const isSpare = (slab: Slab, position: number): boolean =>

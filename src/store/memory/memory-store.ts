@@ -27,16 +27,6 @@ export interface MemoryStoreStats {
   readonly maxBytes: number;
 }
 
-interface Staged {
-  /** The key's hash in the table. */
-  hash: number;
-  state: unknown;
-  expiresAtMs: number;
-  /** The check that staged it last, and its evaluation: they say what the counter's loss would forgive. */
-  check: LimitCheck;
-  evaluation: Evaluation<unknown>;
-}
-
 /**
  * The embedded store: counters in compact per-algorithm columns (counter-table.ts), decided with
  * the same algorithm functions the Lua scripts mirror. A request is decided inside one synchronous
@@ -74,42 +64,63 @@ export class MemoryStore implements CounterStore {
 
   /** The synchronous core of `decide`, also used by the local fallback limiter. */
   decideNow(checks: readonly LimitCheck[], options: DecideOptions): LimitOutcome[] {
+    // Every call passes here: plain loops over arrays sized up front, no Map or closure per call.
     const now = this.clock.nowMs();
-    // Charges are staged so that two checks on one counter in the same request see each other,
-    // and so that nothing is written when the request is rejected.
-    const staged = new Map<string, Staged>();
+    const { table } = this;
+    const charging = options.chargeRejectedHits;
+    const n = checks.length;
     // Each key hashed once, for its read, its write and its mark.
-    const hashes = checks.map((check) => this.table.hash(check.key));
-    const evaluations = checks.map((check, i) => {
-      const algorithm = ALGORITHMS[check.algorithm];
-      const prior = staged.get(check.key);
-      const state = prior !== undefined ? prior.state : this.table.read(check.key, now, hashes[i]);
-      const evaluation = algorithm.evaluate(state, check, now, options.chargeRejectedHits);
-      if (options.chargeRejectedHits || evaluation.admitted) {
-        staged.set(check.key, { hash: hashes[i]!, state: evaluation.next, expiresAtMs: evaluation.nextExpiresAtMs, check, evaluation });
-      }
-      return evaluation;
-    });
+    const hashes = new Array<number>(n);
+    for (let i = 0; i < n; i++) hashes[i] = table.hash(checks[i]!.key);
+    // Charges are staged so that two checks on one counter in the same request see each other,
+    // and so that nothing is written when the request is rejected. `counter[i]`: the first check
+    // on check i's counter; `stagedBy[c]`: the last check that staged a charge on counter c (-1:
+    // none yet); `stagedOrder`: the counters in the order of their first charge.
+    const counter = sameCounters(checks, hashes);
+    const stagedBy = new Array<number>(n).fill(-1);
+    const stagedOrder: number[] = [];
+    const evaluations = new Array<Evaluation<unknown>>(n);
+    let admitted = true;
+    for (let i = 0; i < n; i++) {
+      const check = checks[i]!;
+      const c = counter[i]!;
+      const prior = stagedBy[c]!;
+      const state = prior >= 0 ? evaluations[prior]!.next : table.read(check.key, now, hashes[i]);
+      const evaluation = ALGORITHMS[check.algorithm].evaluate(state, check, now, charging);
+      evaluations[i] = evaluation;
+      if (charging || evaluation.admitted) {
+        if (prior < 0) stagedOrder.push(c);
+        stagedBy[c] = i;
+      } else if (check.enforced) admitted = false;
+    }
 
-    const admitted =
-      options.chargeRejectedHits || evaluations.every((e, i) => e.admitted || !checks[i]!.enforced);
+    const outcomes = new Array<LimitOutcome>(n);
     if (!admitted) {
       // Nothing is charged, but the counters that rejected are at their limit: keep them last to go.
-      checks.forEach((check, i) => {
+      for (let i = 0; i < n; i++) {
         const e = evaluations[i]!;
-        if (!e.admitted) this.table.mark(check.key, standing(check, e.uncharged), hashes[i]);
-      });
-      return evaluations.map((e) => e.uncharged);
+        outcomes[i] = e.uncharged;
+        if (!e.admitted) table.mark(checks[i]!.key, standing(checks[i]!, e.uncharged), hashes[i]);
+      }
+      return outcomes;
     }
-    const outcomes = evaluations.map((e) => (options.chargeRejectedHits || e.admitted ? e.charged : e.uncharged));
-    for (const [key, s] of staged) {
-      this.table.write(key, s.check.algorithm, s.state, s.expiresAtMs, standing(s.check, s.evaluation.charged), s.hash);
-    }
-    checks.forEach((check, i) => {
+    for (let i = 0; i < n; i++) {
       const e = evaluations[i]!;
-      if (!options.chargeRejectedHits && !e.admitted) this.table.mark(check.key, standing(check, e.uncharged), hashes[i]);
-    });
-    this.table.makeRoom(now, staged);
+      outcomes[i] = charging || e.admitted ? e.charged : e.uncharged;
+    }
+    for (const c of stagedOrder) {
+      const s = stagedBy[c]!;
+      const check = checks[s]!;
+      const e = evaluations[s]!;
+      table.write(check.key, check.algorithm, e.next, e.nextExpiresAtMs, standing(check, e.charged), hashes[s]);
+    }
+    if (!charging) {
+      for (let i = 0; i < n; i++) {
+        const e = evaluations[i]!;
+        if (!e.admitted) table.mark(checks[i]!.key, standing(checks[i]!, e.uncharged), hashes[i]);
+      }
+    }
+    if (table.overBudget) table.makeRoom(now, new Set(stagedOrder.map((c) => checks[c]!.key)));
     return outcomes;
   }
 
@@ -132,6 +143,38 @@ export class MemoryStore implements CounterStore {
   sweep(): void {
     this.table.sweep(this.clock.nowMs(), this.sweepBatch);
   }
+}
+
+/** Larger requests find their repeated counters through a Map rather than by comparing every pair. */
+const SCAN_CHECKS = 16;
+
+/** For each check, the index of the first check on the same counter (its own when it is the first). */
+function sameCounters(checks: readonly LimitCheck[], hashes: readonly number[]): number[] {
+  const n = checks.length;
+  const counter = new Array<number>(n);
+  if (n > SCAN_CHECKS) {
+    const firstOf = new Map<string, number>();
+    for (let i = 0; i < n; i++) {
+      const key = checks[i]!.key;
+      const first = firstOf.get(key);
+      if (first === undefined) firstOf.set(key, i);
+      counter[i] = first ?? i;
+    }
+    return counter;
+  }
+  for (let i = 0; i < n; i++) {
+    let first = i;
+    const h = hashes[i]!;
+    const key = checks[i]!.key;
+    for (let j = 0; j < i; j++) {
+      if (hashes[j] === h && checks[j]!.key === key) {
+        first = counter[j]!;
+        break;
+      }
+    }
+    counter[i] = first;
+  }
+  return counter;
 }
 
 /**

@@ -1,7 +1,7 @@
 import type { AlgorithmName } from '../../config/types';
 import type { FixedWindowState } from '../../limiter/algorithms/fixed-window';
 import type { SlidingLogState } from '../../limiter/algorithms/sliding-log';
-import type { SlidingWindowState, SubWindow } from '../../limiter/algorithms/sliding-window';
+import { type SlidingWindowState, SUB_WINDOW_FIELDS } from '../../limiter/algorithms/sliding-window';
 import type { TokenBucketState } from '../../limiter/algorithms/token-bucket';
 import { PackedReader, PackedWriter } from './packed-numbers';
 
@@ -55,26 +55,29 @@ const slidingWindow: StateLayout = {
   fields: 0,
   packed: true,
   read(_f, _at, bytes, start, end): SlidingWindowState {
-    const windows: SubWindow[] = [];
+    const windows: number[] = [];
     const reader = new PackedReader(bytes, start, end);
     let previous = 0;
     while (!reader.done) {
       const hits = reader.next(0);
       const first = reader.next(previous);
       const last = reader.next(first);
-      windows.push({ hits, first, last });
+      windows.push(hits, first, last);
       previous = last;
     }
     return windows;
   },
   write(state) {
+    const windows = state as SlidingWindowState;
     const writer = new PackedWriter();
     let previous = 0;
-    for (const w of state as SlidingWindowState) {
-      writer.put(w.hits, 0);
-      writer.put(w.first, previous);
-      writer.put(w.last, w.first);
-      previous = w.last;
+    for (let i = 0; i < windows.length; i += SUB_WINDOW_FIELDS) {
+      const first = windows[i + 1]!;
+      const last = windows[i + 2]!;
+      writer.put(windows[i]!, 0);
+      writer.put(first, previous);
+      writer.put(last, first);
+      previous = last;
     }
     return writer.finish();
   },

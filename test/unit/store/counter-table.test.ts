@@ -17,7 +17,8 @@ function stateFor(algorithm: AlgorithmName, n: number): unknown {
     case 'token_bucket':
       return { t: 1.7e12 + n, d: n * 3, l: 7 };
     case 'sliding_window':
-      return Array.from({ length: 1 + (n % 21) }, (_, i) => ({ hits: i + 1, first: 1.7e12 + i * 1000 + 0.25, last: 1.7e12 + i * 1000 + n }));
+      // Flat (hits, first, last) per sub-window, as SlidingWindowState holds them.
+      return Array.from({ length: 1 + (n % 21) }, (_, i) => [i + 1, 1.7e12 + i * 1000 + 0.25, 1.7e12 + i * 1000 + n]).flat();
     case 'sliding_log':
       return Array.from({ length: 1 + (n % 5) }, (_, i) => 1.7e12 + i * 3 + n);
   }
