@@ -45,23 +45,24 @@ const MAX_REST = 384;
  * `prefix` is CACHE_KEY_PREFIX; it must not contain braces (see `keyPrefixProblem`).
  */
 export function counterKey(prefix: string, domain: string, entries: readonly DescriptorEntry[], limit: LimitSpec): string {
-  // Domain and first entry are encoded once, for the key's tail and for the slot tag.
-  const domainFull = encodeFull(domain);
-  let rest = shortPart(domain, domainFull);
-  let tagInput = domainFull;
-  for (let i = 0; i < entries.length; i++) {
-    const { key, value } = entries[i]!;
-    if (i === 0) {
-      const keyFull = encodeFull(key);
-      const valueFull = encodeFull(value);
-      tagInput = `${domainFull}:${keyFull}=${valueFull}`;
-      rest += `:${shortPart(key, keyFull)}=${shortPart(value, valueFull)}`;
-    } else {
+  let tag: string;
+  let rest: string;
+  if (entries.length === 0) {
+    const domainFull = encodeFull(domain);
+    tag = slotTag(domainFull);
+    rest = shortPart(domain, domainFull);
+  } else {
+    const first = entries[0]!;
+    const head = keyHead(domain, first.key, first.value);
+    tag = head.tag;
+    rest = head.rest;
+    for (let i = 1; i < entries.length; i++) {
+      const { key, value } = entries[i]!;
       rest += `:${encodePart(key)}=${encodePart(value)}`;
     }
   }
   if (rest.length > MAX_REST) rest = `!${sha256(rest)}`;
-  return `${prefix}${KEY_VERSION}{${slotTag(tagInput)}${limitPart(limit)}${rest}`;
+  return `${prefix}${KEY_VERSION}{${tag}${limitPart(limit)}${rest}`;
 }
 
 /** `}:<algorithm>:<windowMs>[.<variant>]:`, made once per limit of the config (every check of it has it). */
@@ -90,26 +91,69 @@ export function keyPrefixProblem(prefix: string): string | undefined {
   return undefined;
 }
 
+/** What a key takes from its domain and first entry: the slot tag, and `<domain>:<key>=<value>` as encoded parts. */
+interface KeyHead {
+  readonly tag: string;
+  readonly rest: string;
+}
+
 /**
- * Tags already computed, by their hash input. One client's limits share a tag (a request with 4
- * descriptors often needs 1–2 distinct ones) and busy clients come back, while a SHA-256 per check
- * was about 9 % of the memory store's CPU. Bounded: emptied when full, so an identity flood costs
- * at most TAG_CACHE_MAX entries (about 2 MB).
+ * Heads already built, by domain, first entry key and first entry value as the request carried
+ * them. Every check of one client (client_id=A, and client_id=A + user_id=u) shares one, and busy
+ * clients come back: a hit costs three lookups on strings whose hashes config matching has
+ * mostly computed already, where building one is three encodings and a SHA-256. (A SHA-256 per
+ * check was once 9 % of the memory store's CPU profile; a cache keyed by the joined encodings,
+ * which had to be built, flattened and hashed for every check, still 2–3 %.)
+ * Bounded: a new cache once it holds HEADS_MAX heads or HEAD_CHARS_MAX characters of entry keys
+ * and values, so an identity flood costs at most a few MB.
  */
-const tagCache = new Map<string, string>();
-const TAG_CACHE_MAX = 10_000;
+let heads = new Map<string, Map<string, Map<string, KeyHead>>>();
+let headCount = 0;
+let headChars = 0;
+const HEADS_MAX = 10_000;
+const HEAD_CHARS_MAX = 1 << 22;
+
+function keyHead(domain: string, key: string, value: string): KeyHead {
+  let byKey = heads.get(domain);
+  let byValue = byKey?.get(key);
+  const cached = byValue?.get(value);
+  if (cached !== undefined) return cached;
+  const domainFull = encodeFull(domain);
+  const keyFull = encodeFull(key);
+  const valueFull = encodeFull(value);
+  const head: KeyHead = {
+    tag: slotTag(`${domainFull}:${keyFull}=${valueFull}`),
+    rest: `${shortPart(domain, domainFull)}:${shortPart(key, keyFull)}=${shortPart(value, valueFull)}`,
+  };
+  // A new Map rather than clear(): V8 keeps a cleared Map's old table reachable from its new one.
+  if (headCount >= HEADS_MAX || headChars >= HEAD_CHARS_MAX) {
+    heads = new Map();
+    headCount = 0;
+    headChars = 0;
+    byKey = undefined;
+    byValue = undefined;
+  }
+  if (byKey === undefined) {
+    byKey = new Map();
+    heads.set(domain, byKey);
+    headChars += domain.length;
+  }
+  if (byValue === undefined) {
+    byValue = new Map();
+    byKey.set(key, byValue);
+  }
+  byValue.set(value, head);
+  headCount += 1;
+  headChars += key.length + value.length + head.rest.length;
+  return head;
+}
 
 /**
  * 12 base64url characters (72 bits) of SHA-256 over the injective encoding of domain and first
  * entry (`input`): no braces, no client control over the slot, and a uniform spread.
  */
 function slotTag(input: string): string {
-  const cached = tagCache.get(input);
-  if (cached !== undefined) return cached;
-  const tag = createHash('sha256').update(input, 'utf8').digest().subarray(0, 9).toString('base64url');
-  if (tagCache.size >= TAG_CACHE_MAX) tagCache.clear();
-  tagCache.set(input, tag);
-  return tag;
+  return createHash('sha256').update(input, 'utf8').digest().subarray(0, 9).toString('base64url');
 }
 
 /** A part as it appears in the key: its encoding, or `#` + a hash when that would be long. */

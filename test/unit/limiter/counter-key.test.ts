@@ -34,6 +34,51 @@ describe('counterKey', () => {
     expect(counterKey('', 'oauth2', id, limit())).toBe(first);
   });
 
+  it('gives a remembered identity exactly the key a fresh process builds, for any strings', () => {
+    // Identities from an alphabet of safe, unsafe, non-ASCII and lone-surrogate characters, some
+    // parts longer than a key part. Each is keyed here twice, through equal strings that are not
+    // the same objects (as every request decodes anew), with the cache replaced in between by
+    // enough other identities.
+    let seed = 11;
+    const random = (): number => {
+      seed = (seed * 16807) % 2147483647;
+      return seed / 2147483647;
+    };
+    const alphabet = ['a', 'Z', '0', '-', '.', '_', '~', '/', ':', '=', '%', '{', '}', '#', '!', ' ', '\n', 'é', '\u20ac', '\ud83d\ude00', '\ud800', '\udfff'];
+    const text = (max: number): string => Array.from({ length: Math.floor(random() * max) }, () => alphabet[Math.floor(random() * alphabet.length)]!).join('');
+    // Few domains, keys and values, drawn independently: identities share each part with others.
+    const pool = (n: number, max: number): string[] => Array.from({ length: n }, () => text(max));
+    const domains = ['oauth2', ...pool(3, 12)];
+    const keys = ['client_id', 'user_id', ...pool(4, 10)];
+    const values = pool(40, 30).concat(pool(5, 200));
+    const pick = (from: readonly string[]): string => from[Math.floor(random() * from.length)]!;
+    const ids: Identity[] = Array.from({ length: 3_000 }, (_, i) => ({
+      domain: pick(domains),
+      entries: Array.from({ length: 1 + Math.floor(random() * 3) }, () => ({ key: pick(keys), value: pick(values) })),
+      limit: limit(i % 2 === 0 ? 'sliding_window' : 'fixed_window'),
+    }));
+    const copy = (s: string): string => `${s} `.slice(0, -1);
+    const again = (id: Identity): Identity => ({ domain: copy(id.domain), entries: id.entries.map((e) => ({ key: copy(e.key), value: copy(e.value) })), limit: id.limit! });
+    const first = ids.map((id) => keyOf(id));
+    const second = ids.map((id) => keyOf(again(id)));
+    for (let i = 0; i < 12_000; i++) counterKey('', 'churn', entries(['client_id', `c${i}`]), limit());
+    const third = ids.map((id) => keyOf(again(id)));
+    // In a fresh copy of the module each identity is the first it keys: built, not remembered.
+    const fresh = ids.slice(0, 300).map((id) => {
+      let key = '';
+      jest.isolateModules(() => {
+        // eslint-disable-next-line @typescript-eslint/no-require-imports
+        const isolated = require('../../../src/limiter/counter-key') as typeof import('../../../src/limiter/counter-key');
+        key = isolated.counterKey('', id.domain, id.entries, id.limit!);
+      });
+      return key;
+    });
+    expect(second).toEqual(first);
+    expect(third).toEqual(first);
+    expect(fresh).toEqual(first.slice(0, 300));
+    expect(new Set(first).size).toBe(new Set(ids.map((id) => JSON.stringify(id))).size);
+  });
+
   it('reads as prefix, version, hash tag, limit identity, domain and entries', () => {
     const key = counterKey('', 'oauth2', entries(['client_id', 'app-1'], ['user_id', 'u@x.org']), limit());
     expect(key).toMatch(/^sluice:v3:\{[A-Za-z0-9_-]{12}\}:sliding_window:60000:oauth2:client_id=app-1:user_id=u%40x\.org$/);
