@@ -33,6 +33,19 @@ const I32 = 5;
 /** As `checkRequestBytes` validates, but keeping a leading U+FEFF as protobufjs does (TextDecoder drops it by default). */
 const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
+/**
+ * Short ASCII strings decoded lately, one per slot of a table indexed by a hash of their bytes.
+ * Envoy sends the same domain, entry keys and, for a busy client, the same values call after
+ * call: a string found here costs no native call and no allocation, and V8 has already hashed it
+ * for the Map lookups of config matching and counter keys. A miss (a new identity, or another
+ * string in its slot) decodes as before and takes the slot. Bounded: INTERN_SLOTS strings of at
+ * most INTERN_MAX_BYTES characters. Content is always compared, so a collision costs only a miss.
+ */
+const INTERN_SLOTS = 1024;
+const INTERN_MASK = INTERN_SLOTS - 1;
+const INTERN_MAX_BYTES = 64;
+const interned = new Array<string | undefined>(INTERN_SLOTS).fill(undefined);
+
 /** Thrown (and caught in `request`) for bytes this reader does not accept: never leaves the module. */
 const REFUSED = Symbol('refused');
 
@@ -158,16 +171,36 @@ class Reader {
     const { bytes } = this;
     const start = this.at;
     this.at = stop;
+    const length = stop - start;
+    let h = length;
     for (let i = start; i < stop; i++) {
-      if (bytes[i]! >= 0x80) {
+      const byte = bytes[i]!;
+      if (byte >= 0x80) {
         try {
           return STRICT_UTF8.decode(bytes.subarray(start, stop));
         } catch {
           throw REFUSED;
         }
       }
+      h = Math.imul(h ^ byte, 0x01000193);
     }
-    return bytes.toString('latin1', start, stop);
+    if (length > INTERN_MAX_BYTES) return bytes.toString('latin1', start, stop);
+    // ASCII: its bytes are its characters, so a held string is compared with them directly.
+    const slot = (h ^ (h >>> 16)) & INTERN_MASK;
+    const held = interned[slot];
+    if (held !== undefined && held.length === length) {
+      let same = true;
+      for (let i = 0; i < length; i++) {
+        if (held.charCodeAt(i) !== bytes[start + i]) {
+          same = false;
+          break;
+        }
+      }
+      if (same) return held;
+    }
+    const text = bytes.toString('latin1', start, stop);
+    interned[slot] = text;
+    return text;
   }
 
   /** A varint's value as protobufjs's `LongBits.toNumber(true)`: `longs: Number` for a uint64. */

@@ -47,6 +47,26 @@ describe('decodeRateLimitRequest', () => {
     }
   });
 
+  test('reads every short ASCII string exactly, however the strings it remembers collide, repeat or differ by a byte', () => {
+    // 3,000 requests of strings from a 3-letter alphabet, 0–70 characters (around the 64 it
+    // remembers at most): each string recurs, shares its table slot with others, and has
+    // neighbours of the same length a byte apart.
+    const next = random(3);
+    const text = (): string => Array.from({ length: Math.floor(next() * 71) }, () => 'ab~'[Math.floor(next() * 3)]!).join('');
+    const pool = Array.from({ length: 5_000 }, text);
+    const pick = (): string => pool[Math.floor(next() * pool.length)]!;
+    for (let i = 0; i < 3_000; i++) {
+      const request: WireRequestShape = {
+        domain: pick(),
+        descriptors: [{ entries: Array.from({ length: 1 + Math.floor(next() * 4) }, () => ({ key: pick(), value: pick() })) }],
+      };
+      const bytes = shouldRateLimitMethod.serialize(request);
+      const decoded = newPath(bytes);
+      expect(decoded).toEqual(oldPath(bytes));
+      expect(decoded).toMatchObject({ domain: request.domain, descriptors: [{ entries: request.descriptors![0]!.entries }] });
+    }
+  });
+
   test('refuses exactly what checkRequestBytes refuses, and reads the rest alike, on 20,000 mutated requests', () => {
     // Mutations write bytes below 0x80: they can end a varint early but never lengthen one, so
     // protobufjs (which misreads a uint32 varint over 5 bytes) stays a fair reference.
